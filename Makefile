@@ -1,0 +1,45 @@
+# hdist: make help lists the targets.
+PY ?= python
+RESULTS ?= results
+SCALE ?= small
+STEMS ?= huo17-fig1
+BENCH ?= bench-overhead
+
+.PHONY: help install test test-all test-mpi test-gpu lint figures reproduce bench report clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+install:  ## install hdist and its dev tools (CPU torch first: pip install torch==2.13.0)
+	$(PY) -m pip install -e ".[dev]"
+
+test:  ## the default test suite (fast, no GPU, no network, no ../shared)
+	$(PY) -m pytest -q
+
+test-all:  ## every test, slow ones and those that read ../shared/data included (no GPU)
+	$(PY) -m pytest -q -m "not gpu"
+
+test-mpi:  ## the tests that launch mpiexec
+	$(PY) -m pytest -q -m mpi
+
+test-gpu:  ## the tests that need a CUDA device
+	$(PY) -m pytest -q -m gpu
+
+lint:  ## ruff
+	$(PY) -m ruff check hdist experiments tests
+
+reproduce:  ## run the sweeps behind STEMS at SCALE (resumable): make reproduce STEMS="huo17-fig1" SCALE=smoke
+	@for s in $(STEMS); do hdist reproduce $$s scale=$(SCALE) results_dir=$(RESULTS) || exit $$?; done
+
+figures:  ## draw every figure and claim check from RESULTS (default results/)
+	hdist figures results_dir=$(RESULTS)
+
+report:  ## write RESULTS/REPORT.md
+	hdist report results_dir=$(RESULTS)
+
+bench:  ## the benchmarks (experiments too): parquet, figure and claims under RESULTS
+	@for s in $(BENCH); do hdist reproduce $$s scale=$(SCALE) results_dir=$(RESULTS) || exit $$?; done
+
+clean:  ## remove results (runs, figures, report) and caches
+	rm -rf $(RESULTS)/* .pytest_cache .ruff_cache build *.egg-info
+	touch $(RESULTS)/.gitkeep

@@ -1,0 +1,25 @@
+"""Algorithms, one paper algorithm per module, looked up by config name (``algo.name``).
+
+An algorithm module defines ``FAMILIES`` (which communication families it belongs to:
+serial, ps, shared, collective, pipeline, bench) and ``run(ctx: RankCtx)``, executed on
+every rank. It never imports a backend.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from hdist.types import ConfigError
+
+#: config name -> module path
+ALGOS: dict[str, str] = {
+    "sgd": "hdist.algos.sgd",
+    "bench_overhead": "hdist.bench.overhead",
+}
+
+
+def get_algo(name: str) -> ModuleType:
+    if name not in ALGOS:
+        raise ConfigError(f"algo={name}: unknown algorithm; allowed: {', '.join(sorted(ALGOS))}")
+    return importlib.import_module(ALGOS[name])

@@ -1,0 +1,64 @@
+"""Mini-batch SGD, serial: the tuned baseline of huo17 (section "Experiments", SGD).
+
+    for s = 0, 1, ...:                       # epochs
+        eta_s = alpha / (1 + s)^beta         # polynomial learning rate (constant when beta = 0)
+        for each mini-batch I_t of size b:   # sampled without replacement
+            x <- x - eta_s * grad f_{I_t}(x)
+
+Symbols -> config: alpha = ``algo.lr``, beta = ``algo.beta`` (with ``algo.schedule: poly``),
+b = ``algo.batch_size``, the l2 weight C of the objective = ``objective.l2`` (applied as the
+exact gradient C*x through the optimizer's weight decay), s = the epoch number.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from hdist.problems import build_problem
+from hdist.schedules import lr_at
+from hdist.train import Evaluator, check_finite, epoch_order, steps_per_epoch, total_steps
+
+FAMILIES = ("serial",)
+
+
+def run(ctx) -> None:
+    cfg, log = ctx.cfg, ctx.log
+    problem = build_problem(cfg)
+    model = problem.build_model(ctx.seed)
+    ctx.extra["model"] = model
+    train = problem.data.train
+    b = int(cfg.algo.batch_size)
+    spe = steps_per_epoch(len(train), b)
+    total = total_steps(cfg, len(train))
+    gen = torch.Generator().manual_seed(ctx.seed)
+    opt = torch.optim.SGD(model.parameters(), lr=lr_at(cfg.algo, 0), momentum=float(cfg.algo.momentum),
+                          weight_decay=problem.l2)
+    evaluate = Evaluator(ctx, problem, spe, total)
+    train_every = int(cfg.log.train_every)
+    ctx.progress.start(total)
+    evaluate(model, train)
+    step = 0
+    while step < total:
+        epoch_idx = step // spe
+        lr = lr_at(cfg.algo, epoch_idx)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        log.log("train", "lr", lr)
+        order = epoch_order(len(train), gen)
+        for i in range(min(spe, total - step)):
+            x, y = train[order[i * b:(i + 1) * b]]
+            opt.zero_grad(set_to_none=True)
+            loss = problem.data_loss(model(x), y)
+            loss.backward()
+            opt.step()
+            step += 1
+            log.step = log.updates = step
+            log.samples += x.shape[0]
+            log.epoch = step / spe
+            if step % train_every == 0:
+                value = loss.item() + problem.reg_value(model)
+                check_finite(value, f"step {step}")
+                log.log("train", "train_loss", value)
+                ctx.progress.update(step, value, log.epoch)
+            if evaluate.due(step):
+                evaluate(model, train)

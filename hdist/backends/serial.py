@@ -1,0 +1,72 @@
+"""serial: one rank in the calling process, the exact reference for every other backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from hdist.metrics import MetricsLogger
+from hdist.progress import make_progress
+from hdist.types import RankCtx
+
+NAME = "serial"
+FAMILIES = ("serial", "bench")
+MAX_WORKERS = 1
+
+
+class SerialComm:
+    """The communication interface for a world of one rank.
+
+    Collectives are identities (the sum or mean over one rank is the rank's own tensor); the
+    parameter store is a tensor held here, so parameter-server code runs unchanged with one
+    worker; point-to-point calls have no peer and say so.
+    """
+
+    def __init__(self) -> None:
+        self.rank, self.world_size = 0, 1
+        self._shared: torch.Tensor | None = None
+        self._version = 0
+
+    def barrier(self) -> None:
+        return None
+
+    def broadcast(self, tensor: torch.Tensor, root: int = 0) -> None:
+        return None
+
+    def allreduce(self, tensor: torch.Tensor, op: str = "sum") -> None:
+        if op not in ("sum", "mean"):
+            raise ValueError(f"allreduce op {op!r}: expected sum or mean")
+
+    def send(self, tensor: torch.Tensor, dst: int, tag: int = 0) -> None:
+        raise RuntimeError(f"send to rank {dst}: a serial run has no other rank")
+
+    def recv(self, tensor: torch.Tensor, src: int | None = None, tag: int = 0) -> int:
+        raise RuntimeError(f"recv from rank {src}: a serial run has no other rank")
+
+    def init_shared(self, tensor: torch.Tensor) -> None:
+        self._shared = tensor.detach().clone()
+
+    def pull(self, out: torch.Tensor) -> int:
+        out.copy_(self._shared)
+        return self._version
+
+    def push(self, update: torch.Tensor, version: int) -> int:
+        # One worker: the update is never stale; apply x <- x + update.
+        self._shared.add_(update)
+        self._version += 1
+        return self._version
+
+
+def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], run_id: str = "") -> None:
+    log = MetricsLogger(run_dir, run_id, rank=0, role="worker", flush_s=cfg.log.flush_s)
+    progress = make_progress(cfg.progress, desc=f"{cfg.stem}/{run_id}")
+    ctx = RankCtx(cfg=cfg, rank=0, world_size=1, comm=SerialComm(), log=log, run_dir=Path(run_dir),
+                  progress=progress)
+    try:
+        rank_fn(ctx)
+    finally:
+        # Always leave complete files: on success, error, divergence or interrupt.
+        progress.close()
+        log.close()

@@ -1,0 +1,106 @@
+"""Benchmark ``bench-overhead``: does hdist's harness slow training down?
+
+Both sides run in this one process on the same model (``model``), data, batch size and sample
+order, alternating side by side for ``reps`` repetitions:
+
+- **hdist**: the real :mod:`hdist.algos.sgd` ``run`` with a real metrics logger writing parquet
+  to a scratch directory, its evaluation schedule and divergence checks; steps/s counts the
+  training time only (its logged ``wall_s``, evaluation excluded).
+- **raw**: the minimal loop a researcher would write: randperm, index, forward, loss, backward,
+  ``torch.optim.SGD.step``.
+
+Rows: ``metric=steps_per_s``, ``role`` = hdist | raw, ``step`` = repetition index.
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+from hdist.algos import sgd
+from hdist.config import CONF_DIR
+from hdist.metrics import MetricsLogger
+from hdist.problems import build_problem
+from hdist.progress import QuietProgress
+from hdist.types import RankCtx
+
+FAMILIES = ("bench",)
+
+
+def _sgd_cfg(cfg, steps: int):
+    """The bench run's config with ``algo`` replaced by serial SGD at the bench's lr and batch."""
+    c = copy.deepcopy(cfg)
+    OmegaConf.set_struct(c, False)
+    algo = OmegaConf.load(CONF_DIR / "algo" / "sgd.yaml")
+    algo.lr, algo.batch_size, algo.max_steps = cfg.algo.lr, cfg.algo.batch_size, steps
+    c.algo = algo
+    c.log.evals_per_epoch = 0  # evaluate at start and end only (and that time is excluded)
+    c.log.eval_max_samples = 100
+    c.scale.epochs = steps  # max_steps decides
+    return c
+
+
+def time_hdist(cfg, steps: int, scratch: Path, rep: int) -> float:
+    c = _sgd_cfg(cfg, steps)
+    run_dir = scratch / f"hdist-{rep}"
+    log = MetricsLogger(run_dir, "bench", flush_s=c.log.flush_s)
+    ctx = RankCtx(cfg=c, rank=0, world_size=1, comm=None, log=log, run_dir=run_dir, progress=QuietProgress())
+    sgd.run(ctx)
+    wall = log.wall_s()  # training time: evaluation is paused out of it
+    log.close()
+    return steps / wall
+
+
+def time_raw(cfg, steps: int, seed: int) -> float:
+    problem = build_problem(cfg)
+    model = problem.build_model(seed)
+    X, y = problem.data.train.X, problem.data.train.y
+    b, n = int(cfg.algo.batch_size), len(y)
+    opt = torch.optim.SGD(model.parameters(), lr=float(cfg.algo.lr))
+    gen = torch.Generator().manual_seed(seed)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    t0 = time.perf_counter()
+    done = 0
+    while done < steps:
+        perm = torch.randperm(n, generator=gen)
+        for i in range(0, n, b):
+            if done == steps:
+                break
+            idx = perm[i:i + b]
+            opt.zero_grad()
+            loss = loss_fn(model(X[idx]), y[idx])
+            loss.backward()
+            opt.step()
+            done += 1
+    return steps / (time.perf_counter() - t0)
+
+
+def run(ctx) -> None:
+    cfg, log = ctx.cfg, ctx.log
+    threads = torch.get_num_threads()
+    torch.set_num_threads(int(cfg.algo.threads))
+    try:
+        steps = int(cfg.algo.steps)
+        ctx.progress.start(int(cfg.algo.reps), unit="rep")
+        with tempfile.TemporaryDirectory() as tmp:
+            scratch = Path(tmp)
+            time_raw(cfg, int(cfg.algo.warmup_steps), ctx.seed)
+            time_hdist(cfg, int(cfg.algo.warmup_steps), scratch, -1)
+            for rep in range(int(cfg.algo.reps)):
+                log.step = rep
+                # Alternate which side goes first so that drifts in machine load hit both alike.
+                sides = [("hdist", lambda r=rep: time_hdist(cfg, steps, scratch, r)),
+                         ("raw", lambda: time_raw(cfg, steps, ctx.seed))]
+                for role, fn in (sides if rep % 2 == 0 else sides[::-1]):
+                    value = fn()
+                    log.role = role
+                    log.log("train", "steps_per_s", value)
+                log.role = "bench"
+                ctx.progress.update(rep + 1)
+    finally:
+        torch.set_num_threads(threads)

@@ -1,0 +1,284 @@
+"""``hdist``: the command line. Verb dispatch only; Hydra composes every config.
+
+    hdist run [key=value ...]          one run (Hydra); -m for a multirun sweep
+    hdist reproduce STEM [key=value]   the runs behind one paper figure, then its figure and claims
+    hdist figures [STEM ...]           draw figures + claim checks from whatever results exist
+    hdist ls [STEM]                    list stems / runs and their status
+    hdist report                       write <results_dir>/REPORT.md
+    hdist data                         list datasets: where looked for, present, checksum
+    hdist models                       list models: parameters, stages, input shape
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from hdist.types import ConfigError
+
+USAGE = """usage: hdist VERB [key=value ...]
+
+Distributed-training experiments from Hydra configs: runs write tidy parquet metrics,
+figures and claim checks are drawn from them.
+
+verbs:
+  run [-m] [key=value ...]       one run; -m sweeps (Hydra multirun): hdist run -m seed=0,1,2 algo.lr=0.1,0.01
+                                 hdist run --help shows the config groups and options
+  reproduce STEM [key=value ...] the sweep behind one paper figure (resumable), then its figure and claims
+  figures [STEM ...]             draw <results_dir>/figures/<stem>.png|pdf and <results_dir>/<stem>/claims.json
+  ls [STEM]                      list stems with run counts, or one stem's runs
+  report                         write <results_dir>/REPORT.md: figures, claims (PASS/FAIL), run counts
+  data                           every known dataset: where it is looked for, present, checksum
+  models                         every model: parameter count, stage count, default input shape
+
+Every verb accepts key=value overrides, e.g. results_dir=DIR (default: results).
+Stems are the ids of ../shared/papers/FIGURES.md; conf/experiment/ lists the ones hdist has.
+Bad input gets one line and exit code 2."""
+
+
+def _split(args: list[str]) -> tuple[list[str], list[str], list[str]]:
+    """(positional words, key=value overrides, flags)."""
+    pos = [a for a in args if "=" not in a and not a.startswith("-")]
+    ovs = [a for a in args if "=" in a and not a.startswith("-")]
+    flags = [a for a in args if a.startswith("-")]
+    return pos, ovs, flags
+
+
+def _results_dir(overrides: list[str]) -> Path:
+    from hdist import config as C
+
+    cfg = C.compose(overrides)
+    return Path(cfg.results_dir)
+
+
+# ---------------------------------------------------------------------------------------------
+# run: Hydra's own entry point (composition, --help, -m multirun, launcher plugins)
+# ---------------------------------------------------------------------------------------------
+
+_RESULTS: list = []
+
+
+def _task(cfg) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    from hdist import config as C
+    from hdist.launch import execute
+
+    try:
+        cfg = C.finalize(cfg, list(HydraConfig.get().overrides.task))
+        C.validate(cfg)
+        _RESULTS.append(execute(cfg))
+    except ConfigError as e:
+        print(f"hdist: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _hydra_main(argv: list[str]) -> None:
+    import hydra
+
+    from hdist.config import CONF_DIR
+
+    sys.argv = ["hdist run", *argv]
+    hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(_task)()
+
+
+def cmd_run(args: list[str]) -> int:
+    from hdist import config as C
+    from hdist.launch import prepare
+
+    multirun = any(a in ("-m", "--multirun") for a in args)
+    other_flags = [a for a in args if a.startswith("-") and a not in ("-m", "--multirun")]
+    if not other_flags:
+        # Validate every point of the sweep before the first run starts.
+        overrides = [a for a in args if not a.startswith("-")]
+        combos = C.expand_sweep(overrides) if multirun else [overrides]
+        for combo in combos:
+            prepare(combo)
+        if multirun:
+            print(f"[hdist] sweep of {len(combos)} run(s)", file=sys.stderr)
+    _RESULTS.clear()
+    _hydra_main(args)
+    return _summarise(_RESULTS, multirun)
+
+
+def _summarise(results, many: bool) -> int:
+    failed = [r for r in results if r.status == "failed"]
+    if many or len(results) > 1:
+        counts = {}
+        for r in results:
+            key = "skipped" if r.skipped else r.status
+            counts[key] = counts.get(key, 0) + 1
+        print("[hdist] " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())), file=sys.stderr)
+    if len(results) == 1 and not failed:
+        r = results[0]
+        print(f"results: {r.run_dir}  (hdist figures draws them; hdist ls lists them)")
+    return 1 if failed else 0
+
+
+# ---------------------------------------------------------------------------------------------
+# reproduce: the stem's sweep, resumable, then its figure and claims
+# ---------------------------------------------------------------------------------------------
+
+
+def cmd_reproduce(args: list[str]) -> int:
+    from hdist import config as C
+    from hdist.launch import execute, prepare
+
+    pos, ovs, flags = _split(args)
+    if len(pos) != 1:
+        raise ConfigError(f"reproduce: expected one STEM, got {pos or 'none'}; allowed: "
+                          f"{', '.join(C.group_options('experiment'))}")
+    stem = pos[0]
+    if stem not in C.group_options("experiment"):
+        raise ConfigError(f"reproduce {stem}: unknown stem; allowed: {', '.join(C.group_options('experiment'))}")
+    combos = experiment_runs(stem, ovs)
+    cfgs = [prepare(c) for c in combos]  # validate everything first
+    print(f"[hdist] {stem}: {len(cfgs)} run(s)", file=sys.stderr)
+    results = []
+    for cfg in cfgs:
+        results.append(execute(cfg))
+    _summarise(results, True)
+    results_dir = Path(cfgs[0].results_dir) if cfgs else _results_dir(ovs)
+    if "--no-figures" not in flags:
+        from hdist.figures import draw_stem, print_claims
+
+        out = draw_stem(results_dir, stem)
+        if out:
+            print(f"figure: {out['png']}")
+            print_claims(stem, out["claims"])
+    return 1 if any(r.status == "failed" for r in results) else 0
+
+
+def experiment_runs(stem: str, overrides: list[str]) -> list[list[str]]:
+    """Every run (as an override list) behind ``stem``: each arm of its ``sweep``, expanded."""
+    from omegaconf import OmegaConf
+
+    from hdist import config as C
+
+    base = C.compose([f"experiment={stem}", *overrides])
+    arms = OmegaConf.to_container(base.sweep) or [{}]
+    combos: list[list[str]] = []
+    for arm in arms:
+        arm_ovs = [f"{k}={_override_value(v)}" for k, v in arm.items()]
+        combos += C.expand_sweep([f"experiment={stem}", *arm_ovs, *overrides])
+    seen, unique = set(), []
+    for c in combos:
+        key = tuple(c)
+        if key not in seen:
+            seen.add(key)
+            unique.append(c)
+    return unique
+
+
+def _override_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if v is None:
+        return "null"
+    if isinstance(v, list):
+        return "[" + ",".join(_override_value(x) for x in v) + "]"
+    return str(v)
+
+
+# ---------------------------------------------------------------------------------------------
+# figures, ls, report, data, models
+# ---------------------------------------------------------------------------------------------
+
+
+def cmd_figures(args: list[str]) -> int:
+    from hdist.figures import draw_all, print_claims
+
+    pos, ovs, _ = _split(args)
+    results_dir = _results_dir(ovs)
+    outs = draw_all(results_dir, pos or None)
+    if not outs:
+        print(f"no results under {results_dir}/ (hdist run writes some)")
+        return 0
+    for stem, out in outs.items():
+        print(f"{stem}: {out['png']}  ({out['runs']} run(s))")
+        print_claims(stem, out["claims"])
+    return 0
+
+
+def cmd_ls(args: list[str]) -> int:
+    from hdist.figures import list_runs, list_stems
+
+    pos, ovs, _ = _split(args)
+    results_dir = _results_dir(ovs)
+    if pos:
+        for stem in pos:
+            print(list_runs(results_dir, stem))
+    else:
+        print(list_stems(results_dir))
+    return 0
+
+
+def cmd_report(args: list[str]) -> int:
+    from hdist.report import write_report
+
+    _, ovs, _ = _split(args)
+    path = write_report(_results_dir(ovs))
+    print(f"report: {path}")
+    return 0
+
+
+def cmd_data(args: list[str]) -> int:
+    _, ovs, _ = _split(args)
+    try:
+        from hdist.data.catalog import describe_all
+    except ModuleNotFoundError:
+        raise ConfigError("data: the dataset catalogue is not available in this build") from None
+    root = None
+    for o in ovs:
+        if o.startswith("dataset.root="):
+            root = o.split("=", 1)[1]
+    rows = describe_all(root)
+    for r in rows:
+        print("  ".join(f"{k}={v}" for k, v in r.items()))
+    return 0
+
+
+def cmd_models(args: list[str]) -> int:
+    from hdist.models import build_model, get_spec, model_names, n_params
+
+    for name in model_names():
+        spec = get_spec(name)
+        m = build_model(name)
+        print(f"{name:14s} params={n_params(m):>11,d}  stages={len(m):3d}  input={list(spec.input_shape)}  "
+              f"classes={spec.num_classes}  {spec.description}")
+    return 0
+
+
+VERBS = {
+    "run": cmd_run,
+    "reproduce": cmd_reproduce,
+    "figures": cmd_figures,
+    "ls": cmd_ls,
+    "report": cmd_report,
+    "data": cmd_data,
+    "models": cmd_models,
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        sys.exit(0)
+    verb, rest = argv[0], argv[1:]
+    if verb not in VERBS:
+        print(f"hdist: unknown verb {verb!r}; allowed: {', '.join(VERBS)}", file=sys.stderr)
+        sys.exit(2)
+    try:
+        code = VERBS[verb](rest)
+    except ConfigError as e:
+        print(f"hdist: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("hdist: interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

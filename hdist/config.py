@@ -1,0 +1,330 @@
+"""Compose, finalize and validate run configs; the run id.
+
+Hydra composes (``conf/`` groups, ``key=value`` overrides, multirun sweeps); this module adds
+what Hydra does not check: unknown group options and keys, value types, ranges, and
+combinations that cannot work. Every check raises :class:`~hdist.types.ConfigError` with one
+line naming the key, the bad value and what is allowed; the CLI prints it and exits 2 before
+anything is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from hdist.types import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+CONF_DIR = ROOT / "conf"
+EXPERIMENTS_DIR = ROOT / "experiments"
+GROUPS = ("dataset", "model", "algo", "backend", "topology", "scale", "experiment")
+
+#: Keys that do not change what a run computes: left out of the run id.
+NON_IDENTITY_KEYS = ("results_dir", "progress", "log.flush_s")
+
+
+def group_options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Overrides and sweeps (Hydra's own grammar)
+# ---------------------------------------------------------------------------------------------
+
+
+def _parser():
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return OverridesParser.create()
+
+
+def parse_overrides(overrides: list[str]):
+    from hydra.errors import HydraException
+
+    try:
+        return _parser().parse_overrides(list(overrides))
+    except HydraException as e:
+        first = str(e).strip().splitlines()[0]
+        raise ConfigError(f"bad override: {first}") from None
+
+
+def expand_sweep(overrides: list[str]) -> list[list[str]]:
+    """All combinations of a (possibly sweeping) override list, as Hydra's basic sweeper makes them."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    parsed = parse_overrides(overrides)
+    if not any(o.is_sweep_override() for o in parsed):
+        return [list(overrides)]
+    batches = BasicSweeper.split_arguments(parsed, None)
+    return [list(combo) for batch in batches for combo in batch]
+
+
+def has_sweep(overrides: list[str]) -> bool:
+    return any(o.is_sweep_override() for o in parse_overrides(overrides))
+
+
+# ---------------------------------------------------------------------------------------------
+# Composition
+# ---------------------------------------------------------------------------------------------
+
+
+def _compose_raw(overrides: list[str]) -> DictConfig:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def _check_groups(parsed) -> None:
+    for o in parsed:
+        key = o.key_or_group.lstrip("+~")
+        if key in GROUPS:
+            values = o.value()
+            vals = values.list if hasattr(values, "list") else [values]
+            for v in vals:
+                if v is None and key == "experiment":
+                    continue
+                if str(v) not in group_options(key):
+                    raise ConfigError(f"{key}={v}: unknown {key}; allowed: {', '.join(group_options(key))}")
+
+
+def _type_name(v: Any) -> str:
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, int):
+        return "int"
+    if isinstance(v, float):
+        return "float"
+    if isinstance(v, str):
+        return "str"
+    if isinstance(v, (list, ListConfig)):
+        return "list"
+    if isinstance(v, (dict, DictConfig)):
+        return "mapping"
+    return type(v).__name__
+
+
+def _compatible(base: Any, new: Any) -> bool:
+    if base is None or new is None:
+        return True
+    tb, tn = _type_name(base), _type_name(new)
+    return tb == tn or (tb == "float" and tn == "int")
+
+
+def compose(overrides: Iterable[str] = ()) -> DictConfig:
+    """Compose one run's config from ``overrides`` (no sweeps), checking groups, keys and types."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    overrides = list(overrides)
+    parsed = parse_overrides(overrides)
+    for o in parsed:
+        if o.is_sweep_override():
+            raise ConfigError(f"{o.input_line}: a sweep needs multirun: hdist run -m ...")
+    _check_groups(parsed)
+    group_ovs = [o.input_line for o in parsed if o.key_or_group.lstrip("+~") in GROUPS]
+    value_ovs = [o for o in parsed if o.key_or_group.lstrip("+~") not in GROUPS]
+    try:
+        base = _compose_raw(group_ovs)
+    except (HydraException, OmegaConfBaseException) as e:
+        raise ConfigError(_first_line(e)) from None
+    for o in value_ovs:
+        key = o.key_or_group
+        if key.startswith("hydra."):
+            continue
+        if key.startswith(("+", "~")):
+            raise ConfigError(f"{o.input_line}: adding or deleting keys is not allowed; set existing keys only")
+        if OmegaConf.select(base, key, default=_MISSING) is _MISSING:
+            parent = key.rsplit(".", 1)[0] if "." in key else ""
+            node = OmegaConf.select(base, parent) if parent else base
+            known = ", ".join(sorted(node.keys())) if isinstance(node, DictConfig) else "(none)"
+            raise ConfigError(f"{key}={o.value()}: unknown key; keys{' under ' + parent if parent else ''}: {known}")
+        old, new = OmegaConf.select(base, key), o.value()
+        if not _compatible(old, new):
+            raise ConfigError(f"{key}={new!r}: wrong type {_type_name(new)}; expected {_type_name(old)} "
+                              f"(default {old!r})")
+    try:
+        cfg = _compose_raw(overrides)
+    except (HydraException, OmegaConfBaseException) as e:
+        raise ConfigError(_first_line(e)) from None
+    return cfg
+
+
+class _Missing:
+    pass
+
+
+_MISSING = _Missing()
+
+
+def _first_line(e: Exception) -> str:
+    lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
+    return " ".join(lines[:2]) if lines else type(e).__name__
+
+
+# ---------------------------------------------------------------------------------------------
+# Finalize: per-scale overrides, resolution
+# ---------------------------------------------------------------------------------------------
+
+
+def finalize(cfg: DictConfig, overrides: Iterable[str] = ()) -> DictConfig:
+    """Apply ``at_scale[scale.name]`` overrides and resolve interpolations; returns a new config.
+
+    Experiments list what differs at each scale under ``at_scale`` (dotted keys). Precedence:
+    defaults < experiment < at_scale < the command line, so keys named in ``overrides`` are
+    left as the user set them. The result is what the run id hashes and ``config.yaml`` stores.
+    """
+    user_keys = {o.key_or_group for o in parse_overrides(list(overrides))}
+    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    OmegaConf.set_struct(cfg, False)
+    at = cfg.get("at_scale") or {}
+    scale_name = cfg.scale.name
+    for key, value in (at.get(scale_name) or {}).items():
+        if key in user_keys:
+            continue
+        if OmegaConf.select(cfg, key, default=_MISSING) is _MISSING:
+            raise ConfigError(f"at_scale.{scale_name}.{key}: unknown key")
+        old = OmegaConf.select(cfg, key)
+        if not _compatible(old, value):
+            raise ConfigError(f"at_scale.{scale_name}.{key}={value!r}: wrong type {_type_name(value)}; "
+                              f"expected {_type_name(old)}")
+        OmegaConf.update(cfg, key, value, merge=False)
+    cfg.at_scale = {}
+    try:
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+    except Exception as e:  # interpolation errors are config errors
+        raise ConfigError(f"config: {_first_line(e)}") from None
+    out = OmegaConf.create(resolved)
+    OmegaConf.set_readonly(out, False)
+    return out
+
+
+def run_id(cfg: DictConfig) -> str:
+    """Stable 12-hex-digit hash of the resolved config, output paths and display keys excluded."""
+    d = OmegaConf.to_container(cfg, resolve=True)
+    d.pop("hydra", None)
+    for key in NON_IDENTITY_KEYS:
+        parts = key.split(".")
+        node = d
+        for p in parts[:-1]:
+            node = node.get(p, {})
+        node.pop(parts[-1], None)
+    blob = json.dumps(d, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation: ranges and combinations
+# ---------------------------------------------------------------------------------------------
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _finite_pos(v) -> bool:
+    return _is_num(v) and math.isfinite(v) and v > 0
+
+
+def _finite_nonneg(v) -> bool:
+    return _is_num(v) and math.isfinite(v) and v >= 0
+
+
+def _int_at_least(n: int) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= n
+
+
+def _one_of(*opts) -> Callable[[Any], bool]:
+    return lambda v: v in opts
+
+
+def _opt(pred):
+    return lambda v: v is None or pred(v)
+
+
+#: key -> (predicate, what is allowed). Keys absent from a config are skipped.
+RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "seed": (_int_at_least(0), "an integer >= 0"),
+    "results_dir": (lambda v: isinstance(v, str) and v != "", "a directory path"),
+    "progress": (_one_of("auto", "bar", "plain", "quiet"), "auto, bar, plain or quiet"),
+    "algo.lr": (_finite_pos, "a finite number > 0"),
+    "algo.batch_size": (_int_at_least(1), "an integer >= 1"),
+    "algo.k": (_int_at_least(1), "an integer >= 1 (steps between communications)"),
+    "algo.momentum": (lambda v: _is_num(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "algo.beta": (_finite_nonneg, "a finite number >= 0 (exponent of the poly schedule)"),
+    "algo.schedule": (_one_of("constant", "poly"), "constant or poly"),
+    "algo.max_steps": (_opt(_int_at_least(1)), "null or an integer >= 1"),
+    "topology.workers": (_int_at_least(1), "an integer >= 1"),
+    "topology.stages": (_int_at_least(1), "an integer >= 1"),
+    "scale.epochs": (_finite_nonneg, "a finite number >= 0"),
+    "scale.n_train": (_opt(_int_at_least(1)), "null or an integer >= 1"),
+    "scale.n_test": (_opt(_int_at_least(1)), "null or an integer >= 1"),
+    "dataset.n_train": (_opt(_int_at_least(1)), "null or an integer >= 1"),
+    "dataset.n_test": (_opt(_int_at_least(1)), "null or an integer >= 1"),
+    "objective.loss": (_one_of("auto", "cross_entropy", "squared"), "auto, cross_entropy or squared"),
+    "objective.l2": (_finite_nonneg, "a finite number >= 0"),
+    "log.train_every": (_int_at_least(1), "an integer >= 1 (steps)"),
+    "log.evals_per_epoch": (_finite_nonneg, "a number >= 0"),
+    "log.eval_max_samples": (_opt(_int_at_least(1)), "null or an integer >= 1"),
+    "log.flush_s": (_finite_pos, "a number of seconds > 0"),
+    "model.num_classes": (_int_at_least(1), "an integer >= 1"),
+}
+
+
+def validate(cfg: DictConfig) -> None:
+    """Range and combination checks on a finalized config."""
+    for key, (pred, allowed) in RULES.items():
+        v = OmegaConf.select(cfg, key, default=_MISSING)
+        if v is _MISSING:
+            continue
+        if not pred(v):
+            raise ConfigError(f"{key}={v!r}: not allowed; expected {allowed}")
+    stem = cfg.get("stem", "adhoc")
+    if stem != "adhoc" and stem not in group_options("experiment"):
+        raise ConfigError(f"stem={stem}: no conf/experiment/{stem}.yaml")
+
+    from hdist.algos import get_algo
+    from hdist.backends import get_backend
+
+    algo = get_algo(cfg.algo.name)
+    backend = get_backend(cfg.backend.name)
+    common = set(algo.FAMILIES) & set(backend.FAMILIES)
+    if not common:
+        ok = [b for b in _backend_names() if set(get_backend(b).FAMILIES) & set(algo.FAMILIES)]
+        raise ConfigError(f"backend={cfg.backend.name}: algo={cfg.algo.name} does not run on it; "
+                          f"allowed backends: {', '.join(ok)}")
+    max_workers = getattr(backend, "MAX_WORKERS", None)
+    if max_workers is not None and cfg.topology.workers > max_workers:
+        raise ConfigError(f"topology.workers={cfg.topology.workers}: backend={cfg.backend.name} runs "
+                          f"at most {max_workers} worker(s); use a parallel backend for more")
+    if hasattr(algo, "validate"):
+        algo.validate(cfg)
+    _check_shapes(cfg)
+
+
+def _backend_names() -> list[str]:
+    return group_options("backend")
+
+
+def _check_shapes(cfg: DictConfig) -> None:
+    """A model given data of the wrong shape: caught from the configs, before loading data."""
+    shape = cfg.dataset.get("shape")
+    if shape is None:
+        return
+    want = list(cfg.model.input_shape)
+    have = list(shape)
+    if want == have or (len(want) == 1 and math.prod(have) == want[0]):
+        return
+    raise ConfigError(f"model={cfg.model.name}: expects input {want} but dataset={cfg.dataset.name} gives "
+                      f"{have}; choose a model whose model.input_shape matches")
+
+
+def load_run_config(path: Path) -> DictConfig:
+    return OmegaConf.load(path)

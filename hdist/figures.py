@@ -1,0 +1,151 @@
+"""Figures and claim checks from result files: ``experiments/<stem>.py`` pairs with its config.
+
+Each experiment module defines ``plot(df) -> matplotlib Figure`` and ``check(df) -> list[Claim]``
+(pure functions of the DataFrame from :func:`hdist.metrics.load_results`). Runs outside any
+experiment (``adhoc``) get a generic convergence figure.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+from hdist.claims import Claim
+from hdist.config import EXPERIMENTS_DIR, NON_IDENTITY_KEYS
+from hdist.metrics import atomic_write_bytes, atomic_write_json, iter_runs, load_results, run_summary
+
+_MODS: dict[str, ModuleType] = {}
+
+
+def load_experiment(stem: str) -> ModuleType | None:
+    """``experiments/<stem>.py`` as a module (stems contain dashes, so load by path)."""
+    if stem in _MODS:
+        return _MODS[stem]
+    path = EXPERIMENTS_DIR / f"{stem}.py"
+    if not path.exists():
+        return None
+    spec = importlib.util.spec_from_file_location(f"hdist_experiments.{stem.replace('-', '_')}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    _MODS[stem] = mod
+    return mod
+
+
+def stems_with_results(results_dir: Path) -> list[str]:
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        return []
+    return sorted(p.name for p in results_dir.iterdir()
+                  if p.is_dir() and p.name != "figures" and any(p.glob("*/config.yaml")))
+
+
+def generic_plot(df):
+    """Convergence of ad-hoc runs: train loss and test error against epochs, one line per run."""
+    from hdist.plots import curves, figure
+
+    metrics = [m for m in ("train_loss", "test_error") if (df["metric"] == m).any()]
+    fig, axes = figure(max(1, len(metrics)), title="ad-hoc runs")
+    by = ["algo", "run_id"]
+    for ax, m in zip(axes, metrics):
+        curves(ax, df, m, x="epoch", by=by)
+    fig.tight_layout()
+    return fig
+
+
+def _save(fig, out_dir: Path, stem: str) -> dict:
+    import io
+
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for ext in ("png", "pdf"):
+        buf = io.BytesIO()
+        fig.savefig(buf, format=ext, dpi=120, bbox_inches="tight")
+        path = out_dir / f"{stem}.{ext}"
+        atomic_write_bytes(path, buf.getvalue())
+        paths[ext] = path
+    plt.close(fig)
+    return paths
+
+
+def draw_stem(results_dir: Path, stem: str) -> dict | None:
+    """Draw one stem's figure and write its claims; None when it has no finished runs."""
+    results_dir = Path(results_dir)
+    df = load_results(results_dir, [stem])
+    if df.empty:
+        return None
+    mod = load_experiment(stem)
+    if mod is None:
+        fig, claims = generic_plot(df), []
+    else:
+        fig = mod.plot(df)
+        claims = list(mod.check(df))
+    paths = _save(fig, results_dir / "figures", stem)
+    claims_d = [c.to_dict() if isinstance(c, Claim) else dict(c) for c in claims]
+    atomic_write_json(results_dir / stem / "claims.json", claims_d)
+    return {"png": paths["png"], "pdf": paths["pdf"], "claims": claims_d, "runs": int(df["run_id"].nunique())}
+
+
+def draw_all(results_dir: Path, stems: list[str] | None = None) -> dict[str, dict]:
+    out = {}
+    for stem in stems or stems_with_results(results_dir):
+        res = draw_stem(results_dir, stem)
+        if res is not None:
+            out[stem] = res
+    return out
+
+
+def verdict(passed) -> str:
+    return {True: "PASS", False: "FAIL"}.get(passed, "n/a")
+
+
+def print_claims(stem: str, claims: list[dict], file=None) -> None:
+    file = file or sys.stdout
+    for c in claims:
+        print(f"  [{verdict(c['passed'])}] {c['claim']}  paper: {c['paper']}  measured: {c['measured']}", file=file)
+
+
+def list_stems(results_dir: Path) -> str:
+    lines = [f"{'stem':24s} runs  done  diverged  failed  running"]
+    for stem in stems_with_results(results_dir):
+        counts: dict[str, int] = {}
+        for run_dir in iter_runs(results_dir, [stem]):
+            st = _status(run_dir)
+            counts[st] = counts.get(st, 0) + 1
+        total = sum(counts.values())
+        lines.append(f"{stem:24s} {total:4d}  {counts.get('done', 0):4d}  {counts.get('diverged', 0):8d}  "
+                     f"{counts.get('failed', 0):6d}  {counts.get('running', 0):7d}")
+    if len(lines) == 1:
+        return f"no results under {results_dir}/"
+    return "\n".join(lines)
+
+
+def list_runs(results_dir: Path, stem: str) -> str:
+    rows = [run_summary(r) for r in iter_runs(results_dir, [stem])]
+    if not rows:
+        return f"{stem}: no runs under {Path(results_dir) / stem}/"
+    keys = ["run_id", "status", "algo.name", "model.name", "dataset.name", "backend.name",
+            "topology.workers", "seed", "scale.name"]
+    skip = {"run_dir", "reason", "stand_in_for", *NON_IDENTITY_KEYS}
+    varying = sorted(k for k in set().union(*rows) - set(keys) - skip
+                     if len({json.dumps(r.get(k), default=str) for r in rows}) > 1)
+    cols = keys + varying
+    table = [[str(r.get(k, "")) for k in cols] for r in rows]
+    widths = [max(len(c), *(len(t[i]) for t in table)) for i, c in enumerate(cols)]
+    out = ["  ".join(c.ljust(w) for c, w in zip(cols, widths))]
+    out += ["  ".join(v.ljust(w) for v, w in zip(t, widths)) for t in table]
+    for r in rows:
+        if r.get("reason"):
+            out.append(f"  {r['run_id']}: {r['status']}: {r['reason']}")
+    return "\n".join(out)
+
+
+def _status(run_dir: Path) -> str:
+    try:
+        return json.loads((run_dir / "status.json").read_text()).get("status", "unknown")
+    except (FileNotFoundError, json.JSONDecodeError):
+        return "unknown"

@@ -1,0 +1,193 @@
+"""Resolve a config -> a run directory -> the backend's launch; the results store.
+
+Layout of one run: ``<results_dir>/<stem>/<run_id>/`` with ``config.yaml`` (resolved),
+``meta.json`` (versions, host, git, backend, ``n_params``, start/end), ``status.json``
+(``running | done | failed | diverged`` and the reason) and ``metrics-r<rank>.parquet``.
+Every file is written atomically. A run whose status is ``done`` or ``diverged`` is finished
+and skipped on rerun; any other (failed, or ``running`` left by a killed process) is redone
+from scratch.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from hdist import config as C
+from hdist.metrics import atomic_write_json, atomic_write_text
+from hdist.types import ConfigError, Diverged
+
+FINISHED = ("done", "diverged")
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    run_dir: Path
+    status: str
+    reason: str = ""
+    skipped: bool = False
+
+
+def read_status(run_dir: Path) -> dict:
+    try:
+        return json.loads((Path(run_dir) / "status.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {"status": "missing", "reason": ""}
+
+
+def write_status(run_dir: Path, status: str, reason: str = "") -> None:
+    atomic_write_json(Path(run_dir) / "status.json", {"status": status, "reason": reason})
+
+
+def prepare(overrides: list[str]) -> DictConfig:
+    """Compose, finalize and validate one run's config (raises ConfigError)."""
+    cfg = C.finalize(C.compose(overrides), overrides)
+    C.validate(cfg)
+    return cfg
+
+
+def run_paths(cfg: DictConfig) -> tuple[str, Path]:
+    rid = C.run_id(cfg)
+    return rid, Path(cfg.results_dir) / cfg.stem / rid
+
+
+_GIT: dict | None = None
+
+
+def _git_info() -> dict:
+    global _GIT
+    if _GIT is None:
+        try:
+            r = subprocess.run(["git", "rev-parse", "--verify", "-q", "HEAD"], cwd=C.ROOT, capture_output=True,
+                               text=True, timeout=5)
+            commit = r.stdout.strip() if r.returncode == 0 else None
+            dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=C.ROOT,
+                                        capture_output=True, text=True, timeout=5).stdout.strip())
+        except (OSError, subprocess.SubprocessError):
+            commit, dirty = None, None
+        _GIT = {"git_commit": commit, "git_dirty": dirty}
+    return _GIT
+
+
+def base_meta(cfg: DictConfig, run_id: str) -> dict:
+    import numpy
+    import torch
+
+    import hdist
+
+    return {
+        "run_id": run_id,
+        "stem": cfg.stem,
+        "hdist": getattr(hdist, "__version__", "0"),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        **_git_info(),
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "backend": cfg.backend.name,
+        "argv": sys.argv,
+        "start": _dt.datetime.now(_dt.timezone.utc).isoformat(),
+    }
+
+
+class _Interrupted(BaseException):
+    """SIGTERM turned into an exception so that ``finally`` blocks flush and mark the run."""
+
+
+def _sigterm(signum, frame):
+    raise _Interrupted(f"signal {signal.Signals(signum).name}")
+
+
+def execute(cfg: DictConfig, *, force: bool = False, quiet_skip: bool = False) -> RunResult:
+    """Run one finalized, validated config unless it already finished. Returns its result."""
+    from hdist.algos import get_algo
+    from hdist.backends import get_backend
+
+    rid, run_dir = run_paths(cfg)
+    st = read_status(run_dir)
+    if st["status"] in FINISHED and not force:
+        if not quiet_skip:
+            print(f"[hdist] skip {cfg.stem}/{rid}: already {st['status']} ({run_dir})", file=sys.stderr)
+        return RunResult(rid, run_dir, st["status"], st.get("reason", ""), skipped=True)
+
+    algo = get_algo(cfg.algo.name)
+    backend = get_backend(cfg.backend.name)
+    # Data and model problems (missing files, wrong shapes) are user errors: find them before
+    # the run directory exists.
+    meta_extra = {}
+    if hasattr(algo, "check"):
+        meta_extra = algo.check(cfg) or {}
+    else:
+        from hdist.models import n_params
+        from hdist.problems import build_problem
+
+        prob = build_problem(cfg)
+        meta_extra = {"n_params": n_params(prob.build_model(0)), "data": prob.data.description,
+                      "data_source": prob.data.source, **prob.data.info}
+        if prob.data.info.get("stand_in_for"):
+            # A synthetic stand-in is a different run from the real data's: it gets its own id,
+            # so that real data added later is run rather than skipped.
+            cfg.dataset.stand_in = "synthetic"
+            rid, run_dir = run_paths(cfg)
+            st = read_status(run_dir)
+            if st["status"] in FINISHED and not force:
+                if not quiet_skip:
+                    print(f"[hdist] skip {cfg.stem}/{rid}: already {st['status']} ({run_dir})", file=sys.stderr)
+                return RunResult(rid, run_dir, st["status"], st.get("reason", ""), skipped=True)
+
+    if run_dir.exists():
+        # Unfinished or failed before: redo from a clean directory so no stale rows mix in.
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg))
+    meta = {**base_meta(cfg, rid), **meta_extra}
+    if cfg.backend.name in ("mpi",) or hasattr(backend, "mpi_version"):
+        meta["mpi_library"] = backend.mpi_version() if hasattr(backend, "mpi_version") else None
+    atomic_write_json(run_dir / "meta.json", meta)
+    write_status(run_dir, "running")
+
+    old = signal.signal(signal.SIGTERM, _sigterm) if _main_thread() else None
+    status, reason = "failed", ""
+    try:
+        backend.launch(run_dir, cfg, algo.run, run_id=rid)
+        status = "done"
+    except Diverged as e:
+        status, reason = "diverged", str(e)
+    except (KeyboardInterrupt, _Interrupted) as e:
+        status, reason = "failed", f"interrupted ({e or 'SIGINT'})"
+        raise KeyboardInterrupt from None
+    except ConfigError as e:
+        status, reason = "failed", str(e)
+        raise
+    except Exception as e:  # a run's own error: record it, the sweep goes on
+        status, reason = "failed", f"{type(e).__name__}: {e}"
+    finally:
+        meta["end"] = _dt.datetime.now(_dt.timezone.utc).isoformat()
+        atomic_write_json(run_dir / "meta.json", meta)
+        write_status(run_dir, status, reason)
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
+    word = {"done": "done", "diverged": "diverged", "failed": "FAILED"}[status]
+    print(f"[hdist] {word} {cfg.stem}/{rid}{': ' + reason if reason else ''} -> {run_dir}", file=sys.stderr)
+    return RunResult(rid, run_dir, status, reason)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()

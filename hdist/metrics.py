@@ -1,0 +1,325 @@
+"""The metrics table: one tidy schema, a buffered crash-safe writer, and ``load_results``.
+
+Every rank of every run writes rows of the same shape (:data:`COLUMNS`) to
+``<run_dir>/metrics-r<rank>.parquet``. Result files are the only interface between training
+and plotting: a figure is a pure function of the DataFrame that :func:`load_results` returns.
+
+Crash safety. A parquet file is unreadable until its footer is written, so an open file can
+never be the only copy. The writer therefore flushes each buffer as a complete *part* file
+(``metrics-r0.p00003.parquet``, written to a temp name and renamed: atomic on POSIX) every
+``flush_s`` seconds, and at close merges the parts, one row group each, into
+``metrics-r0.parquet`` (again temp + rename) and deletes them. A run killed at any instant
+leaves only complete files; :func:`read_run_metrics` reads the final file when it exists and
+the parts otherwise.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+# ---------------------------------------------------------------------------------------------
+# Schema
+# ---------------------------------------------------------------------------------------------
+
+#: Column -> (arrow type, meaning). ``step``/``updates``/``epoch``/``samples`` describe the
+#: logging rank's progress when the row was written; ``value`` is the measurement.
+SCHEMA_DOC: dict[str, tuple[pa.DataType, str]] = {
+    "run_id": (pa.string(), "stable hash of the run's resolved config"),
+    "rank": (pa.int32(), "rank that wrote the row (0 for serial runs)"),
+    "role": (pa.string(), "worker | server | stage | bench: what the rank does"),
+    "kind": (pa.string(), "train | eval | comm | event"),
+    "step": (pa.int64(), "local optimisation steps taken by this rank"),
+    "updates": (pa.int64(), "updates applied to the shared / global model so far"),
+    "epoch": (pa.float64(), "passes over this rank's training data (fractional)"),
+    "samples": (pa.int64(), "training samples processed by this rank"),
+    "wall_s": (pa.float64(), "seconds of training since the rank started (evaluation excluded)"),
+    "sim_s": (pa.float64(), "virtual seconds on the sim backend; NaN elsewhere"),
+    "metric": (pa.string(), "metric name, one of METRICS (or a documented extension)"),
+    "value": (pa.float64(), "the measurement"),
+}
+COLUMNS: list[str] = list(SCHEMA_DOC)
+SCHEMA = pa.schema([(c, t) for c, (t, _) in SCHEMA_DOC.items()])
+KINDS = ("train", "eval", "comm", "event")
+
+#: Metric names used across hdist, with their unit. New metrics are added here first.
+METRICS: dict[str, str] = {
+    "train_loss": "objective on the step's mini-batch (incl. regulariser), nats",
+    "train_loss_full": "objective on the whole training set, nats",
+    "train_error": "fraction of training samples misclassified, 0..1",
+    "test_loss": "loss on the test set, nats",
+    "test_error": "fraction of test samples misclassified, 0..1",
+    "lr": "learning rate in force at the step",
+    "grad_norm_sq": "squared norm of the full gradient",
+    "duality_gap": "primal minus dual objective",
+    "suboptimality": "P(w) - P(w*)",
+    "staleness": "server version at apply minus the version the gradient was computed from",
+    "bytes": "bytes sent by this rank",
+    "compute_s": "seconds computing gradients",
+    "comm_s": "seconds communicating",
+    "wait_s": "seconds blocked waiting for peers",
+    "eval_s": "seconds spent evaluating (excluded from wall_s)",
+    "forward_s": "seconds in forward passes",
+    "backward_s": "seconds in backward passes",
+    "peak_mem_bytes": "peak bytes held for activations / histories / stale gradients",
+    "sigma": "sufficient-direction constant (thesis Assumption 6.4.1)",
+    "m_k": "per-layer gradient variance factor (thesis 4.4.3)",
+    "steps_per_s": "optimisation steps per second (benchmarks)",
+    "diverged": "1 when the loss became NaN or inf",
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Writer
+# ---------------------------------------------------------------------------------------------
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new, never a torn one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def _write_table_atomic(table: pa.Table, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+class MetricsLogger:
+    """Buffers rows in Python lists (cheap per call) and flushes them as parquet row groups.
+
+    ``log`` is on the training hot path: it appends one tuple and checks the clock only
+    every 256 rows, so no per-step pandas or file work happens.
+    """
+
+    def __init__(self, run_dir: Path, run_id: str, rank: int = 0, role: str = "worker",
+                 flush_s: float = 5.0, clock=time.perf_counter):
+        self.run_dir, self.run_id, self.rank, self.role = Path(run_dir), run_id, rank, role
+        self.flush_s = float(flush_s)
+        self._clock = clock
+        self._rows: list[tuple] = []
+        self._parts = 0
+        self._last_flush = clock()
+        self._closed = False
+        self.path = self.run_dir / f"metrics-r{rank}.parquet"
+        # Progress counters, updated by the algorithm; every row carries them.
+        self.step = 0
+        self.updates = 0
+        self.epoch = 0.0
+        self.samples = 0
+        self.sim_s = math.nan
+        self.t0 = clock()
+        self.paused_s = 0.0  # time excluded from wall_s (evaluation)
+
+    # --- time -------------------------------------------------------------------------------
+    def wall_s(self) -> float:
+        return self._clock() - self.t0 - self.paused_s
+
+    # --- rows -------------------------------------------------------------------------------
+    def log(self, kind: str, metric: str, value: float, wall_s: float | None = None) -> None:
+        self._rows.append((self.role, kind, self.step, self.updates, self.epoch, self.samples,
+                           self.wall_s() if wall_s is None else wall_s, self.sim_s, metric, float(value)))
+        if len(self._rows) & 255 == 0 and self._clock() - self._last_flush >= self.flush_s:
+            self.flush()
+
+    def log_many(self, kind: str, values: dict[str, float]) -> None:
+        w = self.wall_s()
+        for k, v in values.items():
+            self.log(kind, k, v, wall_s=w)
+
+    def maybe_flush(self) -> None:
+        """Flush if ``flush_s`` has passed; call from loops that log rarely."""
+        if self._rows and self._clock() - self._last_flush >= self.flush_s:
+            self.flush()
+
+    def _table(self, rows: list[tuple]) -> pa.Table:
+        cols = list(zip(*rows)) if rows else [[] for _ in range(10)]
+        n = len(rows)
+        data = {
+            "run_id": [self.run_id] * n,
+            "rank": [self.rank] * n,
+            "role": cols[0], "kind": cols[1], "step": cols[2], "updates": cols[3], "epoch": cols[4],
+            "samples": cols[5], "wall_s": cols[6], "sim_s": cols[7], "metric": cols[8], "value": cols[9],
+        }
+        return pa.Table.from_pydict(data, schema=SCHEMA)
+
+    def flush(self) -> None:
+        """Write the buffered rows as one complete part file (atomic)."""
+        self._last_flush = self._clock()
+        if not self._rows:
+            return
+        rows, self._rows = self._rows, []
+        self._parts += 1
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        _write_table_atomic(self._table(rows), self.run_dir / f"metrics-r{self.rank}.p{self._parts:05d}.parquet")
+
+    def close(self) -> None:
+        """Flush, then merge all parts into ``metrics-r<rank>.parquet`` (one row group per part)."""
+        if self._closed:
+            return
+        self._closed = True
+        self.flush()
+        finalize_rank(self.run_dir, self.rank)
+
+
+def _part_files(run_dir: Path, rank: int | str = "*") -> list[str]:
+    return sorted(glob.glob(str(Path(run_dir) / f"metrics-r{rank}.p[0-9]*.parquet")))
+
+
+def finalize_rank(run_dir: Path, rank: int) -> Path:
+    """Merge rank ``rank``'s part files into its final metrics file, atomically."""
+    run_dir = Path(run_dir)
+    final = run_dir / f"metrics-r{rank}.parquet"
+    parts = _part_files(run_dir, rank)
+    if not parts:
+        if not final.exists():
+            _write_table_atomic(SCHEMA.empty_table(), final)
+        return final
+    tables = ([pq.read_table(final, schema=SCHEMA)] if final.exists() else []) + [
+        pq.read_table(p, schema=SCHEMA) for p in parts]
+    tmp = final.with_name(f".{final.name}.tmp{os.getpid()}")
+    with pq.ParquetWriter(tmp, SCHEMA) as w:
+        for t in tables:
+            w.write_table(t)  # one row group per flushed part
+    os.replace(tmp, final)
+    # The parts are deleted only after the merged file is in place; if we die in between, the
+    # reader prefers the final file and ignores the leftovers.
+    for p in parts:
+        os.unlink(p)
+    return final
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+# ---------------------------------------------------------------------------------------------
+
+
+def read_run_metrics(run_dir: Path) -> pa.Table:
+    """All ranks' rows of one run (final files, or the parts of an unfinished rank)."""
+    run_dir = Path(run_dir)
+    tables = []
+    ranks = set()
+    for f in glob.glob(str(run_dir / "metrics-r*.parquet")):
+        name = Path(f).name
+        rank = name[len("metrics-r"):].split(".")[0]
+        ranks.add(rank)
+    for rank in sorted(ranks, key=lambda r: int(r) if r.isdigit() else 0):
+        final = run_dir / f"metrics-r{rank}.parquet"
+        files = [str(final)] if final.exists() else _part_files(run_dir, rank)
+        tables += [pq.read_table(f, schema=SCHEMA) for f in files]
+    return pa.concat_tables(tables) if tables else SCHEMA.empty_table()
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if isinstance(d, dict):
+        for k, v in d.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+    else:
+        out[prefix[:-1]] = json.dumps(d) if isinstance(d, list) else d
+    return out
+
+
+#: Config columns every results frame carries (name -> dotted config key).
+BASE_COLUMNS = {
+    "stem": "stem", "algo": "algo.name", "model": "model.name", "dataset": "dataset.name",
+    "backend": "backend.name", "workers": "topology.workers", "stages": "topology.stages",
+    "seed": "seed", "scale": "scale.name",
+}
+
+
+def iter_runs(results_dir: Path, stems: Iterable[str] | None = None) -> Iterable[Path]:
+    results_dir = Path(results_dir)
+    pattern = [results_dir / s for s in stems] if stems else sorted(p for p in results_dir.iterdir() if p.is_dir())
+    for stem_dir in pattern:
+        if not stem_dir.is_dir() or stem_dir.name == "figures":
+            continue
+        for run_dir in sorted(stem_dir.iterdir()):
+            if (run_dir / "config.yaml").exists():
+                yield run_dir
+
+
+def run_summary(run_dir: Path) -> dict[str, Any]:
+    """Flattened config plus status of one run (no metrics)."""
+    import yaml  # PyYAML comes with omegaconf
+
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    flat = _flatten(cfg)
+    try:
+        st = json.loads((run_dir / "status.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        st = {"status": "unknown", "reason": "no status.json"}
+    try:
+        meta = json.loads((run_dir / "meta.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        meta = {}
+    # A real dataset replaced by a synthetic stand-in (dataset.fallback) is named here, so that
+    # figures can say so.
+    flat["stand_in_for"] = meta.get("stand_in_for") or ""
+    flat["status"] = st.get("status", "unknown")
+    flat["reason"] = st.get("reason", "")
+    flat["run_dir"] = str(run_dir)
+    flat["run_id"] = run_dir.name
+    return flat
+
+
+def load_results(results_dir: str | Path = "results", stems: Iterable[str] | str | None = None,
+                 status: Iterable[str] | None = ("done", "diverged")):
+    """Metrics of every run under ``results_dir`` (optionally only ``stems``) as one DataFrame.
+
+    Each row carries its run's config columns: :data:`BASE_COLUMNS` and every config key that
+    varies between the runs loaded (the swept keys, by their dotted name), plus ``status``.
+    ``status`` filters runs (None keeps all, unfinished ones too).
+    """
+    import pandas as pd
+
+    if isinstance(stems, str):
+        stems = [stems]
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        return pd.DataFrame(columns=[*COLUMNS, *BASE_COLUMNS, "status"])
+    summaries = [run_summary(r) for r in iter_runs(results_dir, stems)]
+    if status is not None:
+        keep = set(status)
+        summaries = [s for s in summaries if s["status"] in keep]
+    if not summaries:
+        return pd.DataFrame(columns=[*COLUMNS, *BASE_COLUMNS, "status"])
+    keys = set().union(*summaries)
+    ignore = {"run_dir", "reason", "results_dir", "stand_in_for", "progress", "log.flush_s"}
+    varying = sorted(k for k in keys - ignore
+                     if len({json.dumps(s.get(k), sort_keys=True, default=str) for s in summaries}) > 1)
+    frames = []
+    for s in summaries:
+        df = read_run_metrics(Path(s["run_dir"])).to_pandas()
+        df["run_id"] = s["run_id"]
+        for col, key in BASE_COLUMNS.items():
+            df[col] = s.get(key)
+        for key in varying:
+            if key not in BASE_COLUMNS.values() and key not in ("status", "run_id"):
+                df[key] = s.get(key)
+        df["status"] = s["status"]
+        df["stand_in_for"] = s["stand_in_for"]
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True)

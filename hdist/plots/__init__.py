@@ -1,0 +1,106 @@
+"""Plot helpers shared by every experiment: pure functions of a results DataFrame.
+
+- :func:`curves`: a metric against epochs / wall time / updates, one line per group, seeds
+  aggregated as a mean line and a min-max band.
+- :func:`speedup`: speedup against workers with the ideal (linear) line.
+- :func:`table`: a table drawn as a figure (for the papers' tables).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import matplotlib
+
+matplotlib.use("Agg")  # figures are files; no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+X_LABELS = {"epoch": "epochs", "wall_s": "wall time (s)", "sim_s": "simulated time (s)",
+            "updates": "updates", "step": "steps", "samples": "samples"}
+
+
+def figure(n_panels: int = 1, width: float = 4.2, height: float = 3.3, title: str | None = None):
+    fig, axes = plt.subplots(1, n_panels, figsize=(width * n_panels, height), squeeze=False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig, list(axes[0])
+
+
+def label_of(keys: tuple | str, names: Iterable[str]) -> str:
+    keys = keys if isinstance(keys, tuple) else (keys,)
+    names = list(names)
+    if len(names) == 1:
+        return str(keys[0])
+    return ", ".join(f"{n}={k}" for n, k in zip(names, keys))
+
+
+def aggregate(df: pd.DataFrame, x: str, metric: str, by: list[str]) -> pd.DataFrame:
+    """Mean, min and max of ``metric`` over runs (seeds) at each ``x``, per group ``by``."""
+    d = df[df["metric"] == metric]
+    if d.empty:
+        return pd.DataFrame(columns=[*by, x, "mean", "lo", "hi", "n"])
+    # Runs of one group may log at slightly different x (time): bin on the rounded x.
+    g = d.groupby([*by, x])["value"]
+    out = g.agg(mean="mean", lo="min", hi="max", n="count").reset_index()
+    return out.sort_values([*by, x])
+
+
+def curves(ax, df: pd.DataFrame, metric: str, x: str = "epoch", by: list[str] | str = "algo",
+           logy: bool = False, ylabel: str | None = None, styles: dict | None = None) -> None:
+    by = [by] if isinstance(by, str) else list(by)
+    agg = aggregate(df, x, metric, by)
+    for keys, g in agg.groupby(by, sort=True):
+        lab = label_of(keys, by)
+        kw = (styles or {}).get(lab, {})
+        line, = ax.plot(g[x], g["mean"], label=lab, **kw)
+        if (g["n"] > 1).any():
+            ax.fill_between(g[x], g["lo"], g["hi"], color=line.get_color(), alpha=0.2, linewidth=0)
+    ax.set_xlabel(X_LABELS.get(x, x))
+    ax.set_ylabel(ylabel or metric)
+    if logy:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+
+
+def speedup(ax, workers: Iterable[float], values: Iterable[float], label: str = "measured",
+            paper: Iterable[float] | None = None, paper_workers: Iterable[float] | None = None) -> None:
+    """Speedup vs workers with the ideal line y = x (and the paper's values when given)."""
+    w = np.asarray(list(workers), dtype=float)
+    v = np.asarray(list(values), dtype=float)
+    ax.plot(w, v, "o-", label=label)
+    if paper is not None:
+        pw = np.asarray(list(paper_workers if paper_workers is not None else w), dtype=float)
+        ax.plot(pw, list(paper), "s--", label="paper", alpha=0.8)
+    top = max(w.max() if len(w) else 1, 1)
+    ax.plot([1, top], [1, top], "k:", label="ideal")
+    ax.set_xlabel("workers")
+    ax.set_ylabel("speedup")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+
+
+def table(rows: list[list], columns: list[str], title: str | None = None, width: float = 7.0):
+    """A table drawn as a figure (rows of cells, already formatted or numbers)."""
+    fig, ax = plt.subplots(figsize=(width, 0.4 + 0.3 * (len(rows) + 1)))
+    ax.axis("off")
+    cells = [[f"{c:.4g}" if isinstance(c, float) else str(c) for c in r] for r in rows]
+    t = ax.table(cellText=cells or [["" for _ in columns]], colLabels=columns, loc="center")
+    t.auto_set_font_size(False)
+    t.set_fontsize(8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def data_note(df: pd.DataFrame) -> str:
+    """'(synthetic stand-in)' when any run used a stand-in dataset: figures say so in their title."""
+    if "stand_in_for" in df.columns:
+        names = sorted({s for s in df["stand_in_for"].dropna().unique() if s})
+        if names:
+            return f" [synthetic stand-in for {', '.join(names)}]"
+    return ""

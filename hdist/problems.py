@@ -1,0 +1,153 @@
+"""A Problem is dataset x model x loss: what every algorithm optimises.
+
+It owns the data (both splits), builds the model for a seed, and gives the objective, its
+gradient, per-sample gradients (``torch.func``) and evaluation (loss and error) on a split.
+The objective is ``mean_i loss(f(x_i), y_i) + (l2/2) ||w||^2``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+from torch import nn
+
+from hdist import data as data_mod
+from hdist import models
+from hdist.types import ConfigError
+
+
+@dataclass
+class Problem:
+    data: data_mod.DataBundle
+    model_cfg: dict
+    loss_name: str  # cross_entropy | squared
+    l2: float
+
+    # --- model ------------------------------------------------------------------------------
+    def build_model(self, seed: int) -> nn.Sequential:
+        """The model, initialised deterministically from ``seed``."""
+        cfg = dict(self.model_cfg)
+        name = cfg.pop("name")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return models.build_model(name, **cfg)
+
+    # --- objective --------------------------------------------------------------------------
+    def data_loss(self, out: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        if self.loss_name == "cross_entropy":
+            return F.cross_entropy(out, y, reduction=reduction)
+        # squared loss 1/2 (f(x) - y)^2, as in ridge regression
+        r = out.reshape(out.shape[0], -1).squeeze(1) - y.to(out.dtype)
+        per = 0.5 * r.pow(2)
+        return per.mean() if reduction == "mean" else per
+
+    def reg(self, model: nn.Module) -> torch.Tensor:
+        if self.l2 == 0:
+            return torch.zeros(())
+        return 0.5 * self.l2 * sum(p.pow(2).sum() for p in model.parameters())
+
+    @torch.no_grad()
+    def reg_value(self, model: nn.Module) -> float:
+        """The regulariser's value, for logging (no graph)."""
+        return float(self.reg(model))
+
+    def objective(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.data_loss(model(x), y) + self.reg(model)
+
+    def per_sample_grads(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Gradients of the data loss for each sample separately: {param name: [B, *shape]}."""
+        from torch.func import functional_call, grad, vmap
+
+        params = {k: v.detach() for k, v in model.named_parameters()}
+        buffers = {k: v.detach() for k, v in model.named_buffers()}
+
+        def one(p, xi, yi):
+            out = functional_call(model, (p, buffers), (xi.unsqueeze(0),))
+            return self.data_loss(out, yi.unsqueeze(0))
+
+        return vmap(grad(one), in_dims=(None, 0, 0))(params, x, y)
+
+    # --- evaluation -------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, split: data_mod.ArrayDataset, max_samples: int | None = None,
+                 batch: int = 1000) -> dict[str, float]:
+        """Objective (incl. regulariser) and error rate on ``split`` (first ``max_samples``)."""
+        was_training = model.training
+        model.eval()
+        n = len(split) if max_samples is None else min(len(split), int(max_samples))
+        total, wrong = 0.0, 0
+        for lo in range(0, n, batch):
+            idx = torch.arange(lo, min(n, lo + batch))
+            x, y = split[idx]
+            out = model(x)
+            total += float(self.data_loss(out, y, reduction="sum" if self.loss_name == "cross_entropy"
+                                          else "none").sum())
+            if self.loss_name == "cross_entropy":
+                wrong += int((out.argmax(1) != y).sum())
+        model.train(was_training)
+        res = {"loss": total / max(n, 1) + float(self.reg(model))}
+        if self.loss_name == "cross_entropy":
+            res["error"] = wrong / max(n, 1)
+        return res
+
+
+_CACHE: dict[str, Problem] = {}
+
+
+def build_problem(cfg: Any) -> Problem:
+    """The run's Problem (data loaded once per process and config)."""
+    key = json.dumps([OmegaConf.to_container(cfg.dataset, resolve=True),
+                      OmegaConf.to_container(cfg.model, resolve=True),
+                      OmegaConf.to_container(cfg.objective, resolve=True)], sort_keys=True)
+    if key in _CACHE:
+        return _CACHE[key]
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    spec = models.get_spec(model_cfg["name"])
+    input_shape = tuple(model_cfg.get("input_shape") or spec.input_shape)
+    num_classes = int(model_cfg.get("num_classes") or spec.num_classes)
+    bundle = load_data(cfg.dataset, input_shape, num_classes, int(cfg.seed))
+    _check_compat(cfg, bundle, input_shape, num_classes)
+    loss = cfg.objective.loss
+    if loss == "auto":
+        loss = "cross_entropy" if bundle.num_classes > 0 else "squared"
+    prob = Problem(bundle, model_cfg, loss, float(cfg.objective.l2))
+    _CACHE[key] = prob
+    return prob
+
+
+def load_data(dcfg: Any, input_shape, num_classes: int, seed: int) -> data_mod.DataBundle:
+    """Load the dataset; with ``dataset.fallback: synthetic`` a missing real dataset is replaced
+    by a clearly labelled synthetic stand-in of the same shape and size."""
+    try:
+        return data_mod.load(dcfg, input_shape=input_shape, num_classes=num_classes, seed=seed)
+    except ConfigError as e:
+        if dcfg.get("fallback") != "synthetic":
+            raise
+        reason = str(e)
+    shape = list(dcfg.get("shape") or input_shape)
+    if math.prod(shape) == math.prod(input_shape):
+        shape = list(input_shape)  # as the real loaders do: flat vectors for flat models
+    stand_in = {"name": "synthetic", "n_train": dcfg.get("n_train") or 10000, "n_test": dcfg.get("n_test") or 2000,
+                "shape": shape, "num_classes": dcfg.get("num_classes") or num_classes}
+    b = data_mod.load(stand_in, input_shape=input_shape, num_classes=num_classes, seed=seed)
+    b.name = f"{dcfg['name']} (synthetic stand-in)"
+    b.description = f"synthetic stand-in for {dcfg['name']}: {reason}"
+    b.info["stand_in_for"] = dcfg["name"]
+    return b
+
+
+def _check_compat(cfg, bundle, input_shape, num_classes) -> None:
+    have = list(bundle.input_shape)
+    want = list(input_shape)
+    if not (have == want or (len(want) == 1 and math.prod(have) == want[0])):
+        raise ConfigError(f"model={cfg.model.name}: expects input {want} but dataset={cfg.dataset.name} gives "
+                          f"{have}; choose a model whose model.input_shape matches")
+    if bundle.num_classes > num_classes:
+        raise ConfigError(f"model.num_classes={num_classes}: dataset={cfg.dataset.name} has "
+                          f"{bundle.num_classes} classes; set model.num_classes={bundle.num_classes}")

@@ -1,0 +1,148 @@
+"""The command line end to end: run, rerun skipped, multirun, reproduce, figures, ls, report, errors."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from hdist.metrics import load_results
+
+SMOKE = ("scale=smoke", "scale.epochs=1", "progress=quiet")
+
+
+def _runs(root, stem="adhoc"):
+    d = root / stem
+    return sorted(p for p in d.iterdir() if p.is_dir()) if d.exists() else []
+
+
+def test_help_lists_the_verbs(sub):
+    r = sub("--help")
+    assert r.returncode == 0
+    for verb in ("run", "reproduce", "figures", "ls", "report"):
+        assert verb in r.stdout
+
+
+def test_run_help_is_hydras_with_the_config_groups(sub):
+    r = sub("run", "--help")
+    assert r.returncode == 0
+    for group in ("algo:", "model:", "dataset:", "backend:", "topology:", "scale:", "experiment:"):
+        assert group in r.stdout
+
+
+def test_run_then_rerun_is_skipped(sub, tmp_path):
+    r = sub("run", *SMOKE, f"results_dir={tmp_path}")
+    assert r.returncode == 0, r.stderr
+    assert "results:" in r.stdout
+    (run_dir,) = _runs(tmp_path)
+    for name in ("config.yaml", "meta.json", "status.json", "metrics-r0.parquet"):
+        assert (run_dir / name).exists(), name
+    assert json.loads((run_dir / "status.json").read_text())["status"] == "done"
+    meta = json.loads((run_dir / "meta.json").read_text())
+    for key in ("hdist", "python", "torch", "numpy", "git_commit", "git_dirty", "host", "cpu_count", "backend",
+                "n_params", "start", "end"):
+        assert key in meta, key
+    assert meta["n_params"] == 79510
+    mtime = (run_dir / "metrics-r0.parquet").stat().st_mtime_ns
+    r2 = sub("run", *SMOKE, f"results_dir={tmp_path}")
+    assert r2.returncode == 0
+    assert "skip" in r2.stderr
+    assert (run_dir / "metrics-r0.parquet").stat().st_mtime_ns == mtime
+
+
+def test_multirun_runs_every_point_once(cli, tmp_path):
+    args = ("run", "-m", "seed=0,1,2", "algo.lr=0.1,0.01", *SMOKE, f"results_dir={tmp_path}")
+    code, _, err = cli(*args)
+    assert code == 0, err
+    assert len(_runs(tmp_path)) == 6
+    code, _, err = cli(*args)
+    assert code == 0
+    assert "6 skipped" in err
+    assert len(_runs(tmp_path)) == 6
+
+
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(sub, tmp_path):
+    for args in (["algo=nope"], ["algo.lr=-1"], ["model=resnet20", "dataset=mnist"], ["-m", "algo.lr=0.1,-1"]):
+        r = sub("run", *args, f"results_dir={tmp_path}")
+        assert r.returncode == 2, (args, r.stderr)
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1 and lines[0].startswith("hdist: "), r.stderr
+        assert "Traceback" not in r.stderr
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+def test_missing_real_data_is_one_line_exit_2(cli, tmp_path):
+    code, _, err = cli("run", "dataset=mnist", *SMOKE, f"results_dir={tmp_path}")
+    assert code == 2
+    assert "mnist" in err and "expected" in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_bad_verb_and_bad_stem(cli):
+    assert cli("frobnicate")[0] == 2
+    code, _, err = cli("reproduce", "no-such-figure")
+    assert code == 2 and "no-such-figure" in err
+
+
+def test_reproduce_figures_ls_report(cli, tmp_path):
+    code, out, err = cli("reproduce", "huo17-fig1", "scale=smoke", "progress=quiet", f"results_dir={tmp_path}")
+    assert code == 0, err
+    assert len(_runs(tmp_path, "huo17-fig1")) == 4
+    png = tmp_path / "figures" / "huo17-fig1.png"
+    assert png.exists() and png.stat().st_size > 1000
+    assert (tmp_path / "figures" / "huo17-fig1.pdf").exists()
+    claims = json.loads((tmp_path / "huo17-fig1" / "claims.json").read_text())
+    assert claims and set(claims[0]) == {"claim", "paper", "measured", "passed"}
+    assert claims[0]["passed"] is True  # SGD's training loss falls
+    # The stand-in is labelled: no MNIST in the (empty) data root.
+    df = load_results(tmp_path, "huo17-fig1")
+    assert (df["stand_in_for"] == "mnist").all()
+    # Resumable: a second reproduce runs nothing.
+    code, _, err = cli("reproduce", "huo17-fig1", "scale=smoke", "progress=quiet", f"results_dir={tmp_path}")
+    assert code == 0 and "4 skipped" in err
+
+    code, out, _ = cli("run", *SMOKE, f"results_dir={tmp_path}")
+    assert code == 0
+    code, out, _ = cli("figures", f"results_dir={tmp_path}")
+    assert code == 0 and "huo17-fig1" in out and "adhoc" in out
+    assert (tmp_path / "figures" / "adhoc.png").exists()
+    code, out, _ = cli("ls", f"results_dir={tmp_path}")
+    assert code == 0 and "huo17-fig1" in out and "adhoc" in out
+    code, out, _ = cli("ls", "huo17-fig1", f"results_dir={tmp_path}")
+    assert code == 0 and out.count("done") == 4 and "algo.lr" in out
+    code, out, _ = cli("report", f"results_dir={tmp_path}")
+    assert code == 0
+    report = (tmp_path / "REPORT.md").read_text()
+    assert "## huo17-fig1" in report and "figures/huo17-fig1.png" in report
+    assert "| PASS |" in report and "Runs: 4" in report
+
+
+def test_diverged_run_is_marked_and_the_sweep_goes_on(cli, tmp_path):
+    code, _, err = cli("run", "-m", "algo.lr=1e6,0.05", *SMOKE, "log.train_every=1", f"results_dir={tmp_path}")
+    assert code == 0, err
+    statuses = sorted(json.loads((d / "status.json").read_text())["status"] for d in _runs(tmp_path))
+    assert statuses == ["diverged", "done"]
+    df = load_results(tmp_path)
+    assert set(df["status"]) == {"diverged", "done"}
+
+
+def test_models_and_data_verbs(cli):
+    code, out, _ = cli("models")
+    assert code == 0 and "mlp" in out and "79,510" in out
+    code, out, _ = cli("data")
+    assert code == 0 and "mnist" in out
+
+
+@pytest.mark.parametrize("stem", ["bench-overhead"])
+def test_benchmark_is_an_experiment(cli, tmp_path, stem):
+    code, out, err = cli("reproduce", stem, "scale=smoke", "algo.steps=50", "algo.reps=2", "progress=quiet",
+                         f"results_dir={tmp_path}")
+    assert code == 0, err
+    df = load_results(tmp_path, stem)
+    med = df[df["metric"] == "steps_per_s"].groupby(["algo.batch_size", "role"])["value"].median()
+    assert set(med.index.get_level_values("role")) == {"hdist", "raw"}
+    assert (med > 0).all()
+    claims = json.loads((tmp_path / stem / "claims.json").read_text())
+    assert len(claims) == 2 and all(isinstance(c["passed"], bool) for c in claims)
+    assert isinstance(df, pd.DataFrame)
