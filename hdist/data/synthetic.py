@@ -49,7 +49,8 @@ def regression(n: int, shape: tuple[int, ...], seed: int, noise: float = 0.1):
 def load_synthetic(cfg, *, input_shape, num_classes, seed) -> DataBundle:
     shape = tuple(cfg.get("shape") or input_shape)
     k = int(cfg.get("num_classes") or num_classes)
-    n_train, n_test = int(cfg["n_train"]), int(cfg["n_test"])
+    # null sizes (paper scale) mean the full-size default: 50,000 / 10,000, CIFAR's split sizes.
+    n_train, n_test = int(cfg.get("n_train") or 50000), int(cfg.get("n_test") or 10000)
     # The data seed is the dataset's own (not the run's): changing the run seed changes the
     # initialisation and sample order, not the problem.
     dseed = int(cfg.get("data_seed", 1234))
