@@ -3,7 +3,7 @@ PY ?= python
 RESULTS ?= results
 SCALE ?= small
 STEMS ?= huo17-fig1
-BENCH ?= bench-overhead
+BENCH ?= bench-overhead bench-data-models
 
 .PHONY: help install test test-all test-mpi test-gpu lint figures reproduce bench report clean
 

@@ -137,8 +137,10 @@ def execute(cfg: DictConfig, *, force: bool = False, quiet_skip: bool = False) -
         from hdist.problems import build_problem
 
         prob = build_problem(cfg)
+        plain = (str, int, float, bool, list, tuple, type(None))
         meta_extra = {"n_params": n_params(prob.build_model(0)), "data": prob.data.description,
-                      "data_source": prob.data.source, **prob.data.info}
+                      "data_source": prob.data.source,
+                      **{k: v for k, v in prob.data.info.items() if isinstance(v, plain)}}
         if prob.data.info.get("stand_in_for"):
             # A synthetic stand-in is a different run from the real data's: it gets its own id,
             # so that real data added later is run rather than skipped.

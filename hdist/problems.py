@@ -28,6 +28,35 @@ class Problem:
     model_cfg: dict
     loss_name: str  # cross_entropy | squared
     l2: float
+    # Binary labels {0,1} fitted by one output with the squared loss (ridge regression on
+    # ijcnn1, covtype, rcv1 as the thesis does): targets are mapped to {-1,+1}, the error is
+    # the sign's.
+    pm1: bool = False
+
+    def __post_init__(self):
+        info = self.data.info
+        self._mean = self._std = None
+        if info.get("mean") is not None and info.get("std") is not None:
+            self._mean = torch.tensor(info["mean"], dtype=torch.float32).view(1, -1, 1, 1)
+            self._std = torch.tensor(info["std"], dtype=torch.float32).view(1, -1, 1, 1)
+        self._augment = bool(info.get("augment")) and self.data.info.get("augment_fn") is not None
+        #: True when batches need a transform (normalisation, augmentation): loops skip the call otherwise.
+        self.has_transform = self._mean is not None or self._augment
+
+    # --- batches ----------------------------------------------------------------------------
+    def train_batch(self, x: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
+        """Augment (when the dataset asks for it, e.g. CIFAR crops and flips) then normalise."""
+        if self._augment:
+            x = self.data.info["augment_fn"](x, gen)
+        return self.eval_batch(x)
+
+    def eval_batch(self, x: torch.Tensor) -> torch.Tensor:
+        if self._mean is not None and x.dim() == 4 and x.shape[1] == self._mean.shape[1]:
+            x = (x - self._mean) / self._std
+        return x
+
+    def target(self, y: torch.Tensor) -> torch.Tensor:
+        return y.to(torch.float32) * 2 - 1 if self.pm1 else y
 
     # --- model ------------------------------------------------------------------------------
     def build_model(self, seed: int) -> nn.Sequential:
@@ -43,7 +72,7 @@ class Problem:
         if self.loss_name == "cross_entropy":
             return F.cross_entropy(out, y, reduction=reduction)
         # squared loss 1/2 (f(x) - y)^2, as in ridge regression
-        r = out.reshape(out.shape[0], -1).squeeze(1) - y.to(out.dtype)
+        r = out.reshape(out.shape[0], -1).squeeze(1) - self.target(y).to(out.dtype)
         per = 0.5 * r.pow(2)
         return per.mean() if reduction == "mean" else per
 
@@ -85,14 +114,16 @@ class Problem:
         for lo in range(0, n, batch):
             idx = torch.arange(lo, min(n, lo + batch))
             x, y = split[idx]
-            out = model(x)
+            out = model(self.eval_batch(x) if self.has_transform else x)
             total += float(self.data_loss(out, y, reduction="sum" if self.loss_name == "cross_entropy"
                                           else "none").sum())
             if self.loss_name == "cross_entropy":
                 wrong += int((out.argmax(1) != y).sum())
+            elif self.pm1:
+                wrong += int(((out.reshape(-1) >= 0).long() != y).sum())
         model.train(was_training)
         res = {"loss": total / max(n, 1) + float(self.reg(model))}
-        if self.loss_name == "cross_entropy":
+        if self.loss_name == "cross_entropy" or self.pm1:
             res["error"] = wrong / max(n, 1)
         return res
 
@@ -114,9 +145,17 @@ def build_problem(cfg: Any) -> Problem:
     bundle = load_data(cfg.dataset, input_shape, num_classes, int(cfg.seed))
     _check_compat(cfg, bundle, input_shape, num_classes)
     loss = cfg.objective.loss
+    pm1 = num_classes == 1 and bundle.num_classes == 2
     if loss == "auto":
-        loss = "cross_entropy" if bundle.num_classes > 0 else "squared"
-    prob = Problem(bundle, model_cfg, loss, float(cfg.objective.l2))
+        loss = "cross_entropy" if bundle.num_classes > 0 and not pm1 else "squared"
+    if loss == "cross_entropy" and (bundle.num_classes == 0 or pm1):
+        raise ConfigError(f"objective.loss=cross_entropy: dataset={cfg.dataset.name} with model.num_classes="
+                          f"{num_classes} needs the squared loss; allowed: auto, squared")
+    if "augment" in cfg.dataset and cfg.dataset.augment and bundle.info.get("augment"):
+        from hdist.data.cifar import augment
+
+        bundle.info["augment_fn"] = augment
+    prob = Problem(bundle, model_cfg, loss, float(cfg.objective.l2), pm1=pm1 and loss == "squared")
     _CACHE[key] = prob
     return prob
 
@@ -148,6 +187,6 @@ def _check_compat(cfg, bundle, input_shape, num_classes) -> None:
     if not (have == want or (len(want) == 1 and math.prod(have) == want[0])):
         raise ConfigError(f"model={cfg.model.name}: expects input {want} but dataset={cfg.dataset.name} gives "
                           f"{have}; choose a model whose model.input_shape matches")
-    if bundle.num_classes > num_classes:
+    if bundle.num_classes > num_classes and not (num_classes == 1 and bundle.num_classes == 2):
         raise ConfigError(f"model.num_classes={num_classes}: dataset={cfg.dataset.name} has "
                           f"{bundle.num_classes} classes; set model.num_classes={bundle.num_classes}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pandas as pd
-import pytest
 
 from hdist.metrics import load_results
 
@@ -134,8 +133,8 @@ def test_models_and_data_verbs(cli):
     assert code == 0 and "mnist" in out
 
 
-@pytest.mark.parametrize("stem", ["bench-overhead"])
-def test_benchmark_is_an_experiment(cli, tmp_path, stem):
+def test_benchmark_is_an_experiment(cli, tmp_path):
+    stem = "bench-overhead"
     code, out, err = cli("reproduce", stem, "scale=smoke", "algo.steps=50", "algo.reps=2", "progress=quiet",
                          f"results_dir={tmp_path}")
     assert code == 0, err
@@ -146,3 +145,13 @@ def test_benchmark_is_an_experiment(cli, tmp_path, stem):
     claims = json.loads((tmp_path / stem / "claims.json").read_text())
     assert len(claims) == 2 and all(isinstance(c["passed"], bool) for c in claims)
     assert isinstance(df, pd.DataFrame)
+
+
+def test_data_and_model_benchmark(cli, tmp_path):
+    code, out, err = cli("reproduce", "bench-data-models", "scale=smoke", "progress=quiet", f"results_dir={tmp_path}")
+    assert code == 0, err
+    df = load_results(tmp_path, "bench-data-models")
+    load = df[df["metric"] == "samples_per_s"]
+    assert {"mnist", "ijcnn1"} <= set(load["role"]) and (load["value"] > 0).all()
+    assert set(df[df["metric"] == "step_s"]["role"]) == {"resnet20"}
+    assert (tmp_path / "figures" / "bench-data-models.png").exists()

@@ -33,7 +33,7 @@ def test_same_seed_gives_identical_metrics(tmp_path):
 
 
 def _start_long_run(results_dir, extra=()):
-    args = ["run", "scale=small", "scale.epochs=50", "log.flush_s=0.05", "log.train_every=1", "progress=plain",
+    args = ["run", "scale=small", "scale.epochs=8", "log.flush_s=0.05", "log.train_every=1", "progress=plain",
             f"results_dir={results_dir}", *extra]
     proc = subprocess.Popen([sys.executable, "-m", "hdist.cli", *args], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -58,7 +58,7 @@ def test_killed_run_leaves_readable_files_and_is_redone(tmp_path):
     assert read_run_metrics(run_dir).num_rows > 0
     assert len(load_results(tmp_path, status=None)) > 0
     # The rerun redoes it (a shorter config would be another run: reuse the same one, in-process).
-    cfg = prepare(["scale=small", "scale.epochs=50", "log.flush_s=0.05", "log.train_every=1", "progress=plain",
+    cfg = prepare(["scale=small", "scale.epochs=8", "log.flush_s=0.05", "log.train_every=1", "progress=plain",
                    f"results_dir={tmp_path}"])
     cfg.algo.max_steps = None
     res = execute(cfg)

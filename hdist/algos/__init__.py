@@ -16,6 +16,7 @@ from hdist.types import ConfigError
 ALGOS: dict[str, str] = {
     "sgd": "hdist.algos.sgd",
     "bench_overhead": "hdist.bench.overhead",
+    "bench_data_models": "hdist.bench.data_models",
 }
 
 

@@ -47,6 +47,8 @@ def run(ctx) -> None:
         order = epoch_order(len(train), gen)
         for i in range(min(spe, total - step)):
             x, y = train[order[i * b:(i + 1) * b]]
+            if problem.has_transform:
+                x = problem.train_batch(x, gen)
             opt.zero_grad(set_to_none=True)
             loss = problem.data_loss(model(x), y)
             loss.backward()
