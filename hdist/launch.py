@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -166,7 +167,9 @@ def execute(cfg: DictConfig, *, force: bool = False, quiet_skip: bool = False) -
     old = signal.signal(signal.SIGTERM, _sigterm) if _main_thread() else None
     status, reason = "failed", ""
     try:
-        backend.launch(run_dir, cfg, algo.run, run_id=rid)
+        # Parameter-server algorithms get a server rank where the backend has one (MPI).
+        server = "ps" in getattr(algo, "FAMILIES", ())
+        backend.launch(run_dir, cfg, algo.run, run_id=rid, n_params=int(meta.get("n_params") or 0), server=server)
         status = "done"
     except Diverged as e:
         status, reason = "diverged", str(e)
@@ -177,7 +180,9 @@ def execute(cfg: DictConfig, *, force: bool = False, quiet_skip: bool = False) -
         status, reason = "failed", str(e)
         raise
     except Exception as e:  # a run's own error: record it, the sweep goes on
-        status, reason = "failed", f"{type(e).__name__}: {e}"
+        msg = str(e).strip()
+        status, reason = "failed", f"{type(e).__name__}: {msg.splitlines()[0] if msg else ''}"
+        atomic_write_text(run_dir / "error.txt", traceback.format_exc())
     finally:
         meta["end"] = _dt.datetime.now(_dt.timezone.utc).isoformat()
         atomic_write_json(run_dir / "meta.json", meta)

@@ -74,6 +74,12 @@ METRICS: dict[str, str] = {
     "m_k": "per-layer gradient variance factor (thesis 4.4.3)",
     "steps_per_s": "optimisation steps per second (benchmarks)",
     "diverged": "1 when the loss became NaN or inf",
+    "train_s": "seconds from the common start until every worker finished (rank 0)",
+    "straggle_s_total": "seconds a worker was held back by the straggler model over the run",
+    "straggle_s": "seconds a straggling worker was held back at a step (thesis 3.5 delay model)",
+    "updates_total": "updates this rank pushed (or, on a server, applied) over the run",
+    "samples_per_s": "samples loaded per second (benchmarks)",
+    "step_s": "seconds per training step (benchmarks)",
 }
 
 

@@ -25,34 +25,74 @@ class Diverged(RuntimeError):
 
 @runtime_checkable
 class Comm(Protocol):
-    """Communication between the ranks of one run.
+    """Communication between the ranks of one run: the one interface algorithms are written against.
 
-    Tensors are flat ``torch.Tensor`` buffers. Every call is blocking unless its name says
-    otherwise; blocking receives carry a timeout so that a dead peer ends the run instead of
-    hanging it.
+    Tensors are flat, contiguous float32/float64 ``torch.Tensor`` buffers. Every call blocks
+    until done; blocking waits carry a timeout (``backend.timeout_s``) and notice a failed peer,
+    so that a dead rank ends the run instead of hanging it.
+
+    Ranks and roles: ``world_size`` ranks in all. Parameter-server algorithms on a backend
+    with a server rank (``has_server``: MPI, sim) have rank 0 as the server and ranks
+    1..world_size-1 as workers; on shared memory (thread, process) every rank is a worker and
+    the shared vector itself is the "server". ``n_workers`` and ``worker_index`` (0-based,
+    None on the server) hide the difference.
     """
 
     rank: int
     world_size: int
+    n_workers: int
+    worker_index: int | None
+    has_server: bool  # a dedicated server rank exists (rank 0)
+    shared_memory: bool  # workers can read and write the shared vector lock-free (inconsistent reads)
 
+    # --- collectives (every rank calls) -------------------------------------------------------
     def barrier(self) -> None: ...
 
     def broadcast(self, tensor: torch.Tensor, root: int = 0) -> None:
         """In place: every rank ends with ``root``'s values."""
 
     def allreduce(self, tensor: torch.Tensor, op: str = "sum") -> None:
-        """In place: ``op`` is ``sum`` or ``mean`` over ranks."""
+        """In place: ``op`` is ``sum`` or ``mean`` over all ranks."""
 
+    # --- point to point -----------------------------------------------------------------------
     def send(self, tensor: torch.Tensor, dst: int, tag: int = 0) -> None: ...
 
     def recv(self, tensor: torch.Tensor, src: int | None = None, tag: int = 0) -> int:
         """Fill ``tensor`` from ``src`` (any rank when None); return the sender's rank."""
 
-    def pull(self, out: torch.Tensor) -> int:
-        """Copy the shared / server parameters into ``out``; return their version."""
+    # --- parameter server / shared state ------------------------------------------------------
+    def ps_init(self, x0: torch.Tensor) -> None:
+        """Collective: the shared vector x starts as ``x0`` (rank 0's, or the server's); version 0."""
 
-    def push(self, update: torch.Tensor, version: int) -> int:
-        """Hand an update computed at ``version`` to the server; return the version after it."""
+    def pull(self, out: torch.Tensor, consistent: bool = True) -> int:
+        """Copy x into ``out``; return the version read (updates applied so far). On a server
+        rank it copies the server's own x.
+
+        consistent: a whole-vector copy no update interleaves with (lock / server message).
+        inconsistent (shared memory only): a lock-free copy that concurrent updates may tear.
+        """
+
+    def push(self, delta: torch.Tensor, version: int, consistent: bool = True) -> int | None:
+        """Apply ``x += delta``, computed from x at ``version``; return its staleness.
+
+        Staleness = updates applied by others between that read and this apply. Consistent:
+        under the lock / by the server, one update at a time; inconsistent: lock-free writes.
+        Where a server applies the update later (``has_server``), it returns None and the
+        server reports the staleness to ``serve``'s ``on_apply``.
+        """
+
+    def push_pull(self, delta: torch.Tensor, version: int, out: torch.Tensor) -> tuple[int, int]:
+        """``push`` then ``pull`` in one round trip: returns (staleness, version read)."""
+
+    def ps_version(self) -> int:
+        """Updates applied to x so far (a lock-free read: it may be a little behind)."""
+
+    def serve(self, on_apply: Callable[[int, torch.Tensor, int], None] | None = None) -> None:
+        """Server rank only: apply workers' pushes and answer pulls until every worker called
+        ``ps_done``; ``on_apply(version, x, staleness)`` runs after each applied update."""
+
+    def ps_done(self) -> None:
+        """This worker sends no more pushes or pulls."""
 
 
 @dataclass
@@ -73,7 +113,17 @@ class RankCtx:
     @property
     def seed(self) -> int:
         """Every rank's seed derives from (run seed, rank): reproducible and distinct."""
-        return int(self.cfg.seed) * 1_000_003 + self.rank
+        return seed_for(self.cfg.seed, self.rank)
+
+    def worker_seed(self, worker_index: int | None = None) -> int:
+        """Seed of a data-parallel worker's sample order: (run seed, worker index), so that worker
+        0 of any backend draws what the serial run draws."""
+        w = self.comm.worker_index if worker_index is None else worker_index
+        return seed_for(self.cfg.seed, w or 0)
+
+
+def seed_for(seed: int, index: int) -> int:
+    return int(seed) * 1_000_003 + int(index)
 
 
 class Algorithm(Protocol):

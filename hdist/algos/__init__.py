@@ -15,6 +15,8 @@ from hdist.types import ConfigError
 #: config name -> module path
 ALGOS: dict[str, str] = {
     "sgd": "hdist.algos.sgd",
+    "asysg_con": "hdist.algos.asysg_con",
+    "asysg_incon": "hdist.algos.asysg_incon",
     "bench_overhead": "hdist.bench.overhead",
     "bench_data_models": "hdist.bench.data_models",
 }

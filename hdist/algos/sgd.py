@@ -52,13 +52,17 @@ def run(ctx) -> None:
             opt.zero_grad(set_to_none=True)
             loss = problem.data_loss(model(x), y)
             loss.backward()
+            logging = (step + 1) % train_every == 0
+            # The logged objective is at the parameters the gradient was taken at: the
+            # regulariser is read before the update.
+            reg = problem.reg_value(model) if logging and problem.l2 else 0.0
             opt.step()
             step += 1
             log.step = log.updates = step
             log.samples += x.shape[0]
             log.epoch = step / spe
-            if step % train_every == 0:
-                value = loss.item() + problem.reg_value(model)
+            if logging:
+                value = loss.item() + reg
                 check_finite(value, f"step {step}")
                 log.log("train", "train_loss", value)
                 ctx.progress.update(step, value, log.epoch)

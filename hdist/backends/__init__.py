@@ -14,6 +14,8 @@ from hdist.types import ConfigError
 
 BACKENDS: dict[str, str] = {
     "serial": "hdist.backends.serial",
+    "thread": "hdist.backends.thread",
+    "process": "hdist.backends.process",
 }
 
 

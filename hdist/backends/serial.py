@@ -12,7 +12,7 @@ from hdist.progress import make_progress
 from hdist.types import RankCtx
 
 NAME = "serial"
-FAMILIES = ("serial", "bench")
+FAMILIES = ("serial", "bench", "ps", "shared", "collective")
 MAX_WORKERS = 1
 
 
@@ -24,9 +24,13 @@ class SerialComm:
     worker; point-to-point calls have no peer and say so.
     """
 
+    has_server = False
+    shared_memory = True
+
     def __init__(self) -> None:
         self.rank, self.world_size = 0, 1
-        self._shared: torch.Tensor | None = None
+        self.n_workers, self.worker_index = 1, 0
+        self._x: torch.Tensor | None = None
         self._version = 0
 
     def barrier(self) -> None:
@@ -45,21 +49,36 @@ class SerialComm:
     def recv(self, tensor: torch.Tensor, src: int | None = None, tag: int = 0) -> int:
         raise RuntimeError(f"recv from rank {src}: a serial run has no other rank")
 
-    def init_shared(self, tensor: torch.Tensor) -> None:
-        self._shared = tensor.detach().clone()
+    def ps_init(self, x0: torch.Tensor) -> None:
+        self._x = x0.detach().clone().view(-1)
+        self._version = 0
 
-    def pull(self, out: torch.Tensor) -> int:
-        out.copy_(self._shared)
+    def ps_version(self) -> int:
         return self._version
 
-    def push(self, update: torch.Tensor, version: int) -> int:
-        # One worker: the update is never stale; apply x <- x + update.
-        self._shared.add_(update)
+    def pull(self, out: torch.Tensor, consistent: bool = True) -> int:
+        out.copy_(self._x)
+        return self._version
+
+    def push(self, delta: torch.Tensor, version: int, consistent: bool = True) -> int:
+        # One worker: nothing else updates x, so the staleness is 0.
+        self._x.add_(delta)
         self._version += 1
-        return self._version
+        return self._version - 1 - version
+
+    def push_pull(self, delta: torch.Tensor, version: int, out: torch.Tensor) -> tuple[int, int]:
+        st = self.push(delta, version)
+        return st, self.pull(out)
+
+    def serve(self, on_apply=None) -> None:
+        raise RuntimeError("serve: a serial run has no server rank")
+
+    def ps_done(self) -> None:
+        return None
 
 
-def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], run_id: str = "") -> None:
+def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], run_id: str = "", n_params: int = 0,
+           server: bool = False) -> None:
     log = MetricsLogger(run_dir, run_id, rank=0, role="worker", flush_s=cfg.log.flush_s)
     progress = make_progress(cfg.progress, desc=f"{cfg.stem}/{run_id}")
     ctx = RankCtx(cfg=cfg, rank=0, world_size=1, comm=SerialComm(), log=log, run_dir=Path(run_dir),

@@ -1,0 +1,205 @@
+"""The frame every parameter-server / shared-memory algorithm runs in (algorithm side).
+
+It never imports a backend: it talks to :class:`~hdist.types.Comm` only.
+
+- :class:`FlatModel`: the model's parameters as views into one flat vector, so a pull is one
+  copy and a gradient is one vector.
+- :class:`Worker`: a worker's shard, sample order (seeded from (seed, worker index)), step
+  budget, straggler model and time accounting (compute_s, comm_s, wait_s).
+- :class:`Snapshots`: copies of the shared x taken every few global updates and evaluated
+  after training, so evaluation never steals CPU from the workers being timed.
+- :func:`run_ps`: the common life of a rank: build, ``ps_init``, common clock start, the
+  server loop or the algorithm's worker loop, final snapshot, evaluation, totals.
+
+Epochs: worker w of P holds shard w of the training set and makes ``scale.epochs`` passes
+over it, so P workers together make the same number of updates as one serial run; a global
+epoch is ``steps_per_epoch(n, b)`` updates of x.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable
+
+import torch
+
+from hdist.problems import Problem, build_problem
+from hdist.stragglers import Straggler
+from hdist.train import check_finite, steps_per_epoch
+from hdist.types import RankCtx, seed_for
+
+
+class FlatModel:
+    """``model``'s parameters re-pointed into one flat vector ``flat`` (views, no copies)."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.model = model
+        self.params = [p for p in model.parameters()]
+        self.flat = torch.cat([p.detach().reshape(-1) for p in self.params]).clone()
+        offset = 0
+        for p in self.params:
+            n = p.numel()
+            p.data = self.flat[offset:offset + n].view_as(p)
+            offset += n
+        self.numel = offset
+
+    def grad(self, loss: torch.Tensor) -> torch.Tensor:
+        """The loss's gradient with respect to all parameters, as one flat vector."""
+        grads = torch.autograd.grad(loss, self.params)
+        return torch.cat([g.reshape(-1) for g in grads])
+
+
+class Worker:
+    """One asynchronous worker's data, schedule and accounting."""
+
+    def __init__(self, ctx: RankCtx, problem: Problem):
+        cfg = ctx.cfg
+        comm = ctx.comm
+        self.ctx, self.problem = ctx, problem
+        self.index = comm.worker_index or 0
+        train = problem.data.train
+        self.shard = train.shard(self.index, comm.n_workers)
+        self.b = int(cfg.algo.batch_size)
+        self.spe_local = steps_per_epoch(len(self.shard), self.b)
+        self.spe_global = steps_per_epoch(len(train), self.b)
+        self.total_local = max(1, math.ceil(float(cfg.scale.epochs) * self.spe_local))
+        if cfg.algo.get("max_steps"):
+            # max_steps caps the global number of updates: each worker takes its share.
+            self.total_local = min(self.total_local, max(1, math.ceil(int(cfg.algo.max_steps) / comm.n_workers)))
+        self.total_global = self.total_local * comm.n_workers
+        self.gen = torch.Generator().manual_seed(ctx.worker_seed())
+        self.straggler = Straggler(cfg.topology, comm.worker_index, int(cfg.seed))
+        self.compute_s = self.comm_s = self.wait_s = 0.0
+        self.step = 0
+        self.train_every = int(cfg.log.train_every)
+
+    def batches(self):
+        """Mini-batches of this worker's shard, epoch after epoch, ``total_local`` in all."""
+        log = self.ctx.log
+        while self.step < self.total_local:
+            order = torch.randperm(len(self.shard), generator=self.gen)
+            for i in range(min(self.spe_local, self.total_local - self.step)):
+                x, y = self.shard[order[i * self.b:(i + 1) * self.b]]
+                if self.problem.has_transform:
+                    x = self.problem.train_batch(x, self.gen)
+                # Counted before the step is taken, so rows logged in it say "after step n".
+                self.step += 1
+                log.step = self.step
+                log.samples += x.shape[0]
+                log.epoch = self.step / self.spe_local
+                yield x, y
+
+    def pulled(self, version: int, flat: torch.Tensor, snaps: Snapshots | None) -> None:
+        """Called after every pull: rank 0 keeps a snapshot of x when one is due."""
+        if snaps is not None:
+            snaps.maybe(version, flat, self.ctx.log.wall_s())
+
+    def log_step(self, loss: torch.Tensor, updates: int, staleness: int | None) -> None:
+        """Per-step bookkeeping: staleness of the applied update, mini-batch loss on a schedule."""
+        log = self.ctx.log
+        log.updates = updates
+        if staleness is not None:
+            log.log("comm", "staleness", staleness)
+        if self.step % self.train_every == 0:
+            value = loss.item() + (self.problem.reg_value(self.ctx.extra["model"]) if self.problem.l2 else 0.0)
+            check_finite(value, f"worker {self.index} step {self.step}")
+            log.log("train", "train_loss", value)
+            self.ctx.progress.update(min(updates, self.total_global), value, updates / self.spe_global)
+
+    def log_totals(self) -> None:
+        log = self.ctx.log
+        log.log_many("comm", {"compute_s": self.compute_s, "comm_s": self.comm_s, "wait_s": self.wait_s,
+                              "updates_total": self.step})
+        if self.straggler.total_s:
+            log.log("event", "straggle_s_total", self.straggler.total_s)
+
+
+class Snapshots:
+    """x at regular global-update counts, kept in memory and evaluated after training."""
+
+    def __init__(self, ctx: RankCtx, spe_global: int, total_global: int):
+        per = float(ctx.cfg.log.evals_per_epoch)
+        self.every = max(1, round(spe_global / per)) if per > 0 else max(1, total_global)
+        self.spe_global = spe_global
+        self.next = 0
+        self.items: list[tuple[int, float, torch.Tensor]] = []
+
+    def maybe(self, version: int, x: torch.Tensor, wall_s: float) -> None:
+        if version >= self.next:
+            self.items.append((version, wall_s, x.detach().clone()))
+            self.next = (version // self.every + 1) * self.every
+
+    def add(self, version: int, x: torch.Tensor, wall_s: float) -> None:
+        if not self.items or self.items[-1][0] != version:
+            self.items.append((version, wall_s, x.detach().clone()))
+
+    def evaluate(self, ctx: RankCtx, problem: Problem, fm: FlatModel) -> None:
+        log = ctx.log
+        keep = fm.flat.clone()
+        split = problem.data.train
+        for version, wall_s, x in self.items:
+            fm.flat.copy_(x)
+            res_tr = problem.evaluate(fm.model, split, ctx.cfg.log.eval_max_samples)
+            out = {"train_loss_full": res_tr["loss"]}
+            if "error" in res_tr:
+                out["train_error"] = res_tr["error"]
+            if len(problem.data.test):
+                res_te = problem.evaluate(fm.model, problem.data.test, ctx.cfg.log.eval_max_samples)
+                out["test_loss"] = res_te["loss"]
+                if "error" in res_te:
+                    out["test_error"] = res_te["error"]
+            log.updates = version
+            log.epoch = version / self.spe_global
+            for k, v in out.items():
+                log.log("eval", k, v, wall_s=wall_s)
+            check_finite(out["train_loss_full"], f"evaluation at update {version}")
+        fm.flat.copy_(keep)
+
+
+WorkerLoop = Callable[[RankCtx, Problem, FlatModel, Worker, "Snapshots | None"], None]
+
+
+def run_ps(ctx: RankCtx, worker_loop: WorkerLoop) -> None:
+    """One rank of a parameter-server algorithm: the server loop or ``worker_loop``."""
+    cfg, comm, log = ctx.cfg, ctx.comm, ctx.log
+    problem = build_problem(cfg)
+    # Every rank starts from the same x: the serial run's initialisation (seed of worker 0).
+    fm = FlatModel(problem.build_model(seed_for(cfg.seed, 0)))
+    ctx.extra["model"] = fm.model
+    comm.ps_init(fm.flat)
+    worker = Worker(ctx, problem) if comm.worker_index is not None else None
+    spe_global = steps_per_epoch(len(problem.data.train), int(cfg.algo.batch_size))
+    total_global = (worker.total_global if worker else
+                    max(1, math.ceil(float(cfg.scale.epochs) * spe_global)))
+    snaps = Snapshots(ctx, spe_global, total_global) if ctx.rank == 0 else None
+    ctx.progress.start(total_global)
+    comm.barrier()
+    # The clocks of all ranks start together: wall_s is comparable across ranks.
+    log.t0 = time.perf_counter()
+    if snaps is not None:
+        snaps.add(0, fm.flat, 0.0)
+    if comm.has_server and comm.worker_index is None:
+        ctx.role = log.role = "server"
+
+        def on_apply(version: int, x: torch.Tensor, staleness: int) -> None:
+            log.updates = version
+            log.log("comm", "staleness", staleness)
+            snaps.maybe(version, x, log.wall_s())
+            if version % 100 == 0:
+                ctx.progress.update(min(version, total_global), None, version / spe_global)
+
+        comm.serve(on_apply)
+    else:
+        worker_loop(ctx, problem, fm, worker, snaps)
+        comm.ps_done()
+        worker.log_totals()
+    comm.barrier()
+    end_s = log.wall_s()
+    if ctx.rank == 0:
+        # The final x (on a server rank, pull reads the server's own copy).
+        version = comm.pull(fm.flat, consistent=True)
+        snaps.add(version, fm.flat, end_s)
+        log.log("event", "train_s", end_s)
+        snaps.evaluate(ctx, problem, fm)
+    comm.barrier()

@@ -1,0 +1,55 @@
+"""AsySG-con: asynchronous parallel stochastic gradient with consistent reads (lian15).
+
+Lian, Huang, Li, Liu. Asynchronous Parallel Stochastic Gradient for Nonconvex Optimization.
+NIPS 2015. "The procedure of AsySG", consistent read (Figure 1: computing cluster):
+
+    every worker, concurrently:
+      1. (Read)    x_hat <- x                      # the whole vector, consistent
+      2. (Compute) sample M training data xi_1..xi_M; G = (1/M) sum_m grad F(x_hat; xi_m)
+      3. (Update)  x <- x - gamma * G               # applied by the server, one update at a time
+    so that  x_{k+1} = x_k - gamma * G(x_{k - tau_k}),  tau_k = the update's staleness
+
+Symbols -> config: M = ``algo.batch_size``, gamma = ``algo.lr`` (per mini-batch *mean*
+gradient; the paper's sum over M corresponds to gamma_paper = lr / M), workers =
+``topology.workers``, the l2 weight of the objective = ``objective.l2`` (added to G).
+Consistent reads and writes: a lock on shared memory (thread, process), the server rank on MPI.
+"""
+
+from __future__ import annotations
+
+import time
+
+from hdist.algos._ps import run_ps
+from hdist.schedules import lr_at
+
+FAMILIES = ("ps",)
+CONSISTENT = True
+
+
+def worker_loop(ctx, problem, fm, w, snaps, consistent: bool = CONSISTENT) -> None:
+    cfg, comm = ctx.cfg, ctx.comm
+    l2 = problem.l2
+    clock = time.perf_counter
+    for x, y in w.batches():
+        t0 = clock()
+        version = comm.pull(fm.flat, consistent=consistent)  # 1. read x_hat (version k - tau)
+        w.pulled(version, fm.flat, snaps)
+        t1 = clock()
+        loss = problem.data_loss(fm.model(x), y)  # 2. compute G on M samples
+        g = fm.grad(loss)
+        if l2:
+            g.add_(fm.flat, alpha=l2)
+        lr = lr_at(cfg.algo, version / w.spe_global)
+        t2 = clock()
+        w.straggler.after_compute(t2 - t1, ctx.log)
+        t3 = clock()
+        staleness = comm.push(g.mul_(-lr), version, consistent=consistent)  # 3. x <- x - gamma G
+        t4 = clock()
+        w.comm_s += (t1 - t0) + (t4 - t3)
+        w.compute_s += t2 - t1
+        w.wait_s += t3 - t2
+        w.log_step(loss, version + 1, staleness)
+
+
+def run(ctx) -> None:
+    run_ps(ctx, worker_loop)

@@ -1,0 +1,52 @@
+"""What every in-machine backend does for one rank: logger, progress, context, error capture."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from hdist.metrics import MetricsLogger
+from hdist.progress import QuietProgress, make_progress
+from hdist.types import RankCtx
+
+
+def threads_per_rank(cfg, ranks: int) -> int:
+    """Torch intra-op threads for each rank: the configured number, or the cores shared out."""
+    n = cfg.backend.get("threads_per_rank")
+    if n:
+        return int(n)
+    return max(1, (os.cpu_count() or 1) // max(1, ranks))
+
+
+def make_ctx(cfg, run_dir: Path, run_id: str, rank: int, world: int, comm, role: str = "worker") -> RankCtx:
+    log = MetricsLogger(run_dir, run_id, rank=rank, role=role, flush_s=cfg.log.flush_s)
+    progress = make_progress(cfg.progress, desc=f"{cfg.stem}/{run_id}") if rank == 0 else QuietProgress()
+    return RankCtx(cfg=cfg, rank=rank, world_size=world, comm=comm, log=log, run_dir=Path(run_dir),
+                   progress=progress)
+
+
+def run_rank(ctx: RankCtx, rank_fn: Callable[[RankCtx], None]) -> None:
+    """Run one rank; the logger and progress are always closed (complete files on any exit)."""
+    try:
+        rank_fn(ctx)
+    finally:
+        ctx.progress.close()
+        ctx.log.close()
+
+
+def scratch_slot(n_params: int) -> int:
+    """Elements in each rank's collective slot: the model fits in one pass, small tensors too."""
+    return max(1 << 12, int(n_params)) if n_params else 1 << 16
+
+
+def alloc_state_tensors(n_params: int, world: int, slot: int):
+    d = max(1, int(n_params))
+    return (torch.zeros(d), torch.zeros(world, dtype=torch.int64), torch.zeros(world, slot))
+
+
+def nan_to_none(v):
+    return None if isinstance(v, float) and math.isnan(v) else v

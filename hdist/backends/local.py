@@ -1,0 +1,202 @@
+"""The communication interface on one machine: threads or processes sharing memory.
+
+:class:`LocalComm` implements :class:`~hdist.types.Comm` once for both the ``thread`` and the
+``process`` backends. What differs is only where the state lives and which primitives guard it
+(:class:`LocalState`): ``threading`` objects and ordinary tensors for threads;
+``multiprocessing`` objects and ``share_memory_()`` tensors for processes.
+
+Shared state:
+- ``x``: the shared parameter vector (the "server" of parameter-server algorithms).
+- ``counts[r]``: updates applied by rank r. The version of x is ``counts.sum()``. Each rank
+  writes only its own slot, so the counter needs no lock; a lock-free reader may see a sum
+  that is a little behind (which is what an inconsistent read is).
+- ``scratch[r]``: rank r's slot for collectives (all-reduce, broadcast), chunked when a
+  tensor is larger than a slot.
+- ``lock``: guards x for consistent reads and writes; ``barrier``: collectives; ``abort``: set
+  by a failing rank so that every blocked peer gives up instead of waiting forever.
+- ``inbox[r]``: messages to rank r (point-to-point).
+"""
+
+from __future__ import annotations
+
+import queue as queue_mod
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+
+class PeerFailed(RuntimeError):
+    """Another rank failed (or a wait timed out): this rank stops too."""
+
+
+@dataclass
+class LocalState:
+    x: torch.Tensor  # [d] shared parameters (allocated at launch; ps_init fills it)
+    counts: torch.Tensor  # [P] int64 updates applied per rank
+    scratch: torch.Tensor  # [P, slot] collective buffers
+    lock: Any
+    barrier: Any
+    abort: Any  # an Event
+    inboxes: list  # one queue per rank
+    timeout_s: float
+
+
+class LocalComm:
+    """:class:`~hdist.types.Comm` over a :class:`LocalState` (threads or processes)."""
+
+    has_server = False
+    shared_memory = True
+
+    def __init__(self, state: LocalState, rank: int, world_size: int, block: int | None = None, seed: int = 0):
+        self.s, self.rank, self.world_size = state, rank, world_size
+        self.n_workers, self.worker_index = world_size, rank
+        self._pending: list[tuple[int, int, torch.Tensor]] = []
+        self._block = block
+        self._gen = torch.Generator().manual_seed(seed)
+
+    # --- failure handling ---------------------------------------------------------------------
+    def _check(self) -> None:
+        if self.s.abort.is_set():
+            raise PeerFailed("another rank failed")
+
+    def _wait_barrier(self) -> None:
+        # A broken barrier means a peer failed or timed out: never wait past timeout_s.
+        self._check()
+        try:
+            self.s.barrier.wait(timeout=self.s.timeout_s)
+        except Exception as e:  # threading.BrokenBarrierError / multiprocessing's equivalent
+            self.s.abort.set()
+            raise PeerFailed(f"barrier: {type(e).__name__} (a peer failed or took > {self.s.timeout_s:.0f} s)") from None
+        self._check()
+
+    def _acquire(self):
+        if not self.s.lock.acquire(timeout=self.s.timeout_s):
+            self.s.abort.set()
+            raise PeerFailed(f"lock not acquired within {self.s.timeout_s:.0f} s")
+
+    # --- collectives --------------------------------------------------------------------------
+    def barrier(self) -> None:
+        self._wait_barrier()
+
+    def allreduce(self, tensor: torch.Tensor, op: str = "sum") -> None:
+        if op not in ("sum", "mean"):
+            raise ValueError(f"allreduce op {op!r}: expected sum or mean")
+        flat = tensor.view(-1)
+        slot = self.s.scratch.shape[1]
+        for lo in range(0, flat.numel(), slot):
+            hi = min(flat.numel(), lo + slot)
+            self.s.scratch[self.rank, : hi - lo].copy_(flat[lo:hi])
+            self._wait_barrier()  # every slot written
+            # Sum in rank order on every rank: identical results everywhere (deterministic).
+            torch.sum(self.s.scratch[:, : hi - lo], dim=0, out=flat[lo:hi])
+            self._wait_barrier()  # every rank has read before any slot is overwritten
+        if op == "mean":
+            flat.div_(self.world_size)
+
+    def broadcast(self, tensor: torch.Tensor, root: int = 0) -> None:
+        flat = tensor.view(-1)
+        slot = self.s.scratch.shape[1]
+        for lo in range(0, flat.numel(), slot):
+            hi = min(flat.numel(), lo + slot)
+            if self.rank == root:
+                self.s.scratch[root, : hi - lo].copy_(flat[lo:hi])
+            self._wait_barrier()
+            if self.rank != root:
+                flat[lo:hi].copy_(self.s.scratch[root, : hi - lo])
+            self._wait_barrier()
+
+    # --- point to point -----------------------------------------------------------------------
+    def send(self, tensor: torch.Tensor, dst: int, tag: int = 0) -> None:
+        self._check()
+        # A copy: the receiver must not see later writes to the sender's buffer.
+        self.s.inboxes[dst].put((self.rank, tag, tensor.detach().clone()))
+
+    def recv(self, tensor: torch.Tensor, src: int | None = None, tag: int = 0) -> int:
+        for i, (s, t, payload) in enumerate(self._pending):
+            if (src is None or s == src) and t == tag:
+                del self._pending[i]
+                tensor.copy_(payload)
+                return s
+        deadline = time.monotonic() + self.s.timeout_s
+        while True:
+            self._check()
+            try:
+                s, t, payload = self.s.inboxes[self.rank].get(timeout=0.5)
+            except queue_mod.Empty:
+                if time.monotonic() > deadline:
+                    self.s.abort.set()
+                    raise PeerFailed(f"recv from {src} tag {tag}: nothing within {self.s.timeout_s:.0f} s") from None
+                continue
+            if (src is None or s == src) and t == tag:
+                tensor.copy_(payload)
+                return s
+            self._pending.append((s, t, payload))
+
+    # --- parameter server / shared state ------------------------------------------------------
+    def ps_init(self, x0: torch.Tensor) -> None:
+        if self.rank == 0:
+            self.s.x.copy_(x0.view(-1))
+            self.s.counts.zero_()
+        self._wait_barrier()
+
+    def ps_version(self) -> int:
+        # Lock-free sum of per-rank counters: may lag a concurrent update by one.
+        return int(self.s.counts.sum())
+
+    def pull(self, out: torch.Tensor, consistent: bool = True) -> int:
+        if consistent:
+            self._acquire()
+            try:
+                out.copy_(self.s.x)
+                return int(self.s.counts.sum())
+            finally:
+                self.s.lock.release()
+        # Inconsistent read (AsySG-incon): no lock. Other ranks may be writing x while this
+        # copy runs, so `out` can mix coordinates from before and after their updates.
+        version = int(self.s.counts.sum())
+        out.copy_(self.s.x)
+        return version
+
+    def push(self, delta: torch.Tensor, version: int, consistent: bool = True) -> int:
+        if consistent:
+            self._acquire()
+            try:
+                now = int(self.s.counts.sum())
+                self.s.x.add_(delta)
+                self.s.counts[self.rank] += 1
+            finally:
+                self.s.lock.release()
+            return now - version
+        # Lock-free write (Hogwild / AsySG-incon): coordinates land one by one (or block by
+        # block in random order when `block` is set); concurrent writers interleave freely.
+        now = int(self.s.counts.sum())
+        if self._block:
+            d = delta.numel()
+            n_blocks = (d + self._block - 1) // self._block
+            for b in torch.randperm(n_blocks, generator=self._gen).tolist():
+                lo = b * self._block
+                self.s.x[lo:lo + self._block].add_(delta[lo:lo + self._block])
+        else:
+            self.s.x.add_(delta)
+        # Own slot only: no other rank writes it, so no lock is needed.
+        self.s.counts[self.rank] += 1
+        return now - version
+
+    def push_pull(self, delta: torch.Tensor, version: int, out: torch.Tensor) -> tuple[int, int]:
+        self._acquire()
+        try:
+            now = int(self.s.counts.sum())
+            self.s.x.add_(delta)
+            self.s.counts[self.rank] += 1
+            out.copy_(self.s.x)
+            return now - version, now + 1
+        finally:
+            self.s.lock.release()
+
+    def serve(self, on_apply=None) -> None:
+        raise RuntimeError("serve: shared-memory backends have no server rank")
+
+    def ps_done(self) -> None:
+        return None

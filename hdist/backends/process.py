@@ -1,0 +1,143 @@
+"""process: workers are torch.multiprocessing processes sharing memory.
+
+The parameter vector, the update counters and the collective buffers are ``share_memory_()``
+tensors; locks, barriers and queues come from ``multiprocessing``. This is the backend that
+really runs in parallel on a multicore machine (measured here: lock-free AsySG at 2 workers,
+1.88-1.90x over 1 for the MLP at batch 10).
+
+Children are started by a forkserver that has imported torch once, so a run does not pay the
+torch import per worker. A worker that raises or dies ends the run: the launcher sees it,
+sets the shared abort flag (blocked peers give up), terminates what is left and raises with
+the worker's message; nothing waits longer than ``backend.timeout_s``.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+import traceback
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.multiprocessing as tmp
+
+from hdist.backends._ranks import alloc_state_tensors, make_ctx, run_rank, scratch_slot, threads_per_rank
+from hdist.backends.local import LocalComm, LocalState, PeerFailed
+from hdist.types import Diverged, RankCtx
+
+NAME = "process"
+FAMILIES = ("serial", "ps", "shared", "collective")
+
+_PRELOAD = ["torch", "hdist.backends.process", "hdist.problems", "hdist.metrics"]
+
+
+def _context(method: str):
+    ctx = tmp.get_context(method)
+    if method == "forkserver":
+        ctx.set_forkserver_preload(_PRELOAD)
+    return ctx
+
+
+def _child(rank: int, world: int, cfg_dict: dict, run_dir: str, run_id: str, state: LocalState,
+           rank_fn: Callable[[RankCtx], None], errq, threads: int) -> None:
+    from omegaconf import OmegaConf
+
+    torch.set_num_threads(threads)
+    cfg = OmegaConf.create(cfg_dict)
+    try:
+        comm = LocalComm(state, rank, world, block=cfg.algo.get("block"), seed=int(cfg.seed) * 7919 + rank)
+        ctx = make_ctx(cfg, Path(run_dir), run_id, rank, world, comm)
+        run_rank(ctx, rank_fn)
+    except PeerFailed as e:
+        errq.put((rank, "peer", str(e)))
+        raise SystemExit(3) from None
+    except Diverged as e:
+        state.abort.set()
+        errq.put((rank, "diverged", str(e)))
+        raise SystemExit(4) from None
+    except BaseException as e:
+        state.abort.set()
+        errq.put((rank, "error", f"{type(e).__name__}: {e}\n{traceback.format_exc()}"))
+        raise SystemExit(1) from None
+
+
+def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], run_id: str = "", n_params: int = 0,
+           server: bool = False) -> None:
+    from omegaconf import OmegaConf
+
+    world = int(cfg.topology.workers)
+    mp = _context(str(cfg.backend.get("start_method", "forkserver")))
+    x, counts, scratch = alloc_state_tensors(n_params, world, scratch_slot(n_params))
+    for t in (x, counts, scratch):
+        t.share_memory_()
+    timeout_s = float(cfg.backend.timeout_s)
+    state = LocalState(x=x, counts=counts, scratch=scratch, lock=mp.Lock(), barrier=mp.Barrier(world),
+                       abort=mp.Event(), inboxes=[mp.Queue() for _ in range(world)], timeout_s=timeout_s)
+    errq = mp.Queue()
+    cfg_dict = OmegaConf.to_container(cfg, resolve=True)
+    threads = threads_per_rank(cfg, world)
+    procs = [mp.Process(target=_child, name=f"hdist-rank{r}", daemon=True,
+                        args=(r, world, cfg_dict, str(run_dir), run_id, state, rank_fn, errq, threads))
+             for r in range(world)]
+    errors: list[tuple[int, str, str]] = []
+    try:
+        for p in procs:
+            p.start()
+        _watch(procs, errq, errors, state, timeout_s)
+    finally:
+        _stop(procs)
+    _raise_first(errors, procs)
+
+
+def _watch(procs, errq, errors, state, timeout_s: float) -> None:
+    """Wait for the workers; on the first failure give the others ``timeout_s`` to notice."""
+    failed_at = None
+    while True:
+        try:
+            errors.append(errq.get(timeout=0.2))
+        except queue.Empty:
+            pass
+        alive = [p for p in procs if p.is_alive()]
+        dead_bad = [p for p in procs if not p.is_alive() and p.exitcode not in (0, None)]
+        if (errors or dead_bad) and failed_at is None:
+            # A worker failed (or died without a word, e.g. SIGKILL): tell the others.
+            state.abort.set()
+            failed_at = time.monotonic()
+        if not alive:
+            break
+        if failed_at is not None and time.monotonic() - failed_at > min(timeout_s, 10.0):
+            break
+    while True:  # drain messages sent just before exit
+        try:
+            errors.append(errq.get_nowait())
+        except queue.Empty:
+            break
+
+
+def _stop(procs) -> None:
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    deadline = time.monotonic() + 5
+    for p in procs:
+        p.join(timeout=max(0.1, deadline - time.monotonic()))
+        if p.is_alive():
+            p.kill()
+            p.join(timeout=1)
+
+
+def _raise_first(errors, procs) -> None:
+    real = [e for e in errors if e[1] != "peer"]
+    if real:
+        rank, kind, msg = real[0]
+        if kind == "diverged":
+            raise Diverged(msg)
+        raise RuntimeError(f"worker {rank}: {msg}")
+    bad = [(i, p.exitcode) for i, p in enumerate(procs) if p.exitcode not in (0, None)]
+    if bad:
+        rank, code = bad[0]
+        raise RuntimeError(f"worker {rank} died (exit code {code}) without a message")
+    if errors:
+        rank, _, msg = errors[0]
+        raise RuntimeError(f"worker {rank}: {msg}")
