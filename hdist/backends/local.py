@@ -68,7 +68,8 @@ class LocalComm:
             self.s.barrier.wait(timeout=self.s.timeout_s)
         except Exception as e:  # threading.BrokenBarrierError / multiprocessing's equivalent
             self.s.abort.set()
-            raise PeerFailed(f"barrier: {type(e).__name__} (a peer failed or took > {self.s.timeout_s:.0f} s)") from None
+            raise PeerFailed(f"barrier: {type(e).__name__} (a peer failed or took > "
+                             f"{self.s.timeout_s:.0f} s)") from None
         self._check()
 
     def _acquire(self):
