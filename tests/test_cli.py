@@ -155,3 +155,39 @@ def test_data_and_model_benchmark(cli, tmp_path):
     assert {"mnist", "ijcnn1"} <= set(load["role"]) and (load["value"] > 0).all()
     assert set(df[df["metric"] == "step_s"]["role"]) == {"resnet20"}
     assert (tmp_path / "figures" / "bench-data-models.png").exists()
+
+
+def _fake_mnist(root, n=20):
+    import gzip
+    import struct
+
+    d = root / "mnist"
+    d.mkdir(parents=True)
+    for prefix in ("train", "t10k"):
+        (d / f"{prefix}-images-idx3-ubyte.gz").write_bytes(
+            gzip.compress(struct.pack(">IIII", 2051, n, 28, 28) + bytes(n * 784)))
+        (d / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(struct.pack(">II", 2049, n) + bytes(n)))
+    return d
+
+
+def test_bad_data_files_are_one_line_exit_2(sub, tmp_path):
+    root = tmp_path / "data"
+    d = _fake_mnist(root)
+    out = tmp_path / "results"
+    env = {"HDIST_DATA": str(root), "HDIST_OFFLINE": "1"}
+    # Not the published files: the checksum check refuses them.
+    r = sub("run", "dataset=mnist", "scale=smoke", f"results_dir={out}", env=env)
+    assert r.returncode == 2 and "md5" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    # With verification off, a truncated file is still caught by the idx parser.
+    raw = (d / "train-images-idx3-ubyte.gz").read_bytes()
+    import gzip
+
+    (d / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(gzip.decompress(raw)[:-100]))
+    r = sub("run", "dataset=mnist", "dataset.verify=false", "scale=smoke", f"results_dir={out}", env=env)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not out.exists() or not any(out.iterdir())
+    # Unknown dataset and a missing root.
+    r = sub("run", "dataset=nope", f"results_dir={out}", env=env)
+    assert r.returncode == 2 and "dataset=nope" in r.stderr
+    r = sub("run", "dataset=mnist", f"dataset.root={tmp_path / 'absent'}", f"results_dir={out}", env=env)
+    assert r.returncode == 2 and "absent" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr

@@ -131,8 +131,10 @@ class Snapshots:
             self.next = (version // self.every + 1) * self.every
 
     def add(self, version: int, x: torch.Tensor, wall_s: float) -> None:
+        """A snapshot now (start, end), whatever the schedule says."""
         if not self.items or self.items[-1][0] != version:
             self.items.append((version, wall_s, x.detach().clone()))
+        self.next = max(self.next, (version // self.every + 1) * self.every)
 
     def evaluate(self, ctx: RankCtx, problem: Problem, fm: FlatModel) -> None:
         log = ctx.log
