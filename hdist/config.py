@@ -262,6 +262,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "algo.schedule": (_one_of("constant", "poly"), "constant or poly"),
     "algo.max_steps": (_opt(_int_at_least(1)), "null or an integer >= 1"),
     "algo.block": (_opt(_int_at_least(1)), "null or an integer >= 1 (coordinates per lock-free write)"),
+    "algo.alpha": (_opt(lambda v: _is_num(v) and 0 < v <= 1), "null or a number in (0, 1] (elastic moving rate)"),
+    "algo.elastic_beta": (lambda v: _is_num(v) and 0 < v <= 1, "a number in (0, 1] (EASGD's beta = workers * alpha)"),
     "backend.timeout_s": (_finite_pos, "a number of seconds > 0"),
     "backend.threads_per_rank": (_opt(_int_at_least(1)), "null or an integer >= 1"),
     "topology.straggler.p": (lambda v: _is_num(v) and 0 <= v <= 1, "a probability in [0, 1]"),
@@ -308,6 +310,14 @@ def validate(cfg: DictConfig) -> None:
     if max_workers is not None and cfg.topology.workers > max_workers:
         raise ConfigError(f"topology.workers={cfg.topology.workers}: backend={cfg.backend.name} runs "
                           f"at most {max_workers} worker(s); use a parallel backend for more")
+    algo_max = getattr(algo, "MAX_WORKERS", None)
+    if algo_max is not None and cfg.topology.workers > algo_max:
+        raise ConfigError(f"topology.workers={cfg.topology.workers}: algo={cfg.algo.name} runs on "
+                          f"{algo_max} worker(s); choose a parallel algorithm for more")
+    n_train = cfg.dataset.get("n_train")
+    if isinstance(n_train, int) and cfg.topology.workers > n_train:
+        raise ConfigError(f"topology.workers={cfg.topology.workers}: dataset.n_train={n_train} leaves workers "
+                          f"without data; allowed: workers <= n_train")
     if hasattr(algo, "validate"):
         algo.validate(cfg)
     _check_shapes(cfg)

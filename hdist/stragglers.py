@@ -30,10 +30,10 @@ class Straggler:
             return 0.0
         return self.rng.uniform(self.lo, self.hi) * compute_s
 
-    def after_compute(self, compute_s: float, log=None) -> float:
+    def after_compute(self, compute_s: float, log=None, sleep=time.sleep) -> float:
         d = self.delay_s(compute_s)
         if d > 0:
-            time.sleep(d)
+            sleep(d)
             self.total_s += d
             if log is not None:
                 log.log("event", "straggle_s", d)

@@ -8,6 +8,7 @@ hands the one to the other.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol, runtime_checkable
@@ -93,6 +94,34 @@ class Comm(Protocol):
 
     def ps_done(self) -> None:
         """This worker sends no more pushes or pulls."""
+
+    # --- time ---------------------------------------------------------------------------------
+    virtual_time: bool  # True on the sim backend: time is modelled, not measured
+
+    def now(self) -> float:
+        """Seconds on this rank's clock: real (perf_counter) or virtual (sim)."""
+
+    def compute_done(self, samples: int) -> None:
+        """The rank just computed on ``samples`` samples. Real backends: nothing (the time has
+        passed by itself). Sim: the rank's virtual clock advances by the cost model's time."""
+
+    def sleep(self, seconds: float) -> None:
+        """Hold this rank for ``seconds`` (a straggler's delay): real sleep, or virtual."""
+
+
+class RealClock:
+    """The time part of :class:`Comm` for backends that run in real time."""
+
+    virtual_time = False
+
+    def now(self) -> float:
+        return time.perf_counter()
+
+    def compute_done(self, samples: int) -> None:
+        return None
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
 
 
 @dataclass

@@ -17,6 +17,8 @@ ALGOS: dict[str, str] = {
     "sgd": "hdist.algos.sgd",
     "asysg_con": "hdist.algos.asysg_con",
     "asysg_incon": "hdist.algos.asysg_incon",
+    "downpour": "hdist.algos.downpour",
+    "eamsgd": "hdist.algos.eamsgd",
     "bench_overhead": "hdist.bench.overhead",
     "bench_data_models": "hdist.bench.data_models",
 }

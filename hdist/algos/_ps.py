@@ -60,6 +60,8 @@ class Worker:
         self.index = comm.worker_index or 0
         train = problem.data.train
         self.shard = train.shard(self.index, comm.n_workers)
+        if len(self.shard) == 0:
+            raise RuntimeError(f"worker {self.index}: empty shard ({len(train)} samples for {comm.n_workers} workers)")
         self.b = int(cfg.algo.batch_size)
         self.spe_local = steps_per_epoch(len(self.shard), self.b)
         self.spe_global = steps_per_epoch(len(train), self.b)
@@ -69,7 +71,9 @@ class Worker:
             self.total_local = min(self.total_local, max(1, math.ceil(int(cfg.algo.max_steps) / comm.n_workers)))
         self.total_global = self.total_local * comm.n_workers
         self.gen = torch.Generator().manual_seed(ctx.worker_seed())
-        self.straggler = Straggler(cfg.topology, comm.worker_index, int(cfg.seed))
+        # On the sim backend stragglers are part of the cost model (virtual time): the
+        # real-time straggler stays off there.
+        self.straggler = Straggler(cfg.topology, None if comm.virtual_time else comm.worker_index, int(cfg.seed))
         self.compute_s = self.comm_s = self.wait_s = 0.0
         self.step = 0
         self.train_every = int(cfg.log.train_every)
@@ -123,24 +127,26 @@ class Snapshots:
         self.every = max(1, round(spe_global / per)) if per > 0 else max(1, total_global)
         self.spe_global = spe_global
         self.next = 0
-        self.items: list[tuple[int, float, torch.Tensor]] = []
+        self.items: list[tuple[int, float, float, torch.Tensor]] = []
+        self.log = ctx.log
 
     def maybe(self, version: int, x: torch.Tensor, wall_s: float) -> None:
         if version >= self.next:
-            self.items.append((version, wall_s, x.detach().clone()))
+            self.items.append((version, wall_s, self.log.sim_s, x.detach().clone()))
             self.next = (version // self.every + 1) * self.every
 
     def add(self, version: int, x: torch.Tensor, wall_s: float) -> None:
         """A snapshot now (start, end), whatever the schedule says."""
         if not self.items or self.items[-1][0] != version:
-            self.items.append((version, wall_s, x.detach().clone()))
+            self.items.append((version, wall_s, self.log.sim_s, x.detach().clone()))
         self.next = max(self.next, (version // self.every + 1) * self.every)
 
     def evaluate(self, ctx: RankCtx, problem: Problem, fm: FlatModel) -> None:
         log = ctx.log
         keep = fm.flat.clone()
         split = problem.data.train
-        for version, wall_s, x in self.items:
+        for version, wall_s, sim_s, x in self.items:
+            log.sim_s = sim_s
             fm.flat.copy_(x)
             res_tr = problem.evaluate(fm.model, split, ctx.cfg.log.eval_max_samples)
             out = {"train_loss_full": res_tr["loss"]}
@@ -179,6 +185,7 @@ def run_ps(ctx: RankCtx, worker_loop: WorkerLoop) -> None:
     comm.barrier()
     # The clocks of all ranks start together: wall_s is comparable across ranks.
     log.t0 = time.perf_counter()
+    start = comm.now()  # real or virtual seconds: train_s is measured on the backend's own clock
     if snaps is not None:
         snaps.add(0, fm.flat, 0.0)
     if comm.has_server and comm.worker_index is None:
@@ -198,10 +205,11 @@ def run_ps(ctx: RankCtx, worker_loop: WorkerLoop) -> None:
         worker.log_totals()
     comm.barrier()
     end_s = log.wall_s()
+    train_s = comm.now() - start
     if ctx.rank == 0:
         # The final x (on a server rank, pull reads the server's own copy).
         version = comm.pull(fm.flat, consistent=True)
         snaps.add(version, fm.flat, end_s)
-        log.log("event", "train_s", end_s)
+        log.log("event", "train_s", train_s)
         snaps.evaluate(ctx, problem, fm)
     comm.barrier()

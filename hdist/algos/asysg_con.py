@@ -17,8 +17,6 @@ Consistent reads and writes: a lock on shared memory (thread, process), the serv
 
 from __future__ import annotations
 
-import time
-
 from hdist.algos._ps import run_ps
 from hdist.schedules import lr_at
 
@@ -29,7 +27,7 @@ CONSISTENT = True
 def worker_loop(ctx, problem, fm, w, snaps, consistent: bool = CONSISTENT) -> None:
     cfg, comm = ctx.cfg, ctx.comm
     l2 = problem.l2
-    clock = time.perf_counter
+    clock = comm.now  # real seconds, or virtual ones on the sim backend
     for x, y in w.batches():
         t0 = clock()
         version = comm.pull(fm.flat, consistent=consistent)  # 1. read x_hat (version k - tau)
@@ -40,8 +38,9 @@ def worker_loop(ctx, problem, fm, w, snaps, consistent: bool = CONSISTENT) -> No
         if l2:
             g.add_(fm.flat, alpha=l2)
         lr = lr_at(cfg.algo, version / w.spe_global)
+        comm.compute_done(x.shape[0])
         t2 = clock()
-        w.straggler.after_compute(t2 - t1, ctx.log)
+        w.straggler.after_compute(t2 - t1, ctx.log, comm.sleep)
         t3 = clock()
         staleness = comm.push(g.mul_(-lr), version, consistent=consistent)  # 3. x <- x - gamma G
         t4 = clock()

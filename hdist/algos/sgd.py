@@ -19,10 +19,11 @@ from hdist.schedules import lr_at
 from hdist.train import Evaluator, check_finite, epoch_order, steps_per_epoch, total_steps
 
 FAMILIES = ("serial",)
+MAX_WORKERS = 1  # one rank: parallel variants are their own algorithms
 
 
 def run(ctx) -> None:
-    cfg, log = ctx.cfg, ctx.log
+    cfg, log, comm = ctx.cfg, ctx.log, ctx.comm
     problem = build_problem(cfg)
     model = problem.build_model(ctx.seed)
     ctx.extra["model"] = model
@@ -57,6 +58,7 @@ def run(ctx) -> None:
             # regulariser is read before the update.
             reg = problem.reg_value(model) if logging and problem.l2 else 0.0
             opt.step()
+            comm.compute_done(x.shape[0])  # advances the virtual clock on sim; nothing elsewhere
             step += 1
             log.step = log.updates = step
             log.samples += x.shape[0]

@@ -16,6 +16,8 @@ BACKENDS: dict[str, str] = {
     "serial": "hdist.backends.serial",
     "thread": "hdist.backends.thread",
     "process": "hdist.backends.process",
+    "mpi": "hdist.backends.mpi",
+    "sim": "hdist.backends.sim",
 }
 
 

@@ -26,6 +26,8 @@ from typing import Any
 
 import torch
 
+from hdist.types import RealClock
+
 
 class PeerFailed(RuntimeError):
     """Another rank failed (or a wait timed out): this rank stops too."""
@@ -43,7 +45,7 @@ class LocalState:
     timeout_s: float
 
 
-class LocalComm:
+class LocalComm(RealClock):
     """:class:`~hdist.types.Comm` over a :class:`LocalState` (threads or processes)."""
 
     has_server = False

@@ -9,14 +9,14 @@ import torch
 
 from hdist.metrics import MetricsLogger
 from hdist.progress import make_progress
-from hdist.types import RankCtx
+from hdist.types import RankCtx, RealClock
 
 NAME = "serial"
 FAMILIES = ("serial", "bench", "ps", "shared", "collective")
 MAX_WORKERS = 1
 
 
-class SerialComm:
+class SerialComm(RealClock):
     """The communication interface for a world of one rank.
 
     Collectives are identities (the sum or mean over one rank is the rank's own tensor); the

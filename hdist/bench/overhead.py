@@ -45,11 +45,11 @@ def _sgd_cfg(cfg, steps: int):
     return c
 
 
-def time_hdist(cfg, steps: int, scratch: Path, rep: int) -> float:
+def time_hdist(cfg, steps: int, scratch: Path, rep: int, comm) -> float:
     c = _sgd_cfg(cfg, steps)
     run_dir = scratch / f"hdist-{rep}"
     log = MetricsLogger(run_dir, "bench", flush_s=c.log.flush_s)
-    ctx = RankCtx(cfg=c, rank=0, world_size=1, comm=None, log=log, run_dir=run_dir, progress=QuietProgress())
+    ctx = RankCtx(cfg=c, rank=0, world_size=1, comm=comm, log=log, run_dir=run_dir, progress=QuietProgress())
     sgd.run(ctx)
     wall = log.wall_s()  # training time: evaluation is paused out of it
     log.close()
@@ -90,11 +90,11 @@ def run(ctx) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             scratch = Path(tmp)
             time_raw(cfg, int(cfg.algo.warmup_steps), ctx.seed)
-            time_hdist(cfg, int(cfg.algo.warmup_steps), scratch, -1)
+            time_hdist(cfg, int(cfg.algo.warmup_steps), scratch, -1, ctx.comm)
             for rep in range(int(cfg.algo.reps)):
                 log.step = rep
                 # Alternate which side goes first so that drifts in machine load hit both alike.
-                sides = [("hdist", lambda r=rep: time_hdist(cfg, steps, scratch, r)),
+                sides = [("hdist", lambda r=rep: time_hdist(cfg, steps, scratch, r, ctx.comm)),
                          ("raw", lambda: time_raw(cfg, steps, ctx.seed))]
                 for role, fn in (sides if rep % 2 == 0 else sides[::-1]):
                     value = fn()

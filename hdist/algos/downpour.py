@@ -1,0 +1,118 @@
+"""Downpour SGD: asynchronous SGD with local steps and K-step push/fetch (kavg18's baseline).
+
+Dean, Corrado, Monga, Chen, Devin, Le, Mao, Ranzato, Senior, Tucker, Yang, Ng. Large Scale
+Distributed Deep Networks. NIPS 2012, section 4.1 "Downpour SGD" (client procedure): each model
+replica fetches the parameters every n_fetch steps and pushes its accrued gradients every
+n_push steps, applying its own gradients to its local copy in between. Zhou & Cong (kavg18,
+section 4.1) use it as an ASGD baseline whose "updates to the central parameter server can also
+have a K-step delay": n_fetch = n_push = K.
+
+    every replica i, concurrently:
+      x_i <- x; delta <- 0                              # the first fetch
+      repeat:
+        for K steps:
+          g <- (1/b) sum_{m in B} grad f(x_i; xi_m) + l2 x_i   # mini-batch B of b samples
+          x_i <- x_i - eta g                            # its own gradient, applied locally
+          delta <- delta - eta g                        # the accrued update
+        x <- x + delta; x_i <- x; delta <- 0            # push, then fetch (one round trip)
+      at the end: x <- x + delta                        # push what remains (< K steps)
+
+Symbols -> config: eta = ``algo.lr`` (with ``algo.schedule``/``algo.beta``, by the worker's own
+epoch: worker w makes ``scale.epochs`` passes over its shard), K = ``algo.k`` (K=1 is plain
+asynchronous SGD, AsySG-con), b = ``algo.batch_size``, replicas = ``topology.workers``, l2 =
+``objective.l2``. One push is one update of x (one version); the staleness logged is the
+number of other replicas' pushes between this replica's fetch and its push.
+
+Differences from Dean et al.: their client fetches and pushes in background threads and the
+server applies its own rule (Adagrad in their experiments); here the push and the fetch are one
+blocking round trip on the same K-step boundary, and the server adds the pushed delta as it is
+(the replica's learning rate, so with K=1 and one worker this is serial SGD step for step).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from hdist.algos._ps import run_ps
+from hdist.schedules import lr_at
+from hdist.types import ConfigError
+
+FAMILIES = ("ps",)
+
+
+def validate(cfg) -> None:
+    m = cfg.algo.get("momentum", 0.0)
+    if m:
+        raise ConfigError(f"algo.momentum={m!r}: not allowed; expected 0 (Downpour takes plain SGD steps)")
+
+
+def per_push_snapshots(snaps, cfg, k: int) -> None:
+    """Snapshots count versions of x, and here one version is one push of K local steps.
+
+    Rescale them so that evaluations stay ``log.evals_per_epoch`` per pass over the data and the
+    eval rows' ``epoch`` is in passes (version * K / updates per epoch), not in pushes. Only where
+    rank 0 is a worker (serial, thread, process, sim without a server): a server rank's snapshots
+    are taken in ``run_ps`` and stay one per push.
+    """
+    if snaps is None or k <= 1:
+        return
+    snaps.spe_global = snaps.spe_global / k
+    per = float(cfg.log.evals_per_epoch)
+    if per > 0:
+        snaps.every = max(1, round(snaps.spe_global / per))
+        # The next one due after what was taken already (the start).
+        snaps.next = (snaps.items[-1][0] // snaps.every + 1) * snaps.every if snaps.items else 0
+
+
+def worker_loop(ctx, problem, fm, w, snaps) -> None:
+    cfg, comm = ctx.cfg, ctx.comm
+    k = int(cfg.algo.get("k", 1) or 1)
+    l2 = problem.l2
+    clock = comm.now  # real seconds, or virtual ones on the sim backend
+    per_push_snapshots(snaps, cfg, k)
+    t0 = clock()
+    version = comm.pull(fm.flat)  # x_i <- x: the first fetch
+    w.pulled(version, fm.flat, snaps)
+    w.comm_s += clock() - t0
+    delta = torch.zeros_like(fm.flat)
+    accrued = 0
+    for x, y in w.batches():
+        t1 = clock()
+        loss = problem.data_loss(fm.model(x), y)  # g at the local copy x_i
+        g = fm.grad(loss)
+        if l2:
+            g.add_(fm.flat, alpha=l2)
+        lr = lr_at(cfg.algo, (w.step - 1) / w.spe_local)  # this step's epoch index, as serial SGD
+        g.mul_(-lr)
+        fm.flat.add_(g)  # x_i <- x_i - eta g
+        delta.add_(g)  # delta <- delta - eta g
+        accrued += 1
+        comm.compute_done(x.shape[0])
+        t2 = clock()
+        w.straggler.after_compute(t2 - t1, ctx.log, comm.sleep)
+        t3 = clock()
+        staleness = None
+        if accrued == k:
+            staleness, version = comm.push_pull(delta, version, fm.flat)  # x += delta; x_i <- x
+            if comm.has_server:
+                staleness = None  # the server logs it (run_ps's on_apply)
+            w.pulled(version, fm.flat, snaps)
+            delta.zero_()
+            accrued = 0
+        t4 = clock()
+        w.compute_s += t2 - t1
+        w.wait_s += t3 - t2
+        w.comm_s += t4 - t3
+        w.log_step(loss, version, staleness)
+    if accrued:
+        t0 = clock()
+        staleness = comm.push(delta, version)  # the remainder (< K steps)
+        w.comm_s += clock() - t0
+        log = ctx.log
+        log.updates = version + 1 + (staleness or 0)
+        if staleness is not None:
+            log.log("comm", "staleness", staleness)
+
+
+def run(ctx) -> None:
+    run_ps(ctx, worker_loop)

@@ -1,0 +1,443 @@
+"""sim: a deterministic simulated cluster, every rank in this process, in virtual time.
+
+The gradients are real (each rank runs the algorithm's own code on real data, so convergence
+is real); the *time* comes from a cost model (:class:`CostModel`, from ``topology.sim``):
+
+- compute: ``per_step_s + per_sample_s * samples`` per step, times the worker's
+  heterogeneity factor and a seeded log-normal jitter; the straggler model of thesis 3.5
+  (``topology.straggler``) holds chosen workers ``m`` times longer with probability ``p``;
+- a message costs ``latency_s + bytes / bandwidth_Bps``, in FIFO order per link;
+- a parameter server applies (and answers) one request at a time, each costing
+  ``bytes / server_Bps``: it serialises the updates;
+- an all-reduce costs the ring formula ``2 (P-1) latency + 2 (P-1)/P bytes / bandwidth``;
+- shared-memory reads and writes cost ``bytes / memory_Bps``.
+
+Ranks are greenlets (cooperative, so exactly one runs at a time). Every call into the
+communication interface first yields until the world's clock reaches the rank's own clock,
+then acts on the shared state at that virtual instant; events are processed in (time,
+insertion order), so the same seed gives bit-identical metrics. Staleness comes out of the
+timing. Metrics carry ``sim_s`` (virtual seconds) beside ``wall_s`` (real seconds).
+Shared-memory reads are atomic in the model: the sim captures delays (staleness), not torn
+vectors.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import random
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from hdist.backends._ranks import make_ctx
+from hdist.types import RankCtx
+
+NAME = "sim"
+FAMILIES = ("serial", "ps", "shared", "collective")
+
+
+class SimDeadlock(RuntimeError):
+    """Ranks wait for something that can never happen (e.g. a recv with no matching send)."""
+
+
+class CostModel:
+    """Virtual seconds for compute, messages, server work and collectives (see module doc)."""
+
+    def __init__(self, topology, seed: int, n_workers: int):
+        sim = topology.get("sim") or {}
+        comp = sim.get("compute") or {}
+        link = sim.get("link") or {}
+        self.per_step_s = float(comp.get("per_step_s") or 0.0)
+        self.per_sample_s = float(comp.get("per_sample_s") or 0.0)
+        self.jitter = float(comp.get("jitter") or 0.0)
+        het = list(comp.get("heterogeneity") or [])
+        self.speed = [float(het[w]) if w < len(het) else 1.0 for w in range(n_workers)]
+        self.latency_s = float(link.get("latency_s") or 0.0)
+        self.bandwidth = float(link.get("bandwidth_Bps") or math.inf)
+        self.server_Bps = float(sim.get("server_Bps") or math.inf)
+        self.memory_Bps = float(sim.get("memory_Bps") or math.inf)
+        st = topology.get("straggler") or {}
+        self.stragglers = set(int(w) for w in (st.get("workers") or []))
+        self.p = float(st.get("p") or 0.0)
+        lo, hi = st.get("m") or [0.0, 0.0]
+        self.m_lo, self.m_hi = float(lo), float(hi)
+        # One stream per worker, drawn in that worker's own order: independent of scheduling.
+        self.rng = [random.Random(int(seed) * 15485863 + w) for w in range(n_workers)]
+
+    def compute_s(self, worker: int | None, samples: int) -> tuple[float, float]:
+        """(compute seconds, of which straggling) for one step of ``worker`` on ``samples``."""
+        base = self.per_step_s + self.per_sample_s * samples
+        if worker is None:
+            return base, 0.0
+        t = base * self.speed[worker]
+        rng = self.rng[worker]
+        if self.jitter:
+            t *= math.exp(rng.gauss(0.0, self.jitter) - self.jitter ** 2 / 2)
+        extra = 0.0
+        if worker in self.stragglers and self.p > 0 and rng.random() < self.p:
+            extra = rng.uniform(self.m_lo, self.m_hi) * t
+        return t + extra, extra
+
+    def message_s(self, nbytes: int) -> float:
+        return self.latency_s + nbytes / self.bandwidth
+
+    def wire_s(self, nbytes: int) -> float:
+        return nbytes / self.bandwidth
+
+    def server_s(self, nbytes: int) -> float:
+        return nbytes / self.server_Bps
+
+    def memory_s(self, nbytes: int) -> float:
+        return nbytes / self.memory_Bps
+
+    def allreduce_s(self, nbytes: int, p: int) -> float:
+        if p <= 1:
+            return 0.0
+        return 2 * (p - 1) * self.latency_s + 2 * (p - 1) / p * nbytes / self.bandwidth
+
+    def broadcast_s(self, nbytes: int, p: int) -> float:
+        return math.ceil(math.log2(p)) * self.message_s(nbytes) if p > 1 else 0.0
+
+    def barrier_s(self, p: int) -> float:
+        return 2 * math.ceil(math.log2(p)) * self.latency_s if p > 1 else 0.0
+
+
+class World:
+    """The event loop: a heap of (time, seq, action) and the ranks' greenlets."""
+
+    def __init__(self, cost: CostModel, world_size: int, server: bool):
+        import greenlet
+
+        self.greenlet = greenlet
+        self.cost = cost
+        self.now = 0.0
+        self._q: list = []
+        self._seq = itertools.count()
+        self.main = greenlet.getcurrent()
+        self.world_size = world_size
+        self.server = server
+        self.comms: list[SimComm] = []
+        # Parameter-server / shared state.
+        self.x: torch.Tensor | None = None
+        self.version = 0
+        self.server_free = 0.0
+        self.on_apply: Callable | None = None
+        self.done_workers = 0
+        self.server_waiting = False
+        # Collectives: the n-th call of every rank meets the n-th call of the others.
+        self.coll: dict[int, dict] = {}
+        # Point to point.
+        self.mail: list[list] = [[] for _ in range(world_size)]
+        self.link_last: dict[tuple[int, int], float] = {}
+
+    def at(self, t: float, action: Callable[[], None]) -> None:
+        heapq.heappush(self._q, (max(t, self.now), next(self._seq), action))
+
+    def run(self) -> None:
+        for c in self.comms:
+            self.at(0.0, c.start)
+        while self._q:
+            t, _, action = heapq.heappop(self._q)
+            self.now = t
+            action()
+        stuck = [c for c in self.comms if not c.finished]
+        if stuck:
+            raise SimDeadlock("sim: ranks " + ", ".join(f"{c.rank} (in {c.blocked_in})" for c in stuck)
+                              + " wait for events that never come")
+
+
+class SimComm:
+    """:class:`~hdist.types.Comm` on the simulated cluster (one per rank)."""
+
+    virtual_time = True
+
+    def __init__(self, world: World, rank: int, rank_fn, ctx_factory):
+        self.w, self.rank, self.world_size = world, rank, world.world_size
+        self.has_server = world.server
+        self.shared_memory = not world.server
+        self.n_workers = self.world_size - (1 if self.has_server else 0)
+        if self.has_server:
+            self.worker_index = None if rank == 0 else rank - 1
+        else:
+            self.worker_index = rank
+        self.clock = 0.0
+        self.finished = False
+        self.blocked_in = "start"
+        self._coll_calls = 0
+        self._rank_fn, self._ctx_factory = rank_fn, ctx_factory
+        self.log = None
+        self.g = None
+        self._want: tuple | None = None
+
+    # --- the rank's life ----------------------------------------------------------------------
+    def start(self) -> None:
+        def body():
+            ctx = self._ctx_factory(self)
+            self.log = ctx.log
+            self._rank_fn(ctx)
+            self.finished = True
+
+        self.g = self.w.greenlet.greenlet(body, parent=self.w.main)
+        self.g.switch()
+
+    def _suspend(self, where: str):
+        """Give control back to the event loop until an action resumes this rank."""
+        self.blocked_in = where
+        value = self.w.main.switch()
+        self.blocked_in = ""
+        self._set_clock(self.w.now)
+        return value
+
+    def _resume_at(self, t: float, value=None) -> None:
+        self.w.at(t, lambda: self.g.switch(value))
+
+    def _sync(self, where: str) -> None:
+        """Wait until the world reaches this rank's clock: earlier events happen first."""
+        self._resume_at(self.clock)
+        self._suspend(where)
+
+    def _set_clock(self, t: float) -> None:
+        self.clock = t
+        if self.log is not None:
+            self.log.sim_s = t
+
+    # --- time ---------------------------------------------------------------------------------
+    def now(self) -> float:
+        return self.clock
+
+    def compute_done(self, samples: int) -> None:
+        dt, extra = self.w.cost.compute_s(self.worker_index, samples)
+        self._set_clock(self.clock + dt)
+        if extra > 0 and self.log is not None:
+            self.log.log("event", "straggle_s", extra)
+
+    def sleep(self, seconds: float) -> None:
+        self._set_clock(self.clock + seconds)
+
+    # --- collectives --------------------------------------------------------------------------
+    def _collective(self, kind: str, tensor: torch.Tensor | None, root: int, cost: Callable[[int], float]):
+        self._sync(kind)
+        w = self.w
+        key = self._coll_calls
+        self._coll_calls += 1
+        entry = w.coll.setdefault(key, {"kind": kind, "arrived": {}, "t": 0.0})
+        if entry["kind"] != kind:
+            raise RuntimeError(f"sim: rank {self.rank} called {kind} where others called {entry['kind']}")
+        entry["arrived"][self.rank] = (self, tensor)
+        entry["t"] = max(entry["t"], self.clock)
+        if len(entry["arrived"]) == self.world_size:
+            del w.coll[key]
+            nbytes = tensor.numel() * tensor.element_size() if tensor is not None else 0
+            t_done = entry["t"] + cost(nbytes)
+            result = None
+            if kind == "allreduce":
+                # Sum in rank order: the same bits on every rank and every run.
+                result = torch.stack([entry["arrived"][r][1].reshape(-1) for r in range(self.world_size)]).sum(0)
+            elif kind == "broadcast":
+                result = entry["arrived"][root][1].reshape(-1).clone()
+            for r in range(self.world_size):
+                comm = entry["arrived"][r][0]
+                comm._resume_at(t_done, result)
+        return self._suspend(kind)
+
+    def barrier(self) -> None:
+        self._collective("barrier", None, 0, lambda b: self.w.cost.barrier_s(self.world_size))
+
+    def allreduce(self, tensor: torch.Tensor, op: str = "sum") -> None:
+        if op not in ("sum", "mean"):
+            raise ValueError(f"allreduce op {op!r}: expected sum or mean")
+        result = self._collective("allreduce", tensor.detach().clone(), 0,
+                                  lambda b: self.w.cost.allreduce_s(b, self.world_size))
+        tensor.view(-1).copy_(result)
+        if op == "mean":
+            tensor.div_(self.world_size)
+
+    def broadcast(self, tensor: torch.Tensor, root: int = 0) -> None:
+        result = self._collective("broadcast", tensor.detach().clone(), root,
+                                  lambda b: self.w.cost.broadcast_s(b, self.world_size))
+        tensor.view(-1).copy_(result)
+
+    # --- point to point -----------------------------------------------------------------------
+    def _arrival(self, dst: int, nbytes: int) -> float:
+        # FIFO per link: a message never overtakes an earlier one on the same link.
+        t = max(self.clock + self.w.cost.message_s(nbytes), self.w.link_last.get((self.rank, dst), 0.0))
+        self.w.link_last[(self.rank, dst)] = t
+        return t
+
+    def send(self, tensor: torch.Tensor, dst: int, tag: int = 0) -> None:
+        self._sync("send")
+        nbytes = tensor.numel() * tensor.element_size()
+        arrival = self._arrival(dst, nbytes)
+        self.w.mail[dst].append((arrival, next(self.w._seq), self.rank, tag, tensor.detach().clone()))
+        other = self.w.comms[dst]
+        if getattr(other, "_want", None) is not None:
+            other._want_wake(arrival)
+        self._set_clock(self.clock + self.w.cost.wire_s(nbytes))
+
+    def _want_wake(self, t: float) -> None:
+        # A matching message may have arrived: look again at time t.
+        self.w.at(t, self._try_recv)
+
+    def _try_recv(self) -> None:
+        if self._want is None:
+            return
+        src, tag = self._want
+        box = self.w.mail[self.rank]
+        ready = [m for m in box if (src is None or m[2] == src) and m[3] == tag]
+        if not ready:
+            return
+        first = min(ready, key=lambda m: (m[0], m[1]))
+        if first[0] > self.w.now:
+            self.w.at(first[0], self._try_recv)
+            return
+        box.remove(first)
+        self._want = None
+        self.g.switch(first)
+
+    def recv(self, tensor: torch.Tensor, src: int | None = None, tag: int = 0) -> int:
+        self._sync("recv")
+        self._want = (src, tag)
+        self.w.at(self.clock, self._try_recv)
+        msg = self._suspend(f"recv(src={src}, tag={tag})")
+        tensor.view(-1).copy_(msg[4].view(-1))
+        return msg[2]
+
+    # --- parameter server / shared state ------------------------------------------------------
+    def ps_init(self, x0: torch.Tensor) -> None:
+        if self.rank == 0:
+            self.w.x = x0.detach().clone().view(-1)
+            self.w.version = 0
+        self.barrier()
+
+    def ps_version(self) -> int:
+        return self.w.version
+
+    def _nbytes(self) -> int:
+        return self.w.x.numel() * self.w.x.element_size()
+
+    def _serve(self, arrival: float, action: Callable[[], None], nbytes: int | None = None) -> None:
+        """The server handles one request at a time, in arrival order; each costs its bytes' time."""
+        w = self.w
+        cost = w.cost.server_s(self._nbytes() if nbytes is None else nbytes)
+
+        def arrive():
+            start = max(w.now, w.server_free)
+            w.server_free = start + cost
+            w.at(start, action)
+
+        w.at(arrival, arrive)
+
+    def pull(self, out: torch.Tensor, consistent: bool = True) -> int:
+        self._sync("pull")
+        w = self.w
+        if self.worker_index is None or not self.has_server:
+            # The server reading its own x, or shared memory: a copy at this instant.
+            out.copy_(w.x)
+            if self.worker_index is not None:
+                self._set_clock(self.clock + w.cost.memory_s(self._nbytes()))
+            return w.version
+        request = self._arrival(0, 8)
+
+        def serve():
+            out.copy_(w.x)
+            version = w.version
+            self._resume_at(w.now + w.cost.message_s(self._nbytes()), version)
+
+        self._serve(request, serve)
+        return self._suspend("pull")
+
+    def _apply(self, delta: torch.Tensor, version: int) -> int:
+        w = self.w
+        staleness = w.version - version
+        w.x.add_(delta)
+        w.version += 1
+        if w.on_apply is not None:
+            server = w.comms[0]
+            server._set_clock(w.now)
+            w.on_apply(w.version, w.x, staleness)
+        return staleness
+
+    def push(self, delta: torch.Tensor, version: int, consistent: bool = True) -> int | None:
+        self._sync("push")
+        w = self.w
+        if not self.has_server:
+            staleness = w.version - version
+            w.x.add_(delta)
+            w.version += 1
+            self._set_clock(self.clock + w.cost.memory_s(self._nbytes()))
+            return staleness
+        payload = delta.detach().clone()
+        arrival = self._arrival(0, self._nbytes())
+        self._serve(arrival, lambda: self._apply(payload, version))
+        # The worker goes on once its message is on the wire (the server applies it later).
+        self._set_clock(self.clock + w.cost.wire_s(self._nbytes()))
+        return None
+
+    def push_pull(self, delta: torch.Tensor, version: int, out: torch.Tensor) -> tuple[int, int]:
+        self._sync("push_pull")
+        w = self.w
+        if not self.has_server:
+            st = self.push(delta, version)
+            return st, self.pull(out)
+        payload = delta.detach().clone()
+        arrival = self._arrival(0, self._nbytes())
+
+        def serve():
+            st = self._apply(payload, version)
+            out.copy_(w.x)
+            self._resume_at(w.now + w.cost.message_s(self._nbytes()), (st, w.version))
+
+        self._serve(arrival, serve)
+        return self._suspend("push_pull")
+
+    def serve(self, on_apply=None) -> None:
+        w = self.w
+        w.on_apply = on_apply
+        if w.done_workers < self.n_workers:
+            w.server_waiting = True
+            self._suspend("serve")
+        w.on_apply = None
+
+    def ps_done(self) -> None:
+        self._sync("ps_done")
+        w = self.w
+        if not self.has_server:
+            return
+        done_at = self._arrival(0, 8)
+
+        def done():
+            # After every earlier request on the server's queue.
+            w.done_workers += 1
+            if w.done_workers == self.n_workers and w.server_waiting:
+                w.server_waiting = False
+                w.comms[0]._resume_at(w.now)
+
+        self._serve(done_at, done, nbytes=8)
+
+
+def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], run_id: str = "", n_params: int = 0,
+           server: bool = False) -> None:
+    workers = int(cfg.topology.workers)
+    world_size = workers + (1 if server else 0)
+    cost = CostModel(cfg.topology, int(cfg.seed), workers)
+    world = World(cost, world_size, server)
+    ctxs: list[RankCtx] = []
+
+    def ctx_factory(comm: SimComm) -> RankCtx:
+        ctx = make_ctx(cfg, run_dir, run_id, comm.rank, world_size, comm,
+                       role="server" if (server and comm.rank == 0) else "worker")
+        ctx.log.sim_s = 0.0
+        ctxs.append(ctx)
+        return ctx
+
+    for r in range(world_size):
+        world.comms.append(SimComm(world, r, rank_fn, ctx_factory))
+    try:
+        world.run()
+    finally:
+        for ctx in ctxs:
+            ctx.progress.close()
+            ctx.log.close()
