@@ -30,6 +30,7 @@ verbs:
   report                         write <results_dir>/REPORT.md: figures, claims (PASS/FAIL), run counts
   data                           every known dataset: where it is looked for, present, checksum
   models                         every model: parameter count, stage count, default input shape
+  calibrate [NAME] [key=value]   time a training step of model/batch here; write conf/topology/NAME.yaml for sim
 
 Every verb accepts key=value overrides, e.g. results_dir=DIR (default: results).
 Stems are the ids of ../shared/papers/FIGURES.md; conf/experiment/ lists the ones hdist has.
@@ -249,6 +250,27 @@ def cmd_models(args: list[str]) -> int:
     return 0
 
 
+def cmd_calibrate(args: list[str]) -> int:
+    """hdist calibrate [NAME|PATH.yaml] [key=value ...]: time a training step, write a topology file."""
+    from hdist.calibrate import calibrate, write_topology
+    from hdist.config import CONF_DIR
+    from hdist.launch import prepare
+
+    pos, ovs, _ = _split(args)
+    out = pos[0] if pos else "calibrated"
+    cfg = prepare(ovs)
+    measured = calibrate(cfg)
+    path = write_topology(cfg, measured, out)
+    print(f"{cfg.model.name} batch {measured['batch']}: {measured['step_s_at_batch'] * 1e3:.3f} ms/step "
+          f"(per_step_s={measured['per_step_s']:.4g}, per_sample_s={measured['per_sample_s']:.4g}), "
+          f"memory {measured['memory_Bps'] / 1e9:.1f} GB/s")
+    if path.parent.resolve() == (CONF_DIR / "topology").resolve():
+        print(f"topology: {path}  (use: topology={path.stem} backend=sim)")
+    else:
+        print(f"topology: {path}  (copy it into {CONF_DIR / 'topology'} to use it as topology={path.stem})")
+    return 0
+
+
 VERBS = {
     "run": cmd_run,
     "reproduce": cmd_reproduce,
@@ -257,6 +279,7 @@ VERBS = {
     "report": cmd_report,
     "data": cmd_data,
     "models": cmd_models,
+    "calibrate": cmd_calibrate,
 }
 
 

@@ -115,7 +115,31 @@ def _sigterm(signum, frame):
 
 
 def execute(cfg: DictConfig, *, force: bool = False, quiet_skip: bool = False) -> RunResult:
-    """Run one finalized, validated config unless it already finished. Returns its result."""
+    """Run one finalized, validated config unless it already finished. Returns its result.
+
+    Inside an external MPI world (``mpiexec -n N hdist run backend=mpi ...``: the backend's
+    ``in_external_world``), world rank 0 alone prepares the run directory and records the
+    result; the other ranks run their part of the run rank 0 announces (``backend.follow``),
+    and ``backend.release`` tells them how it ended, whatever way rank 0 leaves.
+    """
+    from hdist.backends import get_backend
+
+    backend = get_backend(cfg.backend.name)
+    if not (hasattr(backend, "in_external_world") and backend.in_external_world(cfg)):
+        return _execute(cfg, force=force, quiet_skip=quiet_skip)
+    if backend.world_rank() != 0:
+        from hdist.algos import get_algo
+
+        return RunResult(*backend.follow(get_algo(cfg.algo.name).run))
+    result = None
+    try:
+        result = _execute(cfg, force=force, quiet_skip=quiet_skip)
+        return result
+    finally:
+        backend.release(result or RunResult(*run_paths(cfg), "failed", "world rank 0 stopped before the run"))
+
+
+def _execute(cfg: DictConfig, *, force: bool = False, quiet_skip: bool = False) -> RunResult:
     from hdist.algos import get_algo
     from hdist.backends import get_backend
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,7 +64,9 @@ class Problem:
         """The model, initialised deterministically from ``seed``."""
         cfg = dict(self.model_cfg)
         name = cfg.pop("name")
-        with torch.random.fork_rng(devices=[]):
+        # Module initialisers draw from torch's global generator: threads building models at
+        # once (thread backend) must not interleave their draws.
+        with _INIT_LOCK, torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             return models.build_model(name, **cfg)
 
@@ -129,10 +132,16 @@ class Problem:
 
 
 _CACHE: dict[str, Problem] = {}
+_INIT_LOCK = threading.RLock()
 
 
 def build_problem(cfg: Any) -> Problem:
-    """The run's Problem (data loaded once per process and config)."""
+    """The run's Problem (data loaded once per process and config; thread-safe)."""
+    with _INIT_LOCK:
+        return _build_problem(cfg)
+
+
+def _build_problem(cfg: Any) -> Problem:
     key = json.dumps([OmegaConf.to_container(cfg.dataset, resolve=True),
                       OmegaConf.to_container(cfg.model, resolve=True),
                       OmegaConf.to_container(cfg.objective, resolve=True)], sort_keys=True)

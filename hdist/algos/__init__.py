@@ -21,6 +21,8 @@ ALGOS: dict[str, str] = {
     "eamsgd": "hdist.algos.eamsgd",
     "bench_overhead": "hdist.bench.overhead",
     "bench_data_models": "hdist.bench.data_models",
+    "bench_ps_mpi": "hdist.bench.ps_mpi",
+    "conformance": "hdist.backends.conformance",  # a test algorithm: the backend conformance suite
 }
 
 

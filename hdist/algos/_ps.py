@@ -124,7 +124,7 @@ class Snapshots:
 
     def __init__(self, ctx: RankCtx, spe_global: int, total_global: int):
         per = float(ctx.cfg.log.evals_per_epoch)
-        self.every = max(1, round(spe_global / per)) if per > 0 else max(1, total_global)
+        self.every = max(1, round(spe_global / per)) if per > 0 else max(1, int(total_global))
         self.spe_global = spe_global
         self.next = 0
         self.items: list[tuple[int, float, float, torch.Tensor]] = []
@@ -168,8 +168,13 @@ class Snapshots:
 WorkerLoop = Callable[[RankCtx, Problem, FlatModel, Worker, "Snapshots | None"], None]
 
 
-def run_ps(ctx: RankCtx, worker_loop: WorkerLoop) -> None:
-    """One rank of a parameter-server algorithm: the server loop or ``worker_loop``."""
+def run_ps(ctx: RankCtx, worker_loop: WorkerLoop, steps_per_update: int = 1) -> None:
+    """One rank of a parameter-server algorithm: the server loop or ``worker_loop``.
+
+    ``steps_per_update``: local steps behind one update of x (K for Downpour and EAMSGD, which
+    push every K steps); versions of x are converted to epochs with it, so evaluations stay
+    ``log.evals_per_epoch`` per pass over the data.
+    """
     cfg, comm, log = ctx.cfg, ctx.comm, ctx.log
     problem = build_problem(cfg)
     # Every rank starts from the same x: the serial run's initialisation (seed of worker 0).
@@ -177,9 +182,12 @@ def run_ps(ctx: RankCtx, worker_loop: WorkerLoop) -> None:
     ctx.extra["model"] = fm.model
     comm.ps_init(fm.flat)
     worker = Worker(ctx, problem) if comm.worker_index is not None else None
-    spe_global = steps_per_epoch(len(problem.data.train), int(cfg.algo.batch_size))
-    total_global = (worker.total_global if worker else
+    # Updates of x per pass over the data (fractional when one update stands for K steps).
+    spe_global = steps_per_epoch(len(problem.data.train), int(cfg.algo.batch_size)) / steps_per_update
+    total_global = (math.ceil(worker.total_global / steps_per_update) if worker else
                     max(1, math.ceil(float(cfg.scale.epochs) * spe_global)))
+    if worker:
+        worker.spe_global, worker.total_global = spe_global, total_global
     snaps = Snapshots(ctx, spe_global, total_global) if ctx.rank == 0 else None
     ctx.progress.start(total_global)
     comm.barrier()

@@ -46,30 +46,11 @@ def validate(cfg) -> None:
         raise ConfigError(f"algo.momentum={m!r}: not allowed; expected 0 (Downpour takes plain SGD steps)")
 
 
-def per_push_snapshots(snaps, cfg, k: int) -> None:
-    """Snapshots count versions of x, and here one version is one push of K local steps.
-
-    Rescale them so that evaluations stay ``log.evals_per_epoch`` per pass over the data and the
-    eval rows' ``epoch`` is in passes (version * K / updates per epoch), not in pushes. Only where
-    rank 0 is a worker (serial, thread, process, sim without a server): a server rank's snapshots
-    are taken in ``run_ps`` and stay one per push.
-    """
-    if snaps is None or k <= 1:
-        return
-    snaps.spe_global = snaps.spe_global / k
-    per = float(cfg.log.evals_per_epoch)
-    if per > 0:
-        snaps.every = max(1, round(snaps.spe_global / per))
-        # The next one due after what was taken already (the start).
-        snaps.next = (snaps.items[-1][0] // snaps.every + 1) * snaps.every if snaps.items else 0
-
-
 def worker_loop(ctx, problem, fm, w, snaps) -> None:
     cfg, comm = ctx.cfg, ctx.comm
     k = int(cfg.algo.get("k", 1) or 1)
     l2 = problem.l2
     clock = comm.now  # real seconds, or virtual ones on the sim backend
-    per_push_snapshots(snaps, cfg, k)
     t0 = clock()
     version = comm.pull(fm.flat)  # x_i <- x: the first fetch
     w.pulled(version, fm.flat, snaps)
@@ -115,4 +96,5 @@ def worker_loop(ctx, problem, fm, w, snaps) -> None:
 
 
 def run(ctx) -> None:
-    run_ps(ctx, worker_loop)
+    # One update of x stands for K local steps.
+    run_ps(ctx, worker_loop, steps_per_update=int(ctx.cfg.algo.get("k", 1) or 1))

@@ -35,7 +35,6 @@ from __future__ import annotations
 import torch
 
 from hdist.algos._ps import run_ps
-from hdist.algos.downpour import per_push_snapshots
 from hdist.schedules import lr_at
 
 FAMILIES = ("ps",)
@@ -56,7 +55,6 @@ def worker_loop(ctx, problem, fm, w, snaps) -> None:
     alpha = moving_rate(cfg.algo, comm.n_workers)
     l2 = problem.l2
     clock = comm.now  # real seconds, or virtual ones on the sim backend
-    per_push_snapshots(snaps, cfg, tau)
     xi = torch.empty_like(fm.flat)
     v = torch.zeros_like(xi)  # v_i = 0
     center = torch.empty_like(xi)
@@ -106,4 +104,5 @@ def worker_loop(ctx, problem, fm, w, snaps) -> None:
 
 
 def run(ctx) -> None:
-    run_ps(ctx, worker_loop)
+    # One elastic exchange (update of the centre) every tau local steps.
+    run_ps(ctx, worker_loop, steps_per_update=int(ctx.cfg.algo.get("k", 1) or 1))

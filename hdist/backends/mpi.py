@@ -1,0 +1,699 @@
+"""mpi: every rank is an MPI process (mpi4py); a parameter server is a rank of its own.
+
+Launch. ``hdist.launch.execute`` has written the run directory; :func:`launch` runs
+
+    <launcher> <launcher_args> -n <ranks> <python> -m hdist.rank_main <run_dir> <module:qualname> \
+        <run_id> <n_params> <server 0|1>
+
+with ``ranks = topology.workers + 1`` when the algorithm is a parameter-server one (rank 0 is
+the server, ranks 1..P the workers), else ``topology.workers``. The launcher is
+``backend.launcher`` (default: the ``mpiexec`` next to this Python, which the ``mpich`` wheel
+installs, else the one on PATH); ``backend.launcher_args`` go before ``-n`` (``srun`` works
+the same way). Each rank (:mod:`hdist.rank_main`) reads ``config.yaml``, builds an
+:class:`MPIComm` and runs the algorithm's rank function.
+
+External worlds (``backend.external: auto``). When this process already is a rank of an MPI
+world larger than one (``mpiexec -n 3 hdist run backend=mpi ...``, or ``srun``), nothing is
+spawned: world rank 0 prepares the run directory and records the result as usual, the other
+ranks wait for it (:func:`follow`) and every rank runs its part in place.
+
+Failures. A rank that raises writes ``error-r<rank>.txt`` (reason line + traceback) and
+``error-r<rank>.json`` (kind, message), then calls ``MPI_Abort``, which ends every rank. The
+parent turns the first real error into ``RuntimeError("rank N: ...")`` or, for
+:class:`~hdist.types.Diverged`, into ``Diverged``; a rank that dies without a word is named
+from the launcher's exit codes. Every blocking wait of :class:`MPIComm` is a non-blocking MPI
+call polled until ``backend.timeout_s``, so that a hung peer ends the run too. The parent is a
+watchdog as well: once a rank has reported an error it gives the launcher a few seconds to
+exit; when no rank file changes for ``max(120, 4 * timeout_s)`` seconds it kills the job; on
+SIGTERM or Ctrl-C it kills the launcher's process group and every rank (their pids are in
+``rank-r<rank>.pid``).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from hdist.types import ConfigError, Diverged, RankCtx, RealClock
+
+NAME = "mpi"
+FAMILIES = ("ps", "collective")
+
+#: Environment variables that say "this process was started by an MPI launcher".
+_LAUNCHER_ENV = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS",
+                 "HYDI_CONTROL_FD", "PMI_FD", "PMI_PORT")
+_IDLE_MIN_S = 120.0  # watchdog: shortest silence (no rank file changed) before the job is killed
+_ERROR_GRACE_S = 5.0  # watchdog: seconds the launcher gets to exit after a rank reported an error
+
+
+class PeerFailed(RuntimeError):
+    """A wait on another rank timed out (``backend.timeout_s``): that rank failed or hangs."""
+
+
+# ---------------------------------------------------------------------------------------------
+# MPI library, lazily (importing this module does not initialise MPI)
+# ---------------------------------------------------------------------------------------------
+
+
+def _mpi(initialize: bool = True):
+    """mpi4py's MPI module. With ``initialize`` False (the parent of a spawned job) MPI is
+    loaded but not initialised, so that the parent never becomes an MPI process itself."""
+    if "mpi4py.MPI" not in sys.modules:
+        import mpi4py
+
+        mpi4py.rc.initialize = initialize
+        mpi4py.rc.finalize = None if initialize else False
+        mpi4py.rc.thread_level = "funneled"  # one thread calls MPI: no locking in the library
+    from mpi4py import MPI
+
+    if initialize and not MPI.Is_initialized():
+        MPI.Init_thread(MPI.THREAD_FUNNELED)
+    return MPI
+
+
+def mpi_version() -> str:
+    """First line of ``MPI_Get_library_version`` (stored in meta.json as ``mpi_library``)."""
+    MPI = _mpi(initialize=False)
+    return MPI.Get_library_version().strip().splitlines()[0].strip()
+
+
+_EXTERNAL: dict[str, Any] = {}
+
+
+def in_external_world(cfg=None) -> bool:
+    """True when this process is already one rank of an MPI world larger than one (and
+    ``backend.external`` is not false): the run's ranks are then this world's ranks."""
+    mode = "auto" if cfg is None else str(cfg.backend.get("external", "auto")).lower()
+    if mode in ("false", "no", "off", "0", "never"):
+        return False
+    if "size" not in _EXTERNAL:
+        started = any(k in os.environ for k in _LAUNCHER_ENV) or \
+            int(os.environ.get("SLURM_STEP_NUM_TASKS", "1") or 1) > 1
+        # Without a launcher's environment, MPI is not touched at all (a plain `hdist run`).
+        _EXTERNAL["size"] = _mpi().COMM_WORLD.Get_size() if started else 1
+    if mode in ("true", "yes", "on", "1", "always"):
+        return True
+    return _EXTERNAL["size"] > 1
+
+
+def world_rank() -> int:
+    return _mpi().COMM_WORLD.Get_rank()
+
+
+def _ranks_needed(cfg, server: bool) -> int:
+    return int(cfg.topology.workers) + (1 if server else 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# External worlds: world rank 0 leads, the others follow
+# ---------------------------------------------------------------------------------------------
+
+_LEAD: dict[str, bool] = {"announced": False}
+
+
+def _wait_for_leader() -> None:
+    """Poll a barrier with sleeps: followers do not spin a core while rank 0 loads data."""
+    MPI = _mpi()
+    req = MPI.COMM_WORLD.Ibarrier()
+    while not req.Test():
+        time.sleep(0.005)
+
+
+def _tell_followers(msg: dict) -> None:
+    MPI = _mpi()
+    _wait_for_leader()
+    MPI.COMM_WORLD.bcast(msg, root=0)
+
+
+def follow(rank_fn: Callable[[RankCtx], None]) -> tuple:
+    """A non-zero rank of an external world: run the part of the run rank 0 announces.
+
+    Returns ``(run_id, run_dir, status, reason, skipped)`` as rank 0 recorded it.
+    """
+    from omegaconf import OmegaConf
+
+    from hdist import rank_main
+
+    MPI = _mpi()
+    _wait_for_leader()
+    msg = MPI.COMM_WORLD.bcast(None, root=0)
+    if msg["kind"] == "run":
+        run_dir = Path(msg["run_dir"])
+        cfg = OmegaConf.load(run_dir / "config.yaml")  # rank 0's resolved config, stand-ins included
+        rank_main.run_in_world(run_dir, rank_fn, msg["run_id"], msg["n_params"], msg["server"], cfg=cfg,
+                               external=True)
+        _wait_for_leader()
+        msg = MPI.COMM_WORLD.bcast(None, root=0)
+    return msg["run_id"], Path(msg["run_dir"]), msg["status"], msg["reason"], msg["skipped"]
+
+
+def release(result) -> None:
+    """World rank 0 after its run (or its skip, or its failure before the start): tell the
+    followers how it ended so that they return too. ``result`` is a RunResult-like object."""
+    _tell_followers({"kind": "end", "run_id": result.run_id, "run_dir": str(result.run_dir),
+                     "status": result.status, "reason": result.reason, "skipped": bool(result.skipped)})
+    _LEAD["announced"] = False
+
+
+def _launch_in_place(run_dir: Path, cfg, rank_fn, run_id: str, n_params: int, server: bool) -> None:
+    from hdist import rank_main
+
+    MPI = _mpi()
+    size, need = MPI.COMM_WORLD.Get_size(), _ranks_needed(cfg, server)
+    if size != need:
+        raise ConfigError(f"topology.workers={cfg.topology.workers}: this MPI world has {size} rank(s) but the run "
+                          f"needs {need} ({cfg.topology.workers} worker(s){' + 1 server' if server else ''}); "
+                          f"start it with -n {need} or set topology.workers={size - (1 if server else 0)}")
+    _tell_followers({"kind": "run", "run_dir": str(Path(run_dir).resolve()), "run_id": run_id,
+                     "n_params": int(n_params), "server": bool(server)})
+    _LEAD["announced"] = True
+    old = torch.get_num_threads()
+    try:
+        rank_main.run_in_world(Path(run_dir), rank_fn, run_id, n_params, server, cfg=cfg, external=True)
+    finally:
+        torch.set_num_threads(old)
+
+
+# ---------------------------------------------------------------------------------------------
+# Spawning a job
+# ---------------------------------------------------------------------------------------------
+
+
+def resolve_launcher(name: str | None) -> str:
+    """A path is used as given; a bare name is looked up next to this Python first, then on PATH."""
+    name = str(name or "mpiexec")
+    if os.sep in name:
+        if not os.access(name, os.X_OK):
+            raise ConfigError(f"backend.launcher={name}: not an executable file")
+        return name
+    here = Path(sys.executable).parent / name
+    if here.is_file() and os.access(here, os.X_OK):
+        return str(here)
+    found = shutil.which(name)
+    if not found:
+        raise ConfigError(f"backend.launcher={name}: not found next to {sys.executable} or on PATH "
+                          f"(pip install mpich, or set backend.launcher=/path/to/mpiexec)")
+    return found
+
+
+def _is_hydra(launcher: str) -> bool:
+    p = Path(launcher)
+    return p.name.startswith("mpiexec") and (p.parent / "hydra_pmi_proxy").exists()
+
+
+def _fn_ref(rank_fn: Callable) -> str:
+    ref = f"{rank_fn.__module__}:{rank_fn.__qualname__}"
+    if "<" in ref or rank_fn.__module__ == "__main__":
+        raise ValueError(f"backend=mpi: rank function {ref} must be a module-level function of an importable module")
+    return ref
+
+
+def _child_env(threads: int) -> dict:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PMI_", "PMIX_", "HYDI_", "HYDRA_", "OMPI_", "MPI_LOCAL"))}
+    env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1")
+    return env
+
+
+def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], run_id: str = "", n_params: int = 0,
+           server: bool = False) -> None:
+    from hdist.backends._ranks import threads_per_rank
+
+    run_dir = Path(run_dir).resolve()
+    if in_external_world(cfg):
+        return _launch_in_place(run_dir, cfg, rank_fn, run_id, n_params, server)
+    ranks = _ranks_needed(cfg, server)
+    launcher = resolve_launcher(cfg.backend.get("launcher"))
+    extra = [str(a) for a in (cfg.backend.get("launcher_args") or [])]
+    if _is_hydra(launcher) and "-print-all-exitcodes" not in extra:
+        extra.append("-print-all-exitcodes")  # names the rank that died without a word
+    cmd = [launcher, *extra, "-n", str(ranks), sys.executable, "-m", "hdist.rank_main", str(run_dir),
+           _fn_ref(rank_fn), run_id or "-", str(int(n_params)), "1" if server else "0"]
+    timeout_s = float(cfg.backend.timeout_s)
+    job = _Job(cmd, run_dir, _child_env(threads_per_rank(cfg, ranks)))
+    try:
+        job.watch(idle_s=max(_IDLE_MIN_S, 4 * timeout_s), grace_s=_ERROR_GRACE_S)
+    finally:
+        job.stop()
+    _raise_from(run_dir, job, Path(launcher).name)
+
+
+class _Job:
+    """The launcher process: its output forwarded and kept, its ranks watched and killed."""
+
+    def __init__(self, cmd: list[str], run_dir: Path, env: dict):
+        self.run_dir, self.cmd = run_dir, cmd
+        self.tail: collections.deque[str] = collections.deque(maxlen=400)
+        self.killed_because = ""
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     env=env, start_new_session=True, preexec_fn=_die_with_parent)
+        self._reader = threading.Thread(target=self._forward, name="hdist-mpi-output", daemon=True)
+        self._reader.start()
+
+    def _forward(self) -> None:
+        for raw in iter(self.proc.stdout.readline, b""):
+            line = raw.decode(errors="replace")
+            self.tail.append(line.rstrip("\n"))
+            if "Exit codes:" in line:  # hydra's -print-all-exitcodes, which hdist asked for: kept, not shown
+                continue
+            try:
+                sys.stderr.write(line)
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                pass
+
+    def _activity(self) -> tuple:
+        sig = []
+        try:
+            with os.scandir(self.run_dir) as it:
+                for e in it:
+                    try:
+                        sig.append((e.name, e.stat().st_mtime_ns, e.stat().st_size))
+                    except FileNotFoundError:
+                        pass
+        except FileNotFoundError:
+            pass
+        return tuple(sorted(sig))
+
+    def watch(self, idle_s: float, grace_s: float) -> None:
+        last_sig, last_change, error_at = None, time.monotonic(), None
+        while True:
+            try:
+                self.proc.wait(timeout=0.2)
+                return
+            except subprocess.TimeoutExpired:
+                pass
+            now = time.monotonic()
+            sig = self._activity()
+            if sig != last_sig:
+                last_sig, last_change = sig, now
+            if error_at is None and any(n.startswith("error-r") for n, *_ in sig):
+                error_at = now
+            if error_at is not None and now - error_at > grace_s:
+                self.killed_because = f"a rank reported an error and the launcher had not exited {grace_s:.0f} s later"
+                return
+            if now - last_change > idle_s:
+                self.killed_because = (f"watchdog: no rank wrote anything for {idle_s:.0f} s and the launcher had not "
+                                       f"exited; killed the MPI job")
+                return
+
+    def rank_pids(self) -> list[int]:
+        out = []
+        for f in self.run_dir.glob("rank-r*.pid"):
+            try:
+                pid = int(f.read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue
+            try:  # only our own rank: the pid's command line names this run directory
+                if str(self.run_dir).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    out.append(pid)
+            except OSError:
+                continue
+        return out
+
+    def _signal_all(self, sig: int) -> None:
+        try:
+            os.killpg(self.proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+        for pid in self.rank_pids():  # ranks sit in sessions of their own (hydra's proxy setsid()s them)
+            try:
+                os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def stop(self) -> None:
+        """Leave no process behind: the launcher's group and every rank, TERM then KILL."""
+        if self.proc.poll() is None:
+            self._signal_all(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                pass
+        deadline = time.monotonic() + 3
+        while self.rank_pids() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self._signal_all(signal.SIGKILL)
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        self._reader.join(timeout=2)
+        for f in self.run_dir.glob("rank-r*.pid"):
+            try:
+                f.unlink()
+            except OSError:
+                pass
+
+
+def _die_with_parent() -> None:
+    """In the launcher, before exec: SIGKILL it if hdist dies (Linux; best effort)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+def read_errors(run_dir: Path) -> list[dict]:
+    """Ranks' error reports, real errors first, then in the order they happened."""
+    out = []
+    for f in Path(run_dir).glob("error-r*.json"):
+        try:
+            out.append(json.loads(f.read_text()))
+        except (OSError, json.JSONDecodeError):
+            continue
+    order = {"error": 0, "diverged": 0, "interrupted": 1, "peer": 2}
+    return sorted(out, key=lambda e: (order.get(e.get("kind"), 0), e.get("time", 0.0)))
+
+
+def _exit_codes(tail) -> list[int] | None:
+    """Hydra's ``Exit codes: [host] s0,s1,...`` (wait statuses by rank; one host only)."""
+    lines = [ln for ln in tail if "Exit codes:" in ln]
+    if len(lines) != 1:
+        return None
+    m = re.search(r"Exit codes:\s*\[[^\]]*\]\s*([\d,\s]+)$", lines[0].strip())
+    return [int(v) for v in m.group(1).replace(" ", "").split(",") if v] if m else None
+
+
+def _raise_from(run_dir: Path, job: _Job, launcher_name: str) -> None:
+    errors = read_errors(run_dir)
+    if errors:
+        e = errors[0]
+        if e.get("kind") == "diverged":
+            raise Diverged(e.get("message", "diverged"))
+        raise RuntimeError(f"rank {e.get('rank')}: {e.get('message', '')}")
+    rc = job.proc.returncode
+    if job.killed_because:
+        raise RuntimeError(job.killed_because)
+    if rc == 0:
+        return
+    codes = _exit_codes(job.tail)
+    if codes:
+        for rank, status in enumerate(codes):
+            if status & 0x7F:
+                raise RuntimeError(f"rank {rank} died (signal {status & 0x7F}) without a message")
+            if status >> 8:
+                raise RuntimeError(f"rank {rank} died (exit code {status >> 8}) without a message")
+    if rc is not None and rc < 0:
+        raise RuntimeError(f"{launcher_name} was killed by signal {-rc}")
+    last = next((ln for ln in reversed(job.tail) if ln.strip() and "Exit codes:" not in ln), "")
+    raise RuntimeError(f"a rank died (exit code {rc}) without a message" + (f"; last output: {last.strip()}"
+                                                                           if last else ""))
+
+
+# ---------------------------------------------------------------------------------------------
+# The communication interface
+# ---------------------------------------------------------------------------------------------
+
+# Parameter-server protocol, on a communicator of its own (user tags never collide). Every request
+# and every reply is ONE message, as in a hand-written server loop; what is not data travels in
+# the tag:
+#   worker -> server  tag = op + _NOPS * (version mod M), payload: the delta (PUSH, PUSH_PULL) or
+#                     nothing (PULL, VERSION, DONE)
+#   server -> worker  tag = (server version) mod M, payload: x (PULL, PUSH_PULL) or nothing (VERSION)
+# M is a power of two that fits the library's MPI_TAG_UB (2^24 with MPICH). The server recovers
+# the pusher's version as the latest one congruent to it, so staleness is exact while it is < M;
+# a worker recovers the server's version from the last one it saw (exact while fewer than M
+# updates happen between two of its reads). Both bounds are millions of updates.
+_PULL, _PUSH, _PUSH_PULL, _VERSION, _DONE = 1, 2, 3, 4, 5
+_NOPS = 8
+_SPIN_S = 0.05  # a wait spins (yielding the core to other ranks) this long, then polls every _IDLE_SLEEP_S
+_IDLE_SLEEP_S = 0.0005
+
+
+def _flat_np(t: torch.Tensor):
+    """(numpy array sharing t's memory, None) for a contiguous CPU tensor, else (a copy, t)."""
+    if t.is_cpu and t.is_contiguous():
+        return (t.detach() if t.requires_grad else t).numpy(), None
+    return t.detach().reshape(-1).contiguous().cpu().numpy(), t
+
+
+def _copy_back(t: torch.Tensor | None, arr) -> None:
+    if t is not None:
+        t.copy_(torch.from_numpy(arr).view(t.shape))
+
+
+class MPIComm(RealClock):
+    """:class:`~hdist.types.Comm` over MPI: buffer (upper-case) mpi4py calls on numpy views of
+    torch tensors; every blocking wait is a non-blocking call polled until ``timeout_s``.
+
+    With ``has_server``, rank 0 is the parameter server: it keeps x and its version, and
+    :meth:`serve` applies the workers' pushes one at a time in arrival order.
+    """
+
+    shared_memory = False
+
+    def __init__(self, world=None, has_server: bool = False, timeout_s: float = 30.0):
+        MPI = _mpi()
+        self.MPI = MPI
+        world = world if world is not None else MPI.COMM_WORLD
+        self.c = world.Dup()  # collectives and user point to point
+        self.ps = world.Dup()  # the parameter-server protocol
+        self.rank, self.world_size = self.c.Get_rank(), self.c.Get_size()
+        self.has_server = bool(has_server)
+        if self.has_server and self.world_size < 2:
+            raise ValueError("backend=mpi: a server rank needs a world of at least 2 ranks")
+        self.n_workers = self.world_size - 1 if self.has_server else self.world_size
+        self.worker_index = (self.rank - 1 if self.rank > 0 else None) if self.has_server else self.rank
+        self.timeout_s = float(timeout_s)
+        tag_ub = self.ps.Get_attr(MPI.TAG_UB) or 32767
+        self._mod = 1 << min(24, ((int(tag_ub) + 1) // _NOPS).bit_length() - 1)
+        self._status = MPI.Status()
+        self._empty = torch.zeros(0).numpy()
+        self._pending: list = []  # (request, buffer) of sends not yet complete
+        # Parameter-server state: x on the server; the last version seen on a worker.
+        self._x: torch.Tensor | None = None
+        self._xn = None
+        self._delta = None
+        self._numel, self._dtype = 0, None
+        self._version = 0
+        self._done = False
+
+    # --- waiting ------------------------------------------------------------------------------
+    def _timeout(self, what: str):
+        return PeerFailed(f"{what}: nothing within {self.timeout_s:.0f} s (a peer failed or hangs; backend.timeout_s)")
+
+    def _wait(self, req, what: str, status=None) -> None:
+        """Complete ``req``: spin while it is quick (yielding the core to the other ranks on
+        each poll), then poll with short sleeps; give up after ``timeout_s``."""
+        test = req.Test
+        if test(status):
+            return
+        yield_ = os.sched_yield
+        t0 = time.monotonic()
+        spin_until, deadline = t0 + _SPIN_S, t0 + self.timeout_s
+        n = 0
+        while not test(status):
+            n += 1
+            if n & 63:
+                yield_()
+                continue
+            now = time.monotonic()
+            if now > deadline:
+                raise self._timeout(what)
+            if now > spin_until:
+                time.sleep(_IDLE_SLEEP_S)
+            else:
+                yield_()
+
+    def _waitall(self, reqs: list, what: str) -> None:
+        testall = self.MPI.Request.Testall
+        if testall(reqs):
+            return
+        yield_ = os.sched_yield
+        t0 = time.monotonic()
+        spin_until, deadline = t0 + _SPIN_S, t0 + self.timeout_s
+        n = 0
+        while not testall(reqs):
+            n += 1
+            if n & 63:
+                yield_()
+                continue
+            now = time.monotonic()
+            if now > deadline:
+                raise self._timeout(what)
+            if now > spin_until:
+                time.sleep(_IDLE_SLEEP_S)
+            else:
+                yield_()
+
+    # --- collectives --------------------------------------------------------------------------
+    def barrier(self) -> None:
+        self._wait(self.c.Ibarrier(), "barrier")
+
+    def broadcast(self, tensor: torch.Tensor, root: int = 0) -> None:
+        arr, back = _flat_np(tensor)
+        self._wait(self.c.Ibcast(arr, root=root), f"broadcast from rank {root}")
+        _copy_back(back, arr)
+
+    def allreduce(self, tensor: torch.Tensor, op: str = "sum") -> None:
+        if op not in ("sum", "mean"):
+            raise ValueError(f"allreduce op {op!r}: expected sum or mean")
+        arr, back = _flat_np(tensor)
+        self._wait(self.c.Iallreduce(self.MPI.IN_PLACE, arr, op=self.MPI.SUM), "allreduce")
+        _copy_back(back, arr)
+        if op == "mean":
+            tensor.div_(self.world_size)
+
+    # --- point to point -----------------------------------------------------------------------
+    def send(self, tensor: torch.Tensor, dst: int, tag: int = 0) -> None:
+        # Buffered, like the shared-memory backends: the receiver gets the values at the time of
+        # the call, and a send never waits for its receive (a ring of sends then receives works).
+        arr = tensor.detach().reshape(-1).contiguous().cpu().clone().numpy()
+        self._pending.append((self.c.Isend(arr, dst, tag), arr))
+        self._pending = [(r, a) for r, a in self._pending if not r.Test()]
+
+    def recv(self, tensor: torch.Tensor, src: int | None = None, tag: int = 0) -> int:
+        arr, back = _flat_np(tensor)
+        source = self.MPI.ANY_SOURCE if src is None else src
+        st = self._status
+        self._wait(self.c.Irecv(arr, source, tag), f"recv from {'any rank' if src is None else src} tag {tag}", st)
+        _copy_back(back, arr)
+        return st.Get_source()
+
+    def close(self) -> None:
+        """Complete the sends still in flight (at most ``timeout_s``), then free the communicators."""
+        if self._pending:
+            self._waitall([r for r, _ in self._pending], "sends in flight")
+            self._pending = []
+        for c in (self.c, self.ps):
+            try:
+                c.Free()
+            except Exception:
+                pass
+
+    # --- parameter server ---------------------------------------------------------------------
+    def _need_server(self, what: str) -> None:
+        if not self.has_server:
+            raise RuntimeError(f"{what}: this MPI run has no server rank (parameter-server algorithms get one: "
+                               f"their FAMILIES include 'ps')")
+
+    def _worker_only(self, what: str) -> None:
+        self._need_server(what)
+        if self.rank == 0:
+            raise RuntimeError(f"{what}: the server rank applies updates, it does not send any")
+        if self._done:
+            raise RuntimeError(f"{what}: called after ps_done")
+
+    def _check_delta(self, delta: torch.Tensor) -> None:
+        if delta.numel() != self._numel or delta.dtype != self._dtype:
+            raise ValueError(f"push: delta has {delta.numel()} {delta.dtype} elements; x has {self._numel} "
+                             f"{self._dtype}")
+
+    def _seen(self, tag: int) -> int:
+        """The server's version from a reply tag (its value mod M) and the last version seen."""
+        self._version += (tag - self._version) % self._mod
+        return self._version
+
+    def ps_init(self, x0: torch.Tensor) -> None:
+        self._need_server("ps_init")
+        self._numel, self._dtype = x0.numel(), x0.dtype
+        if self.rank == 0:
+            self._x = x0.detach().reshape(-1).clone().contiguous()
+            self._xn = self._x.numpy()
+            self._delta = torch.empty_like(self._x)
+        self._version = 0
+        self._done = False
+        self.barrier()
+
+    def ps_version(self) -> int:
+        self._need_server("ps_version")
+        if self.rank == 0 or self._done:
+            return self._version
+        st = self._status
+        req = self.ps.Irecv(self._empty, 0, self.MPI.ANY_TAG)
+        self.ps.Send(self._empty, 0, _VERSION)
+        self._wait(req, "ps_version: the server's reply", st)
+        return self._seen(st.Get_tag())
+
+    def pull(self, out: torch.Tensor, consistent: bool = True) -> int:
+        # Always consistent: the server sends a whole x between two updates.
+        self._need_server("pull")
+        if self.rank == 0:
+            out.copy_(self._x.view_as(out))
+            return self._version
+        if self._done:
+            raise RuntimeError("pull: called after ps_done")
+        arr, back = _flat_np(out)
+        st = self._status
+        req = self.ps.Irecv(arr, 0, self.MPI.ANY_TAG)  # posted before the request goes out
+        self.ps.Send(self._empty, 0, _PULL)
+        self._wait(req, "pull: the server's reply", st)
+        _copy_back(back, arr)
+        return self._seen(st.Get_tag())
+
+    def push(self, delta: torch.Tensor, version: int, consistent: bool = True) -> None:
+        """Send ``delta`` to the server and return None: the server applies it in arrival order
+        and reports the staleness to ``serve``'s ``on_apply``."""
+        self._worker_only("push")
+        self._check_delta(delta)
+        arr, _ = _flat_np(delta)
+        self._wait(self.ps.Isend(arr, 0, _PUSH + _NOPS * (int(version) % self._mod)), "push: the server's receive")
+        return None
+
+    def push_pull(self, delta: torch.Tensor, version: int, out: torch.Tensor) -> tuple[int, int]:
+        self._worker_only("push_pull")
+        self._check_delta(delta)
+        darr, _ = _flat_np(delta)
+        oarr, back = _flat_np(out)
+        st = self._status
+        rreq = self.ps.Irecv(oarr, 0, self.MPI.ANY_TAG)
+        self._wait(self.ps.Isend(darr, 0, _PUSH_PULL + _NOPS * (int(version) % self._mod)),
+                   "push_pull: the server's receive")
+        self._wait(rreq, "push_pull: the server's reply", st)
+        _copy_back(back, oarr)
+        after = self._seen(st.Get_tag())
+        return after - 1 - int(version), after
+
+    def ps_done(self) -> None:
+        if not self.has_server or self.rank == 0 or self._done:
+            return None
+        self.ps.Send(self._empty, 0, _DONE)
+        self._done = True
+        return None
+
+    def serve(self, on_apply: Callable[[int, torch.Tensor, int], None] | None = None) -> None:
+        """The server loop: one request at a time, in arrival order, until every worker is done."""
+        if not (self.has_server and self.rank == 0):
+            raise RuntimeError("serve: only the server rank (rank 0 of a run with a server) serves")
+        if self._x is None:
+            raise RuntimeError("serve: call ps_init first")
+        ps, wait, st = self.ps, self._wait, self._status
+        x, xn, delta = self._x, self._xn, self._delta
+        dn = delta.numpy()
+        any_source, any_tag, mod = self.MPI.ANY_SOURCE, self.MPI.ANY_TAG, self._mod
+        active = self.n_workers
+        while active:
+            wait(ps.Irecv(dn, any_source, any_tag), "serve: a worker's request", st)
+            src, tag = st.Get_source(), st.Get_tag()
+            op = tag % _NOPS
+            if op == _PUSH or op == _PUSH_PULL:
+                staleness = (self._version - tag // _NOPS) % mod
+                x.add_(delta)
+                self._version += 1
+                if on_apply is not None:
+                    on_apply(self._version, x, staleness)
+                if op == _PUSH_PULL:
+                    wait(ps.Isend(xn, src, self._version % mod), f"serve: the reply to rank {src}")
+            elif op == _PULL:
+                wait(ps.Isend(xn, src, self._version % mod), f"serve: the reply to rank {src}")
+            elif op == _VERSION:
+                wait(ps.Isend(self._empty, src, self._version % mod), f"serve: the reply to rank {src}")
+            elif op == _DONE:
+                active -= 1
+            else:
+                raise RuntimeError(f"serve: unknown request {op} from rank {src}")

@@ -1,0 +1,137 @@
+"""One MPI rank of a run (backend=mpi).
+
+    python -m hdist.rank_main <run_dir> <module:qualname> <run_id> <n_params> <server 0|1>
+
+Started by the launcher that :func:`hdist.backends.mpi.launch` runs (``mpiexec -n N ...``):
+reads ``<run_dir>/config.yaml``, builds an :class:`~hdist.backends.mpi.MPIComm` over
+``MPI.COMM_WORLD`` and a :class:`~hdist.types.RankCtx` (rank 0 shows progress), and runs the
+rank function (a module-level function, found by module and qualified name).
+
+On any exception the rank writes ``error-r<rank>.txt`` (a one-line reason, then the
+traceback) and ``error-r<rank>.json`` (rank, kind = error | diverged | peer | interrupted,
+message, time), closes its metrics (complete files) and calls ``MPI_Abort`` so that no rank
+waits for it; the parent reads the files and reports the first real error.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Callable
+
+from hdist.types import Diverged, RankCtx
+
+
+class _Interrupted(BaseException):
+    """SIGTERM in a rank: unwinds so that the metrics files are closed complete."""
+
+
+def _sigterm(signum, frame):
+    raise _Interrupted(f"signal {signal.Signals(signum).name}")
+
+
+def resolve(ref: str) -> Callable[[RankCtx], None]:
+    """``package.module:qualname`` -> the function."""
+    module, _, qualname = ref.partition(":")
+    obj = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _kind(exc: BaseException) -> str:
+    from hdist.backends.mpi import PeerFailed
+
+    if isinstance(exc, Diverged):
+        return "diverged"
+    if isinstance(exc, PeerFailed):
+        return "peer"
+    if isinstance(exc, (KeyboardInterrupt, _Interrupted)):
+        return "interrupted"
+    return "error"
+
+
+def record_failure(run_dir: Path, rank: int, exc: BaseException, external: bool = False) -> None:
+    """The rank's error files; in an external world (no parent to do it) also status.json."""
+    from hdist.backends.mpi import read_errors
+    from hdist.metrics import atomic_write_json, atomic_write_text
+
+    kind = _kind(exc)
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    message = first if kind == "diverged" else f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    run_dir = Path(run_dir)
+    atomic_write_text(run_dir / f"error-r{rank}.txt", f"{message}\n\n{traceback.format_exc()}")
+    atomic_write_json(run_dir / f"error-r{rank}.json",
+                      {"rank": rank, "kind": kind, "message": message, "time": time.time()})
+    if external:
+        first_err = read_errors(run_dir)[0]
+        if first_err.get("rank") == rank:
+            status = "diverged" if kind == "diverged" else "failed"
+            reason = message if kind == "diverged" else f"RuntimeError: rank {rank}: {message}"
+            atomic_write_json(run_dir / "status.json", {"status": status, "reason": reason})
+
+
+def run_in_world(run_dir: Path, rank_fn: Callable[[RankCtx], None] | str, run_id: str, n_params: int,
+                 server: bool, cfg=None, external: bool = False) -> None:
+    """Run this process's rank of the run in ``run_dir``; on failure record it and abort the world."""
+    from hdist.backends.mpi import _mpi
+
+    MPI = _mpi()
+    world = MPI.COMM_WORLD
+    rank, size = world.Get_rank(), world.Get_size()
+    run_dir = Path(run_dir)
+    main_thread = _is_main_thread()
+    old = signal.signal(signal.SIGTERM, _sigterm) if main_thread and not external else None
+    try:
+        import torch
+        from omegaconf import OmegaConf
+
+        from hdist.backends._ranks import make_ctx, run_rank, threads_per_rank
+        from hdist.backends.mpi import MPIComm
+
+        if not external:
+            (run_dir / f"rank-r{rank}.pid").write_text(f"{os.getpid()}\n")
+        if cfg is None:
+            cfg = OmegaConf.load(run_dir / "config.yaml")
+        fn = resolve(rank_fn) if isinstance(rank_fn, str) else rank_fn
+        torch.set_num_threads(threads_per_rank(cfg, size))
+        comm = MPIComm(world, has_server=server, timeout_s=float(cfg.backend.timeout_s))
+        role = "server" if server and rank == 0 else "worker"
+        ctx = make_ctx(cfg, run_dir, run_id, rank, size, comm, role=role)
+        run_rank(ctx, fn)
+        comm.close()
+    except BaseException as e:  # noqa: B036 - every way out must end the whole world
+        try:
+            record_failure(run_dir, rank, e, external=external)
+        except BaseException:
+            traceback.print_exc()
+        sys.stderr.flush()
+        world.Abort(4 if isinstance(e, Diverged) else 1)
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
+
+
+def _is_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 5:
+        print("usage: python -m hdist.rank_main RUN_DIR MODULE:QUALNAME RUN_ID N_PARAMS SERVER(0|1)", file=sys.stderr)
+        raise SystemExit(2)
+    run_dir, ref, run_id, n_params, server = args
+    run_in_world(Path(run_dir), ref, "" if run_id == "-" else run_id, int(n_params), server == "1")
+
+
+if __name__ == "__main__":
+    main()
