@@ -96,3 +96,22 @@ def test_128_workers_at_smoke_scale(tmp_path):
     df = load_results(tmp_path)
     assert df["rank"].nunique() == 129  # a server and 128 workers
     assert res.status == "done"
+
+
+def test_calibrate_writes_a_usable_topology(cli, tmp_path):
+    from omegaconf import OmegaConf
+
+    out = tmp_path / "measured.yaml"
+    code, stdout, err = cli("calibrate", str(out), "scale=smoke")
+    assert code == 0, err
+    assert "ms/step" in stdout
+    text = out.read_text()
+    assert text.startswith("# Calibrated by `hdist calibrate`")
+    cfg = OmegaConf.load(out)
+    assert cfg.name == "measured"
+    assert cfg.sim.compute.per_step_s > 0 and cfg.sim.memory_Bps > 0
+    assert cfg.sim.compute.per_step_s != 2.0e-4  # replaced by the measurement
+    # Comments survive: every key line still has one.
+    for line in text.splitlines()[1:]:
+        if line.strip() and not line.strip().endswith(":"):
+            assert "#" in line, line
