@@ -140,6 +140,11 @@ class MetricsLogger:
         self.paused_s = 0.0  # time excluded from wall_s (evaluation)
 
     # --- time -------------------------------------------------------------------------------
+    def restart_clock(self) -> None:
+        """wall_s counts from now (ranks call it together after a start barrier)."""
+        self.t0 = self._clock()
+        self.paused_s = 0.0
+
     def wall_s(self) -> float:
         return self._clock() - self.t0 - self.paused_s
 

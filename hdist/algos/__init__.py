@@ -17,6 +17,7 @@ ALGOS: dict[str, str] = {
     "sgd": "hdist.algos.sgd",
     "asysg_con": "hdist.algos.asysg_con",
     "asysg_incon": "hdist.algos.asysg_incon",
+    "kavg": "hdist.algos.kavg",
     "downpour": "hdist.algos.downpour",
     "eamsgd": "hdist.algos.eamsgd",
     "bench_overhead": "hdist.bench.overhead",

@@ -19,7 +19,6 @@ epoch is ``steps_per_epoch(n, b)`` updates of x.
 from __future__ import annotations
 
 import math
-import time
 from typing import Callable
 
 import torch
@@ -99,14 +98,26 @@ class Worker:
         if snaps is not None:
             snaps.maybe(version, flat, self.ctx.log.wall_s())
 
-    def log_step(self, loss: torch.Tensor, updates: int, staleness: int | None) -> None:
-        """Per-step bookkeeping: staleness of the applied update, mini-batch loss on a schedule."""
+    def reg_to_log(self) -> float | None:
+        """The regulariser now, if this step's loss will be logged (call it before a local update)."""
+        if self.step % self.train_every == 0 and self.problem.l2:
+            return self.problem.reg_value(self.ctx.extra["model"])
+        return None
+
+    def log_step(self, loss: torch.Tensor, updates: int, staleness: int | None, reg: float | None = None) -> None:
+        """Per-step bookkeeping: staleness of the applied update, mini-batch loss on a schedule.
+
+        The logged objective adds the regulariser at the parameters the gradient was taken at:
+        ``reg`` from :meth:`reg_to_log` when the local copy has moved since, else read now.
+        """
         log = self.ctx.log
         log.updates = updates
         if staleness is not None:
             log.log("comm", "staleness", staleness)
         if self.step % self.train_every == 0:
-            value = loss.item() + (self.problem.reg_value(self.ctx.extra["model"]) if self.problem.l2 else 0.0)
+            if reg is None:
+                reg = self.problem.reg_value(self.ctx.extra["model"]) if self.problem.l2 else 0.0
+            value = loss.item() + reg
             check_finite(value, f"worker {self.index} step {self.step}")
             log.log("train", "train_loss", value)
             self.ctx.progress.update(min(updates, self.total_global), value, updates / self.spe_global)
@@ -192,7 +203,7 @@ def run_ps(ctx: RankCtx, worker_loop: WorkerLoop, steps_per_update: int = 1) -> 
     ctx.progress.start(total_global)
     comm.barrier()
     # The clocks of all ranks start together: wall_s is comparable across ranks.
-    log.t0 = time.perf_counter()
+    log.restart_clock()
     start = comm.now()  # real or virtual seconds: train_s is measured on the backend's own clock
     if snaps is not None:
         snaps.add(0, fm.flat, 0.0)

@@ -65,6 +65,7 @@ def worker_loop(ctx, problem, fm, w, snaps) -> None:
             g.add_(fm.flat, alpha=l2)
         lr = lr_at(cfg.algo, (w.step - 1) / w.spe_local)  # this step's epoch index, as serial SGD
         g.mul_(-lr)
+        reg = w.reg_to_log()  # the logged objective is at the point the gradient was taken
         fm.flat.add_(g)  # x_i <- x_i - eta g
         delta.add_(g)  # delta <- delta - eta g
         accrued += 1
@@ -84,7 +85,7 @@ def worker_loop(ctx, problem, fm, w, snaps) -> None:
         w.compute_s += t2 - t1
         w.wait_s += t3 - t2
         w.comm_s += t4 - t3
-        w.log_step(loss, version, staleness)
+        w.log_step(loss, version, staleness, reg=reg)
     if accrued:
         t0 = clock()
         staleness = comm.push(delta, version)  # the remainder (< K steps)

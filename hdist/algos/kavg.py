@@ -1,0 +1,87 @@
+"""K-AVG: K-step averaging SGD (kavg18). K = 1 is synchronous parallel SGD.
+
+Zhou and Cong. On the Convergence Properties of a K-Step Averaging Stochastic Gradient
+Descent Algorithm for Nonconvex Optimization. IJCAI 2018. Algorithm 1:
+
+    initialise w~_1
+    for n = 1, ..., N:
+        every processor P_j, j = 1..P, concurrently:
+            w^j <- w~_n
+            for k = 1, ..., K:
+                sample a mini-batch of size B_n
+                w^j <- w^j - (gamma_n / B_n) sum_s grad F(w^j; xi_{k,s}^j)
+        synchronise: w~_{n+1} = (1/P) sum_j w^j          # one all-reduce (mean)
+
+Symbols -> config: P = ``topology.workers``, K = ``algo.k``, B_n = ``algo.batch_size``,
+gamma_n = ``algo.lr`` under ``algo.schedule`` (the paper: gamma_0 = 1 halved every 50 epochs:
+``schedule: step``), the l2 weight of the objective = ``objective.l2``. Each learner draws its
+mini-batches from its own shard of the data (seeded from (seed, learner)); an epoch is one pass
+over all the data by all learners together. A final average closes a last, shorter round.
+"""
+
+from __future__ import annotations
+
+import math
+
+from hdist.algos._ps import FlatModel, Snapshots, Worker
+from hdist.problems import build_problem
+from hdist.schedules import lr_at
+from hdist.types import seed_for
+
+FAMILIES = ("collective",)
+
+
+def run(ctx) -> None:
+    cfg, comm, log = ctx.cfg, ctx.comm, ctx.log
+    problem = build_problem(cfg)
+    fm = FlatModel(problem.build_model(seed_for(cfg.seed, 0)))  # w~_1, the same on every learner
+    ctx.extra["model"] = fm.model
+    w = Worker(ctx, problem)
+    k = int(cfg.algo.k)
+    l2 = problem.l2
+    # Averaging rounds per pass over the data: all learners step together, each over its shard.
+    rounds_per_epoch = w.spe_local / k
+    total_rounds = math.ceil(w.total_local / k)
+    w.spe_global, w.total_global = rounds_per_epoch, total_rounds
+    snaps = Snapshots(ctx, rounds_per_epoch, total_rounds) if comm.rank == 0 else None
+    ctx.progress.start(total_rounds)
+    comm.barrier()
+    log.restart_clock()  # every learner's clock starts at the same barrier
+    start = comm.now()
+    if snaps is not None:
+        snaps.add(0, fm.flat, 0.0)
+    clock = comm.now
+    rounds, local = 0, 0
+    for x, y in w.batches():
+        t0 = clock()
+        loss = problem.data_loss(fm.model(x), y)
+        g = fm.grad(loss)
+        if l2:
+            g.add_(fm.flat, alpha=l2)
+        lr = lr_at(cfg.algo, (w.step - 1) / w.spe_local)
+        reg = w.reg_to_log()  # the logged objective is at the point the gradient was taken
+        fm.flat.add_(g, alpha=-lr)  # w^j <- w^j - gamma grad
+        comm.compute_done(x.shape[0])
+        t1 = clock()
+        w.straggler.after_compute(t1 - t0, log, comm.sleep)
+        t2 = clock()
+        w.compute_s += t1 - t0
+        w.wait_s += t2 - t1
+        local += 1
+        if local == k or w.step == w.total_local:
+            comm.allreduce(fm.flat, op="mean")  # w~ = (1/P) sum_j w^j: the synchronisation point
+            t3 = clock()
+            w.comm_s += t3 - t2
+            rounds += 1
+            local = 0
+            if snaps is not None:
+                snaps.maybe(rounds, fm.flat, log.wall_s())
+        w.log_step(loss, rounds, None, reg=reg)
+    comm.barrier()
+    train_s = comm.now() - start
+    w.log_totals()
+    if snaps is not None:
+        snaps.add(rounds, fm.flat, log.wall_s())
+        log.log("event", "train_s", train_s)
+        snaps.evaluate(ctx, problem, fm)
+    comm.barrier()
