@@ -108,7 +108,10 @@ class FakeWorker:
     def pulled(self, version, flat, snaps):
         self.pulls.append(version)
 
-    def log_step(self, loss, updates, staleness):
+    def reg_to_log(self):
+        return None
+
+    def log_step(self, loss, updates, staleness, reg=None):
         self.steps.append((loss.item(), updates, staleness))
 
 
