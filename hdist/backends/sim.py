@@ -422,10 +422,12 @@ def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], run_id: str =
            server: bool = False) -> None:
     workers = int(cfg.topology.workers)
     world_size = workers + (1 if server else 0)
-    # One process plays every rank, one at a time: a single torch thread is the fastest here
-    # (intra-op threads only add synchronisation to small ops, worse on a loaded machine).
+    # One process plays every rank, one at a time. Its torch threads default to the serial
+    # backend's (torch's default), so that one worker on sim equals the serial run bit for bit;
+    # set backend.threads=1 for many small ranks on a loaded machine.
     old_threads = torch.get_num_threads()
-    torch.set_num_threads(int(cfg.backend.get("threads") or 1))
+    if cfg.backend.get("threads"):
+        torch.set_num_threads(int(cfg.backend.threads))
     cost = CostModel(cfg.topology, int(cfg.seed), workers)
     world = World(cost, world_size, server)
     ctxs: list[RankCtx] = []
