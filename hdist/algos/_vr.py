@@ -1,0 +1,209 @@
+"""Pieces the variance-reduced and dual algorithms share (huo17 AsySVRG, thesis Dis-dfSDCA, CoCoA+).
+
+- :func:`run_frame`: the life of one rank, as :func:`hdist.algos._ps.run_ps` (build, ``ps_init``,
+  common clock start, server loop or worker loop, final snapshot, evaluation), plus two things
+  the plain frame lacks: the snapshots are also evaluated on the run's closed-form objective
+  (:mod:`hdist.objectives`: the primal value ``primal``, ``suboptimality`` on PCA, ``duality_gap``
+  on ridge when the algorithm reports its dual), and after training every worker can hand rows
+  of numbers to rank 0 (:func:`gather_rows`), e.g. the dual bookkeeping of Dis-dfSDCA.
+- :class:`Grad`: a mini-batch / full-shard gradient of ``f_i`` (the data term, without the l2
+  regulariser) at a :class:`~hdist.algos._ps.FlatModel`: autograd through the model, or the closed
+  form of the PCA objective (3.40).
+- :func:`worker_allreduce`: a sum over the *workers* only (the server rank, when there is one,
+  is inside ``serve``): the collective all-reduce where every rank is a worker, else a reduce to
+  the first worker and its reply, over point-to-point messages.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+
+from hdist import objectives
+from hdist.algos._ps import FlatModel, Snapshots, Worker
+from hdist.problems import Problem, build_problem
+from hdist.train import check_finite, steps_per_epoch
+from hdist.types import RankCtx, seed_for
+
+TAG_GATHER = 71
+TAG_REDUCE = 72
+
+
+class Grad:
+    """Gradients of the data term ``f(x) = mean_i f_i(x)`` (no regulariser) at a FlatModel."""
+
+    def __init__(self, cfg, problem: Problem):
+        self.problem = problem
+        self.kind = objectives.kind_of(cfg, problem)
+        self.pca = None
+        if self.kind == "pca":
+            d = math.prod(problem.data.train.sample_shape)
+            self.mu, self.lam = float(cfg.algo.get("pca_mu") or 100.0), float(cfg.objective.l2)
+            self.b = torch.from_numpy(objectives.pca_b(d, int(cfg.dataset.get("data_seed") or 0))).to(torch.float32)
+            self.pca = True
+
+    def batch(self, fm: FlatModel, x: torch.Tensor, y: torch.Tensor, reduction: str = "mean"):
+        """(loss, gradient) of the mean (or sum) of f_i over the batch at fm's parameters."""
+        if self.pca:
+            w = fm.flat
+            xb = x.reshape(x.shape[0], -1)
+            xw = xb @ w
+            scale = 1.0 if reduction == "sum" else 1.0 / x.shape[0]
+            # phi_i(w) = 1/2 (mu - lambda) ||w||^2 - 1/2 (x_i'w)^2 - b'w
+            loss = (0.5 * (self.mu - self.lam) * (w @ w) - self.b @ w) * (x.shape[0] * scale) \
+                - 0.5 * scale * (xw @ xw)
+            g = ((self.mu - self.lam) * w - self.b) * (x.shape[0] * scale) - scale * (xb.T @ xw)
+            return loss.detach(), g
+        loss = self.problem.data_loss(fm.model(x), y, reduction="none" if reduction == "sum" else "mean")
+        if reduction == "sum":
+            loss = loss.sum()
+        return loss.detach(), fm.grad(loss)
+
+    def shard_sum(self, fm: FlatModel, shard, chunk: int = 1000) -> torch.Tensor:
+        """sum_{i in shard} grad f_i at fm's parameters."""
+        total = torch.zeros_like(fm.flat)
+        for lo in range(0, len(shard), chunk):
+            x, y = shard[torch.arange(lo, min(len(shard), lo + chunk))]
+            if self.problem.has_transform:
+                x = self.problem.eval_batch(x)
+            total.add_(self.batch(fm, x, y, reduction="sum")[1])
+        return total
+
+
+def worker_ranks(comm) -> list[int]:
+    return list(range(1, comm.world_size)) if comm.has_server else list(range(comm.world_size))
+
+
+def worker_allreduce(comm, tensor: torch.Tensor) -> None:
+    """In place: the sum of ``tensor`` over the workers (every worker calls it)."""
+    if not comm.has_server:
+        comm.allreduce(tensor, "sum")
+        return
+    ranks = worker_ranks(comm)
+    root = ranks[0]
+    if comm.rank == root:
+        buf = torch.empty_like(tensor)
+        for _ in ranks[1:]:
+            comm.recv(buf, None, TAG_REDUCE)
+            tensor.add_(buf)
+        for r in ranks[1:]:
+            comm.send(tensor, r, TAG_REDUCE)
+    else:
+        comm.send(tensor, root, TAG_REDUCE)
+        comm.recv(tensor, root, TAG_REDUCE)
+
+
+def gather_rows(comm, rows: torch.Tensor | None) -> list[torch.Tensor]:
+    """Workers hand a float64 [k, c] tensor to rank 0; rank 0 gets every worker's (its own first)."""
+    ranks = worker_ranks(comm)
+    if comm.rank == 0:
+        out = [rows] if rows is not None else []
+        for r in ranks:
+            if r == 0:
+                continue
+            shape = torch.zeros(2, dtype=torch.float64)
+            comm.recv(shape, r, TAG_GATHER)
+            k, c = int(shape[0]), int(shape[1])
+            buf = torch.zeros(max(k * c, 1), dtype=torch.float64)
+            comm.recv(buf, r, TAG_GATHER)
+            out.append(buf[:k * c].view(k, c))
+        return out
+    if rows is not None:
+        comm.send(torch.tensor([float(rows.shape[0]), float(rows.shape[1])], dtype=torch.float64), 0, TAG_GATHER)
+        comm.send(rows.reshape(-1) if rows.numel() else torch.zeros(1, dtype=torch.float64), 0, TAG_GATHER)
+    return []
+
+
+def objective_rows(ctx, problem: Problem, snaps: Snapshots, spe_global: float,
+                   dual_at: Callable[[int], float | None] | None = None) -> None:
+    """Log ``primal`` and ``suboptimality`` (PCA) or ``duality_gap`` (ridge, given the dual terms) per snapshot.
+
+    ``dual_at(version)``: sum_i (alpha_i y_i - alpha_i^2/2) of the dual variables whose updates
+    are in x at that version (the bookkeeping identity w = w(alpha) then gives D(alpha)).
+    """
+    obj = objectives.for_problem(ctx.cfg, problem)
+    if obj is None:
+        return
+    log = ctx.log
+    for version, wall_s, sim_s, x in snaps.items:
+        w = x.detach().to(torch.float64).numpy()
+        log.sim_s, log.updates, log.epoch = sim_s, version, version / spe_global
+        p = obj.primal(w)
+        rows = {"primal": p}
+        if obj.kind == "pca":
+            rows["suboptimality"] = obj.suboptimality(w)
+        elif dual_at is not None:
+            dsum = dual_at(version)
+            if dsum is not None:
+                rows["duality_gap"] = p - obj.dual_from(dsum, w)
+        for k, v in rows.items():
+            log.log("eval", k, v, wall_s=wall_s)
+        check_finite(p, f"objective at update {version}")
+
+
+def run_frame(ctx: RankCtx, worker_loop, steps_per_update: float = 1.0, spe_global: float | None = None,
+              after: Callable | None = None, zero_init: bool = False) -> None:
+    """One rank of a parameter-server / shared-memory algorithm (see the module doc).
+
+    ``worker_loop(ctx, problem, fm, worker, snaps)`` may return a float64 [k, c] tensor that is
+    handed to rank 0; ``after(ctx, problem, fm, snaps, rows)`` then runs on rank 0 before the
+    evaluation (``rows``: every worker's tensor). ``spe_global``: updates of x per pass over
+    the data (default: mini-batches per epoch / ``steps_per_update``). ``zero_init``: x starts at 0
+    (dual methods: w^0 = w(alpha^0 = 0)) instead of the model's initialisation.
+    """
+    cfg, comm, log = ctx.cfg, ctx.comm, ctx.log
+    problem = build_problem(cfg)
+    fm = FlatModel(problem.build_model(seed_for(cfg.seed, 0)))
+    ctx.extra["model"] = fm.model
+    if zero_init:
+        fm.flat.zero_()
+    comm.ps_init(fm.flat)
+    worker = Worker(ctx, problem) if comm.worker_index is not None else None
+    if spe_global is None:
+        spe_global = steps_per_epoch(len(problem.data.train), int(cfg.algo.batch_size)) / steps_per_update
+    total_global = max(1, math.ceil(float(cfg.scale.epochs) * spe_global))
+    if worker:
+        worker.spe_global, worker.total_global = spe_global, total_global
+    snaps = Snapshots(ctx, spe_global, total_global) if ctx.rank == 0 else None
+    ctx.progress.start(total_global)
+    comm.barrier()
+    log.t0 = time.perf_counter()
+    start = comm.now()
+    if snaps is not None:
+        snaps.add(0, fm.flat, 0.0)
+    rows = None
+    if comm.has_server and comm.worker_index is None:
+        ctx.role = log.role = "server"
+
+        def on_apply(version: int, x: torch.Tensor, staleness: int) -> None:
+            log.updates = version
+            log.log("comm", "staleness", staleness)
+            snaps.maybe(version, x, log.wall_s())
+            if version % 100 == 0:
+                ctx.progress.update(min(version, total_global), None, version / spe_global)
+
+        comm.serve(on_apply)
+    else:
+        rows = worker_loop(ctx, problem, fm, worker, snaps)
+        comm.ps_done()
+        worker.log_totals()
+    comm.barrier()
+    end_s = log.wall_s()
+    train_s = comm.now() - start
+    gathered = gather_rows(comm, rows) if after is not None else []
+    if ctx.rank == 0:
+        version = comm.pull(fm.flat, consistent=True)
+        snaps.add(version, fm.flat, end_s)
+        log.log("event", "train_s", train_s)
+        dual_at = after(ctx, problem, fm, snaps, gathered) if after is not None else None
+        snaps.evaluate(ctx, problem, fm)
+        objective_rows(ctx, problem, snaps, spe_global, dual_at)
+    comm.barrier()
+
+
+def to_np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().to(torch.float64).numpy()

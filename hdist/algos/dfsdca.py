@@ -1,0 +1,207 @@
+"""Dis-dfSDCA: distributed asynchronous dual-free SDCA on a parameter server (thesis ch. 3, Alg. 6-7).
+
+Huo. Distributed Machine Learning Framework: New Algorithms and Theoretical Foundation (PhD
+thesis, 2020), chapter 3, for ``min_w P(w) = 1/n sum_i phi_i(w) + lambda/2 ||w||^2``:
+
+    server (Alg. 6):                              worker k (Alg. 7), dual variables alpha_[k] = 0:
+      w <- 0                                        repeat:
+      for s = 0..S-1:                                 receive w^{s,d(t)}
+        for t = 0..T-1:                               v_k <- 0
+          receive v_k from any worker k               I_t <- H samples of shard k
+          w <- w - eta v_k                            for i in I_t:
+          send w back to worker k                       kappa <- grad phi_i(w) + alpha_i       # dual residue
+        broadcast w to all workers                      alpha_i <- alpha_i - eta lambda n kappa  # (3.7)
+                                                        v_k <- v_k + kappa
+                                                      send v_k
+
+Symbols -> config: eta = ``algo.lr`` (``algo.lr_unit: lambda_n`` reads it as eta lambda n, i.e.
+eta = lr / (lambda n), a scale-free choice: dfSDCA needs eta lambda n <= 1), H = ``algo.h``,
+T = ``algo.t`` (null: no broadcasts), lambda = ``objective.l2``, K = ``topology.workers``,
+``scale.epochs`` = passes of dual steps over the data (n steps, all workers together).
+The objective (``algo.objective``): ``auto`` = ridge (3.38) for a 1-output linear model with the
+squared loss on +-1 labels, PCA (3.40) on the ``pca`` dataset (``algo.pca_mu`` = mu).
+
+Choices and deviations, said here:
+- The box of Alg. 7 writes ``eta lambda n_k``; eq. (3.7) and the text write ``eta lambda n``,
+  which is what keeps the primal-dual relation (3.3) w = 1/(lambda n) sum_i alpha_i exact
+  (server step -eta v_k = 1/(lambda n) sum of the H dual changes). We use n.
+- Storage: ridge's grad phi_i(w) = (x_i'w - y_i) x_i, so alpha_i = a_i x_i and a worker keeps
+  n_k numbers (O(n)); PCA's grad phi_i is not of that form and a worker keeps n_k d-vectors
+  (O(n d)), as the thesis says.
+- I_t: H indices drawn uniformly with replacement from the shard ("uniform sampling").
+- The broadcast every T server updates: the server rank sits in ``serve`` (one request at a
+  time), so the broadcast is delivered as each worker's next read: between two dual steps a
+  worker looks at the server's update count and, when it has passed a multiple of T since the
+  w it holds, pulls the fresh w (one message of d floats, what receiving a broadcast costs).
+  Every push already gets the fresh w back (Alg. 6 "send w back"), so broadcasts only refresh
+  workers in the middle of a long block (stragglers).
+- Duality gap (ridge): the dual D(alpha) = 1/n sum_i (a_i y_i - a_i^2/2) - lambda/2 ||w(alpha)||^2
+  of the dual variables whose updates are in the server's w. Each worker records, after each
+  push (applied as update v of w), its running sum_i (a_i y_i - a_i^2/2); after training rank 0
+  collects them and logs ``duality_gap`` = P(w_v) - D(alpha_v) at every snapshot of w, using
+  w(alpha_v) = w_v (the bookkeeping identity). At the end it also logs the exact pair check:
+  ``duality_gap_exact`` = P(w) - D(alpha) with w(alpha) computed from every worker's alpha, and
+  ``dual_residual`` = ||w - w(alpha)||.
+Runs on mpi and sim (server rank), process and thread (the shared vector is the server).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from hdist import objectives
+from hdist.algos._vr import run_frame
+from hdist.problems import build_problem
+from hdist.types import ConfigError
+
+FAMILIES = ("ps",)
+
+
+def validate(cfg) -> None:
+    if not float(cfg.objective.l2) > 0:
+        raise ConfigError(f"objective.l2={cfg.objective.l2!r}: not allowed; expected lambda > 0 (dual methods)")
+
+
+def eta_of(cfg, n: int) -> float:
+    lr = float(cfg.algo.lr)
+    return lr / (float(cfg.objective.l2) * n) if cfg.algo.get("lr_unit", "abs") == "lambda_n" else lr
+
+
+class LocalData:
+    """Worker k's shard as float64 numpy (x_i rows, targets) and its dual variables."""
+
+    def __init__(self, cfg, problem, shard):
+        self.kind = objectives.kind_of(cfg, problem)
+        if self.kind not in ("ridge", "pca"):
+            raise ConfigError(f"algo={cfg.algo.name}: needs a linear objective (ridge: model=linear with the squared "
+                              f"loss; or dataset=pca), got algo.objective={self.kind}")
+        X, y = shard[torch.arange(len(shard))]
+        self.X = X.reshape(len(shard), -1).to(torch.float64).numpy()
+        self.y = problem.target(y).to(torch.float64).numpy() if self.kind == "ridge" else None
+        self.n_k, self.d = self.X.shape
+        if self.kind == "pca":
+            self.mu, self.lam = float(cfg.algo.get("pca_mu") or 100.0), float(cfg.objective.l2)
+            self.b = objectives.pca_b(self.d, int(cfg.dataset.get("data_seed") or 0))
+            self.alpha = np.zeros((self.n_k, self.d))  # O(n d): alpha_i in R^d
+        else:
+            self.alpha = np.zeros(self.n_k)  # O(n): alpha_i = a_i x_i
+        self.dual_sum = 0.0  # sum_i (a_i y_i - a_i^2 / 2) over the shard (ridge)
+
+    def step(self, i: int, w: np.ndarray, v: np.ndarray, step: float) -> None:
+        """One dual-free step on sample i at w: kappa, alpha_i -= step kappa, v += kappa (step = eta lambda n)."""
+        xi = self.X[i]
+        if self.kind == "ridge":
+            r = xi @ w - self.y[i] + self.alpha[i]  # kappa = r x_i
+            old = self.alpha[i]
+            new = old - step * r
+            self.alpha[i] = new
+            yi = self.y[i]
+            self.dual_sum += (new * yi - 0.5 * new * new) - (old * yi - 0.5 * old * old)
+            v += r * xi
+        else:
+            kappa = (self.mu - self.lam) * w - xi * (xi @ w) - self.b + self.alpha[i]
+            self.alpha[i] -= step * kappa
+            v += kappa
+
+    def u(self) -> np.ndarray:
+        """sum over the shard of alpha_i (as d-vectors): lambda n w(alpha) restricted to this shard."""
+        return self.X.T @ self.alpha if self.kind == "ridge" else self.alpha.sum(0)
+
+
+def worker_loop(ctx, problem, fm, w, snaps):
+    cfg, comm, log = ctx.cfg, ctx.comm, ctx.log
+    clock = comm.now
+    n = len(problem.data.train)
+    lam = float(cfg.objective.l2)
+    eta = eta_of(cfg, n)
+    H = int(cfg.algo.h)
+    T = int(cfg.algo.t) if cfg.algo.get("t") else None
+    data = LocalData(cfg, problem, w.shard)
+    step = eta * lam * n
+    pushes = max(1, math.ceil(float(cfg.scale.epochs) * data.n_k / H))
+    if cfg.algo.get("max_steps"):
+        pushes = min(pushes, max(1, math.ceil(int(cfg.algo.max_steps) / comm.n_workers)))
+    w.total_local = pushes
+    rng = np.random.default_rng(ctx.worker_seed())
+    t0 = clock()
+    version = comm.pull(fm.flat)  # receive w
+    w.pulled(version, fm.flat, snaps)
+    w.comm_s += clock() - t0
+    wv = fm.flat.detach().to(torch.float64).numpy().copy()
+    v = np.zeros(data.d)
+    entries = []  # (version at which this push is in w, the shard's dual sum then)
+    for p in range(pushes):
+        t1 = clock()
+        v[:] = 0.0
+        for i in rng.integers(0, data.n_k, H):
+            if T is not None and comm.ps_version() // T > version // T:
+                version = comm.pull(fm.flat)  # the broadcast of w^{s+1,0} reaches this worker
+                wv[:] = fm.flat.detach().to(torch.float64).numpy()
+            data.step(int(i), wv, v, step)
+            comm.compute_done(1)
+        t2 = clock()
+        w.straggler.after_compute(t2 - t1, log, comm.sleep)
+        t3 = clock()
+        delta = torch.from_numpy(-eta * v).to(fm.flat.dtype)
+        staleness, version = comm.push_pull(delta, version, fm.flat)  # send v_k; receive w
+        wv[:] = fm.flat.detach().to(torch.float64).numpy()
+        entries.append((float(version), data.dual_sum))
+        w.pulled(version, fm.flat, snaps)
+        t4 = clock()
+        w.compute_s += t2 - t1
+        w.wait_s += t3 - t2
+        w.comm_s += t4 - t3
+        w.step = p + 1
+        log.step, log.updates = p + 1, version
+        log.samples += H
+        log.epoch = (p + 1) * H / data.n_k
+        if not comm.has_server:
+            log.log("comm", "staleness", staleness)
+        if (p + 1) % int(cfg.log.train_every) == 0:
+            ctx.progress.update(min(version, w.total_global), None, version / w.spe_global)
+    e = np.asarray(entries, dtype=np.float64).reshape(-1)
+    return torch.from_numpy(np.concatenate([[len(entries), data.dual_sum], e, data.u()])).view(-1, 1)
+
+
+def parse_rows(rows, d: int):
+    """Each worker's (versions, dual sums) and final (dual sum, u_k) from its flat row tensor."""
+    out = []
+    for r in rows:
+        a = r.view(-1).numpy()
+        k = int(a[0])
+        e = a[2:2 + 2 * k].reshape(k, 2)
+        out.append((e[:, 0], e[:, 1], float(a[1]), a[2 + 2 * k:2 + 2 * k + d]))
+    return out
+
+
+def after(ctx, problem, fm, snaps, rows):
+    """Rank 0: the exact final gap and residual; returns the dual-sum lookup for the snapshots."""
+    obj = objectives.for_problem(ctx.cfg, problem)
+    if obj is None or obj.kind != "ridge":
+        return None
+    parsed = parse_rows(rows, obj.d)
+    w_alpha = sum(p[3] for p in parsed) / (obj.lam * obj.n)
+    dual = obj.dual_from(sum(p[2] for p in parsed), w_alpha)
+    w = fm.flat.detach().to(torch.float64).numpy()
+    log = ctx.log
+    log.log("event", "duality_gap_exact", obj.primal(w) - dual)
+    log.log("event", "dual_residual", float(np.linalg.norm(w - w_alpha)))
+
+    def dual_at(version: int) -> float:
+        total = 0.0
+        for versions, sums, _final, _u in parsed:
+            j = np.searchsorted(versions, version, side="right") - 1  # last push in w at this version
+            total += float(sums[j]) if j >= 0 else 0.0
+        return total
+
+    return dual_at
+
+
+def run(ctx) -> None:
+    cfg = ctx.cfg
+    # One update of x is one push of H dual steps: n / H updates make a pass over the data.
+    n = len(build_problem(cfg).data.train)
+    run_frame(ctx, worker_loop, spe_global=n / int(cfg.algo.h), after=after, zero_init=True)
