@@ -20,9 +20,18 @@ ALGOS: dict[str, str] = {
     "kavg": "hdist.algos.kavg",
     "downpour": "hdist.algos.downpour",
     "eamsgd": "hdist.algos.eamsgd",
+    "mnag": "hdist.algos.dp",  # data-parallel large-batch training (thesis ch. 4), rule mNAG
+    "lars": "hdist.algos.dp",  # ... rule LARS (eq. 4.3)
+    "clars": "hdist.algos.dp",  # ... rule CLARS (eq. 4.7, Algorithm 8)
+    "svrg": "hdist.algos.svrg",
+    "sgd_svrg": "hdist.algos.sgd_svrg",
+    "dist_svrg": "hdist.algos.dist_svrg",
+    "dfsdca": "hdist.algos.dfsdca",
+    "cocoa_plus": "hdist.algos.cocoa_plus",
     "bench_overhead": "hdist.bench.overhead",
     "bench_data_models": "hdist.bench.data_models",
     "bench_ps_mpi": "hdist.bench.ps_mpi",
+    "bench_clars": "hdist.bench.clars",
     "conformance": "hdist.backends.conformance",  # a test algorithm: the backend conformance suite
 }
 
