@@ -66,9 +66,10 @@ def record_failure(run_dir: Path, rank: int, exc: BaseException, external: bool 
     first = text.splitlines()[0] if text else ""
     message = first if kind == "diverged" else f"{type(exc).__name__}: {first}" if first else type(exc).__name__
     run_dir = Path(run_dir)
-    atomic_write_text(run_dir / f"error-r{rank}.txt", f"{message}\n\n{traceback.format_exc()}")
+    # The report the parent reads first (an abort from another rank may end this one any time).
     atomic_write_json(run_dir / f"error-r{rank}.json",
                       {"rank": rank, "kind": kind, "message": message, "time": time.time()})
+    atomic_write_text(run_dir / f"error-r{rank}.txt", f"{message}\n\n{traceback.format_exc()}")
     if external:
         first_err = read_errors(run_dir)[0]
         if first_err.get("rank") == rank:
@@ -112,10 +113,24 @@ def run_in_world(run_dir: Path, rank_fn: Callable[[RankCtx], None] | str, run_id
         except BaseException:
             traceback.print_exc()
         sys.stderr.flush()
+        if isinstance(e, _Interrupted):
+            # Every rank got the signal (the parent stops the whole job): no abort cascade, and
+            # no MPI_Finalize, which would wait for ranks that are gone.
+            os._exit(128 + signal.SIGTERM)
         world.Abort(4 if isinstance(e, Diverged) else 1)
     finally:
         if old is not None:
             signal.signal(signal.SIGTERM, old)
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (best effort; a no-op elsewhere)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
 
 
 def _is_main_thread() -> bool:
@@ -130,6 +145,7 @@ def main(argv: list[str] | None = None) -> None:
         print("usage: python -m hdist.rank_main RUN_DIR MODULE:QUALNAME RUN_ID N_PARAMS SERVER(0|1)", file=sys.stderr)
         raise SystemExit(2)
     run_dir, ref, run_id, n_params, server = args
+    _die_with_parent()  # a rank never outlives the launcher's proxy that started it
     run_in_world(Path(run_dir), ref, "" if run_id == "-" else run_id, int(n_params), server == "1")
 
 

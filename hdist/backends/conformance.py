@@ -240,7 +240,9 @@ def _check_ps(ctx, c: _Checker, is_server: bool) -> None:
             else:
                 c.expect(isinstance(st, int) and 0 <= st < total, "ps_push", f"staleness {st!r}")
         pv = comm.ps_version()
-        c.expect(pv >= v + 1, "ps_push", f"ps_version {pv} after pushing on version {v}")
+        # Shared memory applies a push before it returns; a server may apply it a little later.
+        least = v if comm.has_server else v + 1
+        c.expect(pv >= least, "ps_push", f"ps_version {pv} after pushing on version {v}; expected >= {least}")
         c.ok("ps_push")
         c.ok("ps_consistent_pull")
         for _ in range(m):

@@ -24,9 +24,10 @@ parent turns the first real error into ``RuntimeError("rank N: ...")`` or, for
 from the launcher's exit codes. Every blocking wait of :class:`MPIComm` is a non-blocking MPI
 call polled until ``backend.timeout_s``, so that a hung peer ends the run too. The parent is a
 watchdog as well: once a rank has reported an error it gives the launcher a few seconds to
-exit; when no rank file changes for ``max(120, 4 * timeout_s)`` seconds it kills the job; on
-SIGTERM or Ctrl-C it kills the launcher's process group and every rank (their pids are in
-``rank-r<rank>.pid``).
+exit; when no rank file changes for ``max(120, 4 * timeout_s)`` seconds it kills the job. On
+SIGTERM or Ctrl-C it freezes the launcher and hydra's proxies (SIGSTOP, so that they do not
+SIGKILL the ranks), sends the ranks SIGTERM (their pids are in ``rank-r<rank>.pid``: each closes
+its metrics file), and then SIGKILLs whatever is left: no process outlives a run.
 """
 
 from __future__ import annotations
@@ -67,26 +68,42 @@ class PeerFailed(RuntimeError):
 # ---------------------------------------------------------------------------------------------
 
 
-def _mpi(initialize: bool = True):
-    """mpi4py's MPI module. With ``initialize`` False (the parent of a spawned job) MPI is
-    loaded but not initialised, so that the parent never becomes an MPI process itself."""
+def _mpi():
+    """mpi4py's MPI module, initialised (only ranks, and processes inside an external world,
+    call this: the parent of a spawned job never becomes an MPI process itself)."""
     if "mpi4py.MPI" not in sys.modules:
         import mpi4py
 
-        mpi4py.rc.initialize = initialize
-        mpi4py.rc.finalize = None if initialize else False
         mpi4py.rc.thread_level = "funneled"  # one thread calls MPI: no locking in the library
     from mpi4py import MPI
 
-    if initialize and not MPI.Is_initialized():
+    if not MPI.Is_initialized():
         MPI.Init_thread(MPI.THREAD_FUNNELED)
     return MPI
 
 
+_VERSION_CODE = ("import mpi4py; mpi4py.rc.initialize = False; mpi4py.rc.finalize = False; "
+                 "from mpi4py import MPI; print(MPI.Get_library_version().strip().splitlines()[0].strip())")
+_LIBRARY: list[str] = []
+
+
 def mpi_version() -> str:
-    """First line of ``MPI_Get_library_version`` (stored in meta.json as ``mpi_library``)."""
-    MPI = _mpi(initialize=False)
-    return MPI.Get_library_version().strip().splitlines()[0].strip()
+    """First line of ``MPI_Get_library_version`` (stored in meta.json as ``mpi_library``).
+
+    Asked of a short-lived child Python unless mpi4py.MPI is loaded here already: loading it
+    fixes, for the life of the process, whether it initialises MPI, and that is not hdist's
+    call to make in the parent."""
+    if "mpi4py.MPI" in sys.modules:
+        return sys.modules["mpi4py.MPI"].Get_library_version().strip().splitlines()[0].strip()
+    if not _LIBRARY:
+        try:
+            r = subprocess.run([sys.executable, "-c", _VERSION_CODE], capture_output=True, text=True, timeout=60,
+                               env=_child_env(1))
+            _LIBRARY.append(r.stdout.strip() if r.returncode == 0 and r.stdout.strip() else
+                            f"unknown (mpi4py: {(r.stderr.strip().splitlines() or ['no output'])[-1]})")
+        except (OSError, subprocess.SubprocessError) as e:
+            _LIBRARY.append(f"unknown ({type(e).__name__})")
+    return _LIBRARY[0]
 
 
 _EXTERNAL: dict[str, Any] = {}
@@ -119,9 +136,6 @@ def _ranks_needed(cfg, server: bool) -> int:
 # ---------------------------------------------------------------------------------------------
 # External worlds: world rank 0 leads, the others follow
 # ---------------------------------------------------------------------------------------------
-
-_LEAD: dict[str, bool] = {"announced": False}
-
 
 def _wait_for_leader() -> None:
     """Poll a barrier with sleeps: followers do not spin a core while rank 0 loads data."""
@@ -164,7 +178,6 @@ def release(result) -> None:
     followers how it ended so that they return too. ``result`` is a RunResult-like object."""
     _tell_followers({"kind": "end", "run_id": result.run_id, "run_dir": str(result.run_dir),
                      "status": result.status, "reason": result.reason, "skipped": bool(result.skipped)})
-    _LEAD["announced"] = False
 
 
 def _launch_in_place(run_dir: Path, cfg, rank_fn, run_id: str, n_params: int, server: bool) -> None:
@@ -178,7 +191,6 @@ def _launch_in_place(run_dir: Path, cfg, rank_fn, run_id: str, n_params: int, se
                           f"start it with -n {need} or set topology.workers={size - (1 if server else 0)}")
     _tell_followers({"kind": "run", "run_dir": str(Path(run_dir).resolve()), "run_id": run_id,
                      "n_params": int(n_params), "server": bool(server)})
-    _LEAD["announced"] = True
     old = torch.get_num_threads()
     try:
         rank_main.run_in_world(Path(run_dir), rank_fn, run_id, n_params, server, cfg=cfg, external=True)
@@ -257,8 +269,9 @@ class _Job:
         self.run_dir, self.cmd = run_dir, cmd
         self.tail: collections.deque[str] = collections.deque(maxlen=400)
         self.killed_because = ""
+        self._proxies: list[int] = []
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     env=env, start_new_session=True, preexec_fn=_die_with_parent)
+                                     env=env, start_new_session=True, preexec_fn=_pdeathsig())
         self._reader = threading.Thread(target=self._forward, name="hdist-mpi-output", daemon=True)
         self._reader.start()
 
@@ -323,28 +336,52 @@ class _Job:
                 continue
         return out
 
+    def _hydra_proxies(self) -> list[int]:
+        """The parents of our ranks that are hydra proxies (they setsid() away from the launcher)."""
+        out = set()
+        for pid in self.rank_pids():
+            try:
+                ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+                if b"hydra_pmi_proxy" in Path(f"/proc/{ppid}/cmdline").read_bytes():
+                    out.add(ppid)
+            except (OSError, ValueError, IndexError):
+                continue
+        return sorted(out)
+
     def _signal_all(self, sig: int) -> None:
         try:
             os.killpg(self.proc.pid, sig)
         except (ProcessLookupError, PermissionError):
             pass
-        for pid in self.rank_pids():  # ranks sit in sessions of their own (hydra's proxy setsid()s them)
+        # Ranks and hydra's proxies sit in sessions of their own, outside the launcher's group.
+        for pid in self._proxies + self.rank_pids():
             try:
                 os.kill(pid, sig)
             except (ProcessLookupError, PermissionError):
                 pass
 
-    def stop(self) -> None:
-        """Leave no process behind: the launcher's group and every rank, TERM then KILL."""
-        if self.proc.poll() is None:
-            self._signal_all(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                pass
-        deadline = time.monotonic() + 3
+    def _wait_ranks(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
         while self.rank_pids() and time.monotonic() < deadline:
             time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Leave no process behind. The launcher is frozen (SIGSTOP: it cannot kill the ranks on
+        the first exit), the ranks get SIGTERM and a few seconds to close their metrics files,
+        then everything left gets SIGKILL."""
+        if self.proc.poll() is None:
+            self._proxies = self._hydra_proxies()
+            for kill, target in [(os.killpg, self.proc.pid)] + [(os.kill, p) for p in self._proxies]:
+                try:
+                    kill(target, signal.SIGSTOP)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            for pid in self.rank_pids():  # ranks sit in sessions of their own (hydra's proxy setsid()s them)
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except (ProcessLookupError, PermissionError):
+                    pass
+        self._wait_ranks(3)
         self._signal_all(signal.SIGKILL)
         try:
             self.proc.wait(timeout=5)
@@ -358,14 +395,17 @@ class _Job:
                 pass
 
 
-def _die_with_parent() -> None:
-    """In the launcher, before exec: SIGKILL it if hdist dies (Linux; best effort)."""
+def _pdeathsig():
+    """A preexec_fn: the child gets SIGKILL when hdist dies (Linux; None elsewhere). libc is
+    loaded here, before the fork, so that the child only makes one call."""
     try:
         import ctypes
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
+        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    sig = int(signal.SIGKILL)
+    return lambda: prctl(1, sig)  # PR_SET_PDEATHSIG
 
 
 def read_errors(run_dir: Path) -> list[dict]:
@@ -391,6 +431,8 @@ def _exit_codes(tail) -> list[int] | None:
 
 def _raise_from(run_dir: Path, job: _Job, launcher_name: str) -> None:
     errors = read_errors(run_dir)
+    if job.killed_because and (not errors or errors[0].get("kind") in ("interrupted", "peer")):
+        raise RuntimeError(job.killed_because)  # the ranks' reports are only about being stopped
     if errors:
         e = errors[0]
         if e.get("kind") == "diverged":
@@ -403,16 +445,20 @@ def _raise_from(run_dir: Path, job: _Job, launcher_name: str) -> None:
         return
     codes = _exit_codes(job.tail)
     if codes:
-        for rank, status in enumerate(codes):
-            if status & 0x7F:
-                raise RuntimeError(f"rank {rank} died (signal {status & 0x7F}) without a message")
-            if status >> 8:
-                raise RuntimeError(f"rank {rank} died (exit code {status >> 8}) without a message")
+        # The rank that died first: a non-zero exit or a signal of its own, before the SIGKILLs
+        # with which the launcher then cleans up the others.
+        exits = [(r, s >> 8) for r, s in enumerate(codes) if not s & 0x7F and s >> 8]
+        signals = [(r, s & 0x7F) for r, s in enumerate(codes) if s & 0x7F]
+        signals.sort(key=lambda rs: rs[1] == signal.SIGKILL)
+        if exits:
+            raise RuntimeError(f"rank {exits[0][0]} died (exit code {exits[0][1]}) without a message")
+        if signals:
+            raise RuntimeError(f"rank {signals[0][0]} died (signal {signals[0][1]}) without a message")
     if rc is not None and rc < 0:
         raise RuntimeError(f"{launcher_name} was killed by signal {-rc}")
     last = next((ln for ln in reversed(job.tail) if ln.strip() and "Exit codes:" not in ln), "")
-    raise RuntimeError(f"a rank died (exit code {rc}) without a message" + (f"; last output: {last.strip()}"
-                                                                           if last else ""))
+    raise RuntimeError(f"{launcher_name} exited with code {rc} and no rank reported an error"
+                       + (f"; its last output: {last.strip()}" if last else ""))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -431,8 +477,9 @@ def _raise_from(run_dir: Path, job: _Job, launcher_name: str) -> None:
 # updates happen between two of its reads). Both bounds are millions of updates.
 _PULL, _PUSH, _PUSH_PULL, _VERSION, _DONE = 1, 2, 3, 4, 5
 _NOPS = 8
-_SPIN_S = 0.05  # a wait spins (yielding the core to other ranks) this long, then polls every _IDLE_SLEEP_S
+_SPIN_S = 0.05  # a wait spins this long, then polls every _IDLE_SLEEP_S
 _IDLE_SLEEP_S = 0.0005
+_YIELD_MASK = 0  # while spinning, sched_yield() after every (_YIELD_MASK + 1)-th poll
 
 
 def _flat_np(t: torch.Tensor):
@@ -482,54 +529,38 @@ class MPIComm(RealClock):
         self._numel, self._dtype = 0, None
         self._version = 0
         self._done = False
+        self._views: list = [None, None]  # (tensor, data_ptr, numel, numpy view) of the last out / delta
 
     # --- waiting ------------------------------------------------------------------------------
-    def _timeout(self, what: str):
-        return PeerFailed(f"{what}: nothing within {self.timeout_s:.0f} s (a peer failed or hangs; backend.timeout_s)")
+    def _poll(self, done: Callable[[], bool], what: str) -> None:
+        """Call ``done`` (an MPI test) until it says yes: spinning while a reply is quick (and
+        yielding the core every few polls, for ranks that share it), then with short sleeps;
+        give up after ``timeout_s``."""
+        yield_, clock = os.sched_yield, time.monotonic
+        t0 = clock()
+        spin_until, deadline = t0 + _SPIN_S, t0 + self.timeout_s
+        n, idle = 0, False
+        while not done():
+            n += 1
+            if idle:
+                time.sleep(_IDLE_SLEEP_S)
+            elif not n & _YIELD_MASK:
+                yield_()
+            if not n & 255:
+                now = clock()
+                if now > deadline:
+                    raise PeerFailed(f"{what}: nothing within {self.timeout_s:.0f} s (a peer failed or hangs; "
+                                     f"backend.timeout_s)")
+                idle = now > spin_until
 
     def _wait(self, req, what: str, status=None) -> None:
-        """Complete ``req``: spin while it is quick (yielding the core to the other ranks on
-        each poll), then poll with short sleeps; give up after ``timeout_s``."""
-        test = req.Test
-        if test(status):
-            return
-        yield_ = os.sched_yield
-        t0 = time.monotonic()
-        spin_until, deadline = t0 + _SPIN_S, t0 + self.timeout_s
-        n = 0
-        while not test(status):
-            n += 1
-            if n & 63:
-                yield_()
-                continue
-            now = time.monotonic()
-            if now > deadline:
-                raise self._timeout(what)
-            if now > spin_until:
-                time.sleep(_IDLE_SLEEP_S)
-            else:
-                yield_()
+        if not req.Test(status):
+            self._poll(lambda: req.Test(status), what)
 
     def _waitall(self, reqs: list, what: str) -> None:
         testall = self.MPI.Request.Testall
-        if testall(reqs):
-            return
-        yield_ = os.sched_yield
-        t0 = time.monotonic()
-        spin_until, deadline = t0 + _SPIN_S, t0 + self.timeout_s
-        n = 0
-        while not testall(reqs):
-            n += 1
-            if n & 63:
-                yield_()
-                continue
-            now = time.monotonic()
-            if now > deadline:
-                raise self._timeout(what)
-            if now > spin_until:
-                time.sleep(_IDLE_SLEEP_S)
-            else:
-                yield_()
+        if not testall(reqs):
+            self._poll(lambda: testall(reqs), what)
 
     # --- collectives --------------------------------------------------------------------------
     def barrier(self) -> None:
@@ -594,6 +625,17 @@ class MPIComm(RealClock):
             raise ValueError(f"push: delta has {delta.numel()} {delta.dtype} elements; x has {self._numel} "
                              f"{self._dtype}")
 
+    def _view(self, t: torch.Tensor, slot: int):
+        """``_flat_np(t)``, remembered per call site for the tensor passed last time: algorithms
+        pull into (and often push from) the same buffer at every step."""
+        cached = self._views[slot]
+        if (cached is not None and cached[0] is t and cached[1] == t.data_ptr() and cached[2] == t.numel()
+                and t.is_contiguous()):
+            return cached[3], None
+        arr, back = _flat_np(t)
+        self._views[slot] = (t, t.data_ptr(), t.numel(), arr) if back is None else None
+        return arr, back
+
     def _seen(self, tag: int) -> int:
         """The server's version from a reply tag (its value mod M) and the last version seen."""
         self._version += (tag - self._version) % self._mod
@@ -628,7 +670,7 @@ class MPIComm(RealClock):
             return self._version
         if self._done:
             raise RuntimeError("pull: called after ps_done")
-        arr, back = _flat_np(out)
+        arr, back = self._view(out, 0)
         st = self._status
         req = self.ps.Irecv(arr, 0, self.MPI.ANY_TAG)  # posted before the request goes out
         self.ps.Send(self._empty, 0, _PULL)
@@ -641,15 +683,15 @@ class MPIComm(RealClock):
         and reports the staleness to ``serve``'s ``on_apply``."""
         self._worker_only("push")
         self._check_delta(delta)
-        arr, _ = _flat_np(delta)
+        arr, _ = self._view(delta, 1)
         self._wait(self.ps.Isend(arr, 0, _PUSH + _NOPS * (int(version) % self._mod)), "push: the server's receive")
         return None
 
     def push_pull(self, delta: torch.Tensor, version: int, out: torch.Tensor) -> tuple[int, int]:
         self._worker_only("push_pull")
         self._check_delta(delta)
-        darr, _ = _flat_np(delta)
-        oarr, back = _flat_np(out)
+        darr, _ = self._view(delta, 1)
+        oarr, back = self._view(out, 0)
         st = self._status
         rreq = self.ps.Irecv(oarr, 0, self.MPI.ANY_TAG)
         self._wait(self.ps.Isend(darr, 0, _PUSH_PULL + _NOPS * (int(version) % self._mod)),

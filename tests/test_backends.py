@@ -1,0 +1,243 @@
+"""Every backend passes the same conformance suite (``algo=conformance``) through the real launch
+path, and a rank that raises or dies ends the run ``failed`` quickly with nothing left running.
+
+The MPI cases (marker ``mpi``, ``make test-mpi``) also run AsySG-con through ``hdist run``,
+an external world (``mpiexec -n 3 hdist run ...``) and the bench-ps-mpi benchmark at smoke scale.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hdist.backends.conformance import CHECKS, INJECTED
+from hdist.launch import execute, prepare
+from hdist.metrics import read_run_metrics
+from tests.conftest import ROOT, run_subprocess
+
+mpi = pytest.mark.mpi
+
+
+def _run(tmp_path: Path, backend: str, workers: int, *extra: str):
+    return execute(prepare(["algo=conformance", f"backend={backend}", f"topology.workers={workers}", "progress=quiet",
+                            f"results_dir={tmp_path}", *extra]))
+
+
+def _world(backend: str, workers: int) -> int:
+    # Parameter-server algorithms get a server rank on MPI and sim.
+    return workers + (1 if backend in ("mpi", "sim") else 0)
+
+
+# --- processes left behind -------------------------------------------------------------------------
+
+
+def _procs() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, command line) of every live (non-zombie) process."""
+    out = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{d}/stat").read_text()
+            cmd = Path(f"/proc/{d}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if fields[0] != "Z":
+            out[int(d)] = (int(fields[1]), cmd)
+    return out
+
+
+def _leftovers(before: set[int], run_dir: Path) -> list[str]:
+    """Processes started during the run that still live: our new descendants (multiprocessing's
+    long-lived forkserver and resource tracker excepted, not their children) and anything whose
+    command line names the run directory (MPI ranks live in sessions of their own)."""
+    procs = _procs()
+    me = os.getpid()
+    kids: dict[int, list[int]] = {}
+    for pid, (ppid, _) in procs.items():
+        kids.setdefault(ppid, []).append(pid)
+    helpers = {p for p in kids.get(me, []) if "multiprocessing" in procs[p][1]}
+    desc, todo = set(), list(kids.get(me, []))
+    while todo:
+        p = todo.pop()
+        desc.add(p)
+        todo += kids.get(p, [])
+    left = {p for p in desc - helpers if p not in before}
+    left |= {p for p, (_, cmd) in procs.items() if str(run_dir) in cmd and p != me}
+    return [f"{p}: {procs[p][1][:120]}" for p in sorted(left) if p in procs]
+
+
+def _assert_nothing_left(before: set[int], run_dir: Path) -> None:
+    deadline = time.monotonic() + 10
+    while (left := _leftovers(before, run_dir)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left, f"processes left behind: {left}"
+
+
+# --- conformance -----------------------------------------------------------------------------------
+
+CASES = [("serial", 1), ("thread", 2), ("thread", 3), ("process", 2), ("sim", 1), ("sim", 3),
+         pytest.param("mpi", 2, marks=mpi), pytest.param("mpi", 3, marks=mpi)]
+
+
+@pytest.mark.parametrize("backend,workers", CASES)
+def test_conformance(tmp_path, backend, workers):
+    res = _run(tmp_path, backend, workers)
+    assert res.status == "done", res.reason
+    df = read_run_metrics(res.run_dir).to_pandas()
+    rows = df[df["metric"].isin(["conformance_ok", "conformance_skip"])]
+    world = _world(backend, workers)
+    assert sorted(rows["rank"].unique()) == list(range(world))
+    for rank, g in rows.groupby("rank"):
+        # One row per check and rank: ok, or skipped where it does not apply.
+        assert sorted(g["step"]) == list(range(len(CHECKS))), f"rank {rank}: {sorted(g['step'])}"
+        assert (g["kind"] == "event").all() and (g["value"] == 1).all()
+    skipped = set()
+    if world == 1:
+        skipped |= {"sendrecv_ring", "recv_any_source"}
+    if backend in ("mpi", "sim"):
+        skipped |= {"ps_inconsistent_pull"}  # a server rank: no shared memory
+    ok = {CHECKS[s] for s in rows.loc[rows["metric"] == "conformance_ok", "step"]}
+    assert ok == set(CHECKS) - skipped
+    if backend == "mpi":
+        # The server's rows are rank 0's, the workers' their own ranks'.
+        r0 = df[df["rank"] == 0]
+        assert (r0["role"] == "server").all()
+        assert (df.loc[df["rank"] > 0, "role"] == "worker").all()
+        assert (Path(res.run_dir) / "metrics-r0.parquet").exists()
+        meta = json.loads((Path(res.run_dir) / "meta.json").read_text())
+        assert meta["mpi_library"]
+        assert not list(Path(res.run_dir).glob("rank-r*.pid"))
+
+
+# --- failures --------------------------------------------------------------------------------------
+
+FAILURES = [("serial", 1, "fail_rank", 0), ("thread", 3, "fail_rank", 1), ("process", 2, "fail_rank", 1),
+            ("sim", 3, "fail_rank", 2),
+            ("process", 2, "die_rank", 0),
+            pytest.param("mpi", 2, "fail_rank", 2, marks=mpi), pytest.param("mpi", 2, "die_rank", 1, marks=mpi)]
+
+
+@pytest.mark.parametrize("backend,workers,key,rank", FAILURES)
+def test_a_failing_rank_ends_the_run(tmp_path, backend, workers, key, rank):
+    before = set(_procs())
+    t0 = time.monotonic()
+    res = _run(tmp_path, backend, workers, f"algo.{key}={rank}")
+    took = time.monotonic() - t0
+    assert res.status == "failed"
+    want = INJECTED if key == "fail_rank" else "exit code 9"
+    assert want in res.reason, res.reason
+    if backend in ("process", "mpi"):
+        assert f" {rank}" in res.reason.split(":")[1], res.reason  # "worker N" / "rank N" names the rank
+    assert took < 30, f"the run took {took:.1f} s to fail"
+    assert json.loads((Path(res.run_dir) / "status.json").read_text())["status"] == "failed"
+    _assert_nothing_left(before, res.run_dir)
+
+
+def test_die_rank_only_where_ranks_are_processes(tmp_path):
+    from hdist.types import ConfigError
+
+    with pytest.raises(ConfigError, match="die_rank"):
+        prepare(["algo=conformance", "backend=thread", "topology.workers=2", "algo.die_rank=0"])
+
+
+def test_importing_the_mpi_backend_does_not_start_mpi():
+    code = ("import sys, hdist.backends.mpi as m; assert 'mpi4py.MPI' not in sys.modules; "
+            "v = m.mpi_version(); assert not m.in_external_world(); assert 'mpi4py.MPI' not in sys.modules; "
+            "print(v)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip()
+
+
+# --- MPI end to end --------------------------------------------------------------------------------
+
+
+@mpi
+def test_mpi_asysg_con_through_the_cli(tmp_path):
+    r = run_subprocess("run", "algo=asysg_con", "backend=mpi", "topology.workers=2", "scale=smoke", "progress=quiet",
+                       f"results_dir={tmp_path}", timeout=180)
+    assert r.returncode == 0, r.stderr[-3000:]
+    (run_dir,) = list((tmp_path / "adhoc").iterdir())
+    assert json.loads((run_dir / "status.json").read_text())["status"] == "done"
+    meta = json.loads((run_dir / "meta.json").read_text())
+    assert meta["backend"] == "mpi" and meta["mpi_library"]
+    df = read_run_metrics(run_dir).to_pandas()
+    server = df[df["rank"] == 0]
+    st = server[server["metric"] == "staleness"]
+    assert len(st) > 0 and (st["role"] == "server").all() and (st["value"] >= 0).all()
+    assert {"test_error", "train_s"} <= set(server["metric"])
+    for rank in (1, 2):
+        w = df[df["rank"] == rank]
+        assert (w["role"] == "worker").all() and {"compute_s", "comm_s", "wait_s"} <= set(w["metric"])
+    # One update per worker step, all applied by the server.
+    totals = df.loc[df["metric"] == "updates_total", "value"].sum()
+    assert len(st) == totals
+
+
+@mpi
+def test_mpi_external_world(tmp_path):
+    """``mpiexec -n 3 hdist run backend=mpi ...``: no second launch; rank 0 alone writes the run files."""
+    from hdist.backends.mpi import resolve_launcher
+
+    cmd = [resolve_launcher("mpiexec"), "-n", "3", sys.executable, "-m", "hdist.cli", "run", "algo=conformance",
+           "backend=mpi", "topology.workers=2", "progress=quiet", f"results_dir={tmp_path}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    (run_dir,) = list((tmp_path / "adhoc").iterdir())
+    assert json.loads((run_dir / "status.json").read_text())["status"] == "done"
+    df = read_run_metrics(run_dir).to_pandas()
+    assert sorted(df["rank"].unique()) == [0, 1, 2]
+    assert len(df[df["metric"] == "conformance_ok"]) == 3 * (len(CHECKS) - 1)
+    assert r.stderr.count("[hdist] done") == 1  # rank 0 records the run; the others follow
+
+
+@mpi
+def test_bench_ps_mpi_smoke(tmp_path):
+    import importlib.util
+
+    res = execute(prepare(["experiment=bench-ps-mpi", "scale=smoke", "topology.workers=1", "progress=quiet",
+                           f"results_dir={tmp_path}"]))
+    assert res.status == "done", res.reason
+    df = read_run_metrics(res.run_dir).to_pandas()
+    rows = df[df["metric"] == "updates_per_s"]
+    assert set(rows["role"]) == {"hdist", "raw"} and (rows["rank"] == 0).all() and (rows["value"] > 0).all()
+    assert len(rows) == 2 * 3  # both sides, smoke reps
+    spec = importlib.util.spec_from_file_location("bench_ps_mpi_exp", ROOT / "experiments" / "bench-ps-mpi.py")
+    exp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(exp)
+    claims = exp.check(df.assign(workers=1))
+    assert len(claims) == 1 and claims[0].passed is not None
+
+
+@mpi
+def test_mpi_sigterm_stops_every_rank_and_keeps_their_metrics(tmp_path):
+    import signal
+
+    before = set(_procs())
+    proc = subprocess.Popen([sys.executable, "-m", "hdist.cli", "run", "algo=asysg_con", "backend=mpi",
+                             "topology.workers=2", "scale=smoke", "scale.epochs=1000", "progress=quiet",
+                             f"results_dir={tmp_path}"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 60
+    while len(list(tmp_path.glob("adhoc/*/rank-r*.pid"))) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (run_dir,) = list((tmp_path / "adhoc").iterdir())
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    t0 = time.monotonic()
+    proc.communicate(timeout=60)
+    assert proc.returncode != 0 and time.monotonic() - t0 < 15
+    st = json.loads((run_dir / "status.json").read_text())
+    assert st["status"] == "failed" and "interrupted" in st["reason"]
+    for rank in range(3):  # every rank closed its metrics file on the way out
+        assert (run_dir / f"metrics-r{rank}.parquet").exists()
+    _assert_nothing_left(before, run_dir)
