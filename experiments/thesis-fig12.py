@@ -1,0 +1,59 @@
+"""Thesis fig. 12: the gradient variance factor M_k of each layer over training (mNAG, lr 0.001, B=128).
+
+One panel per model: M_k of each layer's weight tensor against epochs (log scale), from the ``m_k/<tensor>``
+rows that the run logged every epoch. Claim: top layers (near the output) have larger M_k.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from hdist.claims import Claim, not_checked
+from hdist.plots import data_note, figure
+
+
+def mk(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows of M_k for weight tensors, with ``layer`` (the tensor name) and ``depth`` (its order in the model)."""
+    d = df[df["metric"].str.startswith("m_k/") & df["metric"].str.endswith("weight")].copy()
+    d["layer"] = d["metric"].str[len("m_k/"):]
+    order = {}
+    for model, g in d.groupby("model"):
+        names = list(dict.fromkeys(g.sort_values(["step"])["layer"]))  # logged in parameter order
+        order.update({(model, n): i for i, n in enumerate(names)})
+    d["depth"] = [order[(m, n)] for m, n in zip(d["model"], d["layer"])]
+    return d
+
+
+def plot(df: pd.DataFrame):
+    d = mk(df)
+    models = sorted(d["model"].unique()) or ["(no runs)"]
+    fig, axes = figure(len(models), title="thesis fig. 12: variance factor M_k per layer" + data_note(df))
+    for ax, model in zip(axes, models):
+        g = d[d["model"] == model]
+        for (depth, layer), gl in g.groupby(["depth", "layer"]):
+            gl = gl.sort_values("epoch")
+            ax.plot(gl["epoch"], gl["value"], marker="o", ms=2, label=f"{depth + 1}: {layer}")
+        ax.set_yscale("log")
+        ax.set_xlabel("epochs")
+        ax.set_ylabel("M_k")
+        ax.set_title(model, fontsize=9)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
+def check(df: pd.DataFrame) -> list[Claim]:
+    d = mk(df)
+    if d.empty:
+        return [not_checked("top layers have larger M_k", "M_k grows towards the output", "no M_k rows")]
+    out = []
+    for model, g in d.groupby("model"):
+        mean = g.groupby("depth")["value"].apply(lambda v: float(np.exp(np.log(v).mean())))  # geometric mean
+        bottom, top = float(mean.iloc[0]), float(mean.iloc[-1])
+        out.append(Claim(f"{model}: the top layer has a larger variance factor M_k than the bottom layer",
+                         "M_k of top layers larger", f"top {top:.3g} vs bottom {bottom:.3g} (geometric means over "
+                         f"epochs)", top > bottom))
+    return out
