@@ -1,8 +1,9 @@
 """Figures and claim checks from result files: ``experiments/<stem>.py`` pairs with its config.
 
 Each experiment module defines ``plot(df) -> matplotlib Figure`` and ``check(df) -> list[Claim]``
-(pure functions of the DataFrame from :func:`hdist.metrics.load_results`). Runs outside any
-experiment (``adhoc``) get a generic convergence figure.
+(pure functions of the DataFrame from :func:`hdist.metrics.load_results`), and optionally
+``tables(df) -> {name: markdown}``, written next to the figure as ``<stem>-<name>.md``. Runs
+outside any experiment (``adhoc``) get a generic convergence figure.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from types import ModuleType
 
 from hdist.claims import Claim
 from hdist.config import EXPERIMENTS_DIR, NON_IDENTITY_KEYS
-from hdist.metrics import atomic_write_bytes, atomic_write_json, iter_runs, load_results, run_summary
+from hdist.metrics import atomic_write_bytes, atomic_write_json, atomic_write_text, iter_runs, load_results, run_summary
 
 _MODS: dict[str, ModuleType] = {}
 
@@ -80,14 +81,20 @@ def draw_stem(results_dir: Path, stem: str) -> dict | None:
         return None
     mod = load_experiment(stem)
     if mod is None:
-        fig, claims = generic_plot(df), []
+        fig, claims, tables = generic_plot(df), [], {}
     else:
         fig = mod.plot(df)
         claims = list(mod.check(df))
+        tables = dict(mod.tables(df)) if hasattr(mod, "tables") else {}
     paths = _save(fig, results_dir / "figures", stem)
+    table_paths = {}
+    for name, text in tables.items():
+        table_paths[name] = results_dir / "figures" / f"{stem}-{name}.md"
+        atomic_write_text(table_paths[name], text)
     claims_d = [c.to_dict() if isinstance(c, Claim) else dict(c) for c in claims]
     atomic_write_json(results_dir / stem / "claims.json", claims_d)
-    return {"png": paths["png"], "pdf": paths["pdf"], "claims": claims_d, "runs": int(df["run_id"].nunique())}
+    return {"png": paths["png"], "pdf": paths["pdf"], "claims": claims_d, "runs": int(df["run_id"].nunique()),
+            "tables": table_paths}
 
 
 def draw_all(results_dir: Path, stems: list[str] | None = None) -> dict[str, dict]:

@@ -1,4 +1,4 @@
-"""``hdist report``: REPORT.md, per stem its figure, claims table (PASS/FAIL) and run count."""
+"""``hdist report``: REPORT.md, per stem its figure, its markdown tables, claims table (PASS/FAIL) and run count."""
 
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ def write_report(results_dir: Path, redraw: bool = True) -> Path:
         lines += [f"## {stem}", "", f"Runs: {n_runs} ({out['runs'] if out else 0} finished)", ""]
         if out:
             lines += [f"![{stem}](figures/{stem}.png)", ""]
+            for path in out.get("tables", {}).values():
+                lines += [path.read_text().rstrip("\n"), ""]
         if claims:
             lines += ["| claim | paper | measured | result |", "|---|---|---|---|"]
             for c in claims:
