@@ -23,7 +23,14 @@ def _generator(seed: int) -> torch.Generator:
 
 
 def classification(n: int, shape: tuple[int, ...], num_classes: int, seed: int, noise: float = 0.1):
-    """Gaussian inputs, labels = argmax of a random linear teacher, ``noise`` of labels flipped."""
+    """Gaussian inputs, labels = argmax of a random linear teacher, ``noise`` of labels flipped.
+
+    Images (shape C x H x W) are class templates plus noise instead: a linear teacher over raw
+    pixels is all but invisible to a convolutional net with pooling, while smooth per-class
+    patterns (as real images have) are learnable by every model in the zoo.
+    """
+    if len(shape) == 3:
+        return images(n, shape, num_classes, seed, noise)
     g = _generator(seed)
     d = math.prod(shape)
     X = torch.randn(n, d, generator=g)
@@ -32,6 +39,24 @@ def classification(n: int, shape: tuple[int, ...], num_classes: int, seed: int, 
     flip = torch.rand(n, generator=g) < noise
     y[flip] = torch.randint(0, num_classes, (int(flip.sum()),), generator=g)
     return X.reshape(n, *shape).contiguous(), y
+
+
+def images(n: int, shape: tuple[int, ...], num_classes: int, seed: int, noise: float = 0.1,
+           signal: float = 0.5):
+    """Images: x = signal * T[y] + N(0, 1), T[y] a smooth random template of class y (4x4 per channel,
+    upsampled bilinearly and scaled to unit std); ``noise`` of the labels flipped afterwards."""
+    import torch.nn.functional as F
+
+    c, h, w = shape
+    g = _generator(seed)
+    low = torch.randn(num_classes, c, 4, 4, generator=g)
+    templates = F.interpolate(low, size=(h, w), mode="bilinear", align_corners=False)
+    templates = templates / templates.flatten(1).std(1).view(-1, 1, 1, 1)
+    y = torch.randint(0, num_classes, (n,), generator=g)
+    X = signal * templates[y] + torch.randn(n, c, h, w, generator=g)
+    flip = torch.rand(n, generator=g) < noise
+    y[flip] = torch.randint(0, num_classes, (int(flip.sum()),), generator=g)
+    return X.contiguous(), y
 
 
 def regression(n: int, shape: tuple[int, ...], seed: int, noise: float = 0.1):
