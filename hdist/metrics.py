@@ -81,6 +81,7 @@ METRICS: dict[str, str] = {
                    "squared norm of the mean gradient, on log.m_k_samples training samples (thesis 4.4.3), unitless",
     "layer_lr/<layer>": "learning rate gamma_k of parameter tensor <layer> at the step (mNAG, LARS eq. 4.3, CLARS 4.7)",
     "steps_per_s": "optimisation steps per second (benchmarks)",
+    "s_per_update": "real seconds per update of the shared model (benchmarks)",
     "updates_per_s": "parameter-server updates applied per second (benchmarks)",
     "conformance_ok": "1 per backend conformance check passed (step = the check's index)",
     "conformance_skip": "1 per conformance check that does not apply to the backend (step = its index)",

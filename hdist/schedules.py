@@ -3,6 +3,19 @@
 from __future__ import annotations
 
 
+class Plain(dict):
+    """A config section as a plain dict with attribute access: read on every step of a hot loop,
+    where OmegaConf's checked access costs microseconds a key."""
+
+    __getattr__ = dict.__getitem__
+
+
+def plain(section) -> Plain:
+    from omegaconf import DictConfig, OmegaConf
+
+    return Plain(OmegaConf.to_container(section, resolve=True) if isinstance(section, DictConfig) else section)
+
+
 def lr_at(algo_cfg, epoch: float, total_epochs: float | None = None) -> float:
     """Learning rate in force during (integer part of) ``epoch``.
 

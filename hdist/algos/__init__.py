@@ -29,6 +29,7 @@ ALGOS: dict[str, str] = {
     "dfsdca": "hdist.algos.dfsdca",
     "cocoa_plus": "hdist.algos.cocoa_plus",
     "bench_overhead": "hdist.bench.overhead",
+    "bench_round_robin": "hdist.bench.round_robin",
     "bench_data_models": "hdist.bench.data_models",
     "bench_ps_mpi": "hdist.bench.ps_mpi",
     "bench_clars": "hdist.bench.clars",

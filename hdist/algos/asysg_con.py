@@ -18,7 +18,7 @@ Consistent reads and writes: a lock on shared memory (thread, process), the serv
 from __future__ import annotations
 
 from hdist.algos._ps import run_ps
-from hdist.schedules import lr_at
+from hdist.schedules import lr_at, plain
 
 FAMILIES = ("ps",)
 CONSISTENT = True
@@ -28,6 +28,7 @@ def worker_loop(ctx, problem, fm, w, snaps, consistent: bool = CONSISTENT) -> No
     cfg, comm = ctx.cfg, ctx.comm
     l2 = problem.l2
     clock = comm.now  # real seconds, or virtual ones on the sim backend
+    algo = plain(cfg.algo)  # read every step: a plain dict, not OmegaConf
     for x, y in w.batches():
         t0 = clock()
         version = comm.pull(fm.flat, consistent=consistent)  # 1. read x_hat (version k - tau)
@@ -37,7 +38,7 @@ def worker_loop(ctx, problem, fm, w, snaps, consistent: bool = CONSISTENT) -> No
         g = fm.grad(loss)
         if l2:
             g.add_(fm.flat, alpha=l2)
-        lr = lr_at(cfg.algo, version / w.spe_global)
+        lr = lr_at(algo, version / w.spe_global)
         comm.compute_done(x.shape[0])
         t2 = clock()
         w.straggler.after_compute(t2 - t1, ctx.log, comm.sleep)

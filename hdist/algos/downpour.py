@@ -34,7 +34,7 @@ from __future__ import annotations
 import torch
 
 from hdist.algos._ps import run_ps
-from hdist.schedules import lr_at
+from hdist.schedules import lr_at, plain
 from hdist.types import ConfigError
 
 FAMILIES = ("ps",)
@@ -57,13 +57,14 @@ def worker_loop(ctx, problem, fm, w, snaps) -> None:
     w.comm_s += clock() - t0
     delta = torch.zeros_like(fm.flat)
     accrued = 0
+    algo = plain(cfg.algo)  # read every step: a plain dict, not OmegaConf
     for x, y in w.batches():
         t1 = clock()
         loss = problem.data_loss(fm.model(x), y)  # g at the local copy x_i
         g = fm.grad(loss)
         if l2:
             g.add_(fm.flat, alpha=l2)
-        lr = lr_at(cfg.algo, (w.step - 1) / w.spe_local)  # this step's epoch index, as serial SGD
+        lr = lr_at(algo, (w.step - 1) / w.spe_local)  # this step's epoch index, as serial SGD
         g.mul_(-lr)
         reg = w.reg_to_log()  # the logged objective is at the point the gradient was taken
         fm.flat.add_(g)  # x_i <- x_i - eta g

@@ -35,7 +35,7 @@ from __future__ import annotations
 import torch
 
 from hdist.algos._ps import run_ps
-from hdist.schedules import lr_at
+from hdist.schedules import lr_at, plain
 
 FAMILIES = ("ps",)
 
@@ -73,6 +73,7 @@ def worker_loop(ctx, problem, fm, w, snaps) -> None:
         version += 1 + (staleness or 0)
         return staleness
 
+    algo = plain(cfg.algo)  # read every step: a plain dict, not OmegaConf
     for x, y in w.batches():
         t = w.step - 1  # t_i: local steps taken before this one
         ta = clock()
@@ -84,7 +85,7 @@ def worker_loop(ctx, problem, fm, w, snaps) -> None:
         g = fm.grad(loss)
         if l2:
             g.add_(fm.flat, alpha=l2)
-        lr = lr_at(cfg.algo, t / w.spe_local)
+        lr = lr_at(algo, t / w.spe_local)
         v.mul_(delta).sub_(g, alpha=lr)  # v_i <- delta v_i - eta g(x + delta v_i)
         xi.add_(v)  # x_i <- x_i + v_i
         comm.compute_done(x.shape[0])

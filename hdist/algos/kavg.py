@@ -25,7 +25,7 @@ import math
 
 from hdist.algos._ps import FlatModel, Snapshots, Worker
 from hdist.problems import build_problem
-from hdist.schedules import lr_at
+from hdist.schedules import lr_at, plain
 from hdist.types import seed_for
 
 FAMILIES = ("collective",)
@@ -52,13 +52,14 @@ def run(ctx) -> None:
         snaps.add(0, fm.flat, 0.0)
     clock = comm.now
     rounds, local = 0, 0
+    algo = plain(cfg.algo)  # read every step: a plain dict, not OmegaConf
     for x, y in w.batches():
         t0 = clock()
         loss = problem.data_loss(fm.model(x), y)
         g = fm.grad(loss)
         if l2:
             g.add_(fm.flat, alpha=l2)
-        lr = lr_at(cfg.algo, (w.step - 1) / w.spe_local)
+        lr = lr_at(algo, (w.step - 1) / w.spe_local)
         reg = w.reg_to_log()  # the logged objective is at the point the gradient was taken
         fm.flat.add_(g, alpha=-lr)  # w^j <- w^j - gamma grad
         comm.compute_done(x.shape[0])

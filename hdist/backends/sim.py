@@ -195,7 +195,15 @@ class SimComm:
         self.w.at(t, lambda: self.g.switch(value))
 
     def _sync(self, where: str) -> None:
-        """Wait until the world reaches this rank's clock: earlier events happen first."""
+        """Wait until the world reaches this rank's clock: earlier events happen first.
+
+        When no queued event is due before this rank's clock, nothing can come first: the world's
+        clock moves to it and the rank goes on without a switch (the common case, and a cheap one).
+        """
+        q = self.w._q
+        if not q or self.clock < q[0][0]:
+            self.w.now = max(self.w.now, self.clock)
+            return
         self._resume_at(self.clock)
         self._suspend(where)
 
@@ -326,7 +334,10 @@ class SimComm:
         def arrive():
             start = max(w.now, w.server_free)
             w.server_free = start + cost
-            w.at(start, action)
+            if start <= w.now:
+                action()  # the server is idle: serve now, no extra event
+            else:
+                w.at(start, action)
 
         w.at(arrival, arrive)
 
