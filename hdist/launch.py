@@ -139,16 +139,24 @@ def execute(cfg: DictConfig, *, force: bool = False, quiet_skip: bool = False) -
         backend.release(result or RunResult(*run_paths(cfg), "failed", "world rank 0 stopped before the run"))
 
 
+def _finished(cfg: DictConfig, rid: str, run_dir: Path, quiet: bool) -> RunResult | None:
+    """The run's result if it already finished (done or diverged): reruns skip it."""
+    st = read_status(run_dir)
+    if st["status"] not in FINISHED:
+        return None
+    if not quiet:
+        print(f"[hdist] skip {cfg.stem}/{rid}: already {st['status']} ({run_dir})", file=sys.stderr)
+    return RunResult(rid, run_dir, st["status"], st.get("reason", ""), skipped=True)
+
+
 def _execute(cfg: DictConfig, *, force: bool = False, quiet_skip: bool = False) -> RunResult:
     from hdist.algos import get_algo
     from hdist.backends import get_backend
 
     rid, run_dir = run_paths(cfg)
-    st = read_status(run_dir)
-    if st["status"] in FINISHED and not force:
-        if not quiet_skip:
-            print(f"[hdist] skip {cfg.stem}/{rid}: already {st['status']} ({run_dir})", file=sys.stderr)
-        return RunResult(rid, run_dir, st["status"], st.get("reason", ""), skipped=True)
+    done = None if force else _finished(cfg, rid, run_dir, quiet_skip)
+    if done:
+        return done
 
     algo = get_algo(cfg.algo.name)
     backend = get_backend(cfg.backend.name)
@@ -171,11 +179,9 @@ def _execute(cfg: DictConfig, *, force: bool = False, quiet_skip: bool = False) 
             # so that real data added later is run rather than skipped.
             cfg.dataset.stand_in = "synthetic"
             rid, run_dir = run_paths(cfg)
-            st = read_status(run_dir)
-            if st["status"] in FINISHED and not force:
-                if not quiet_skip:
-                    print(f"[hdist] skip {cfg.stem}/{rid}: already {st['status']} ({run_dir})", file=sys.stderr)
-                return RunResult(rid, run_dir, st["status"], st.get("reason", ""), skipped=True)
+            done = None if force else _finished(cfg, rid, run_dir, quiet_skip)
+            if done:
+                return done
 
     if run_dir.exists():
         # Unfinished or failed before: redo from a clean directory so no stale rows mix in.
