@@ -133,3 +133,11 @@ def load(cfg: Any, *, input_shape: tuple[int, ...], num_classes: int, seed: int)
     if name not in DATASETS:
         raise ConfigError(f"dataset={name}: unknown dataset; allowed: {', '.join(sorted(DATASETS))}")
     return DATASETS[name](cfg, input_shape=tuple(input_shape), num_classes=int(num_classes), seed=int(seed))
+
+
+def clear_caches() -> None:
+    """Forget parsed files and verified checksums (benchmarks time cold loads)."""
+    from hdist.data import libsvm, root
+
+    libsvm._CACHE.clear()
+    root._MD5_CACHE.clear()
