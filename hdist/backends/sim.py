@@ -351,6 +351,13 @@ class SimComm:
                 self._set_clock(self.clock + w.cost.memory_s(self._nbytes()))
             return w.version
         request = self._arrival(0, 8)
+        if self._server_now(request, self._nbytes()):
+            # Nothing can happen before the request is served: serve it in place, no events.
+            out.copy_(w.x)
+            self._set_clock(request + w.cost.message_s(self._nbytes()))
+            version = w.version
+            self._sync("pull")  # anything due before the reply happens first
+            return version
 
         def serve():
             out.copy_(w.x)
@@ -360,14 +367,26 @@ class SimComm:
         self._serve(request, serve)
         return self._suspend("pull")
 
-    def _apply(self, delta: torch.Tensor, version: int) -> int:
+    def _server_now(self, arrival: float, nbytes: int) -> bool:
+        """True (and the server booked) when a request arriving at ``arrival`` can be served in
+        place: no queued event is due before it and the server is idle by then. Nothing else can
+        then observe or change x before ``arrival``: other ranks only act at queued events (all
+        later), and this rank's own later requests reach the server after this one (FIFO)."""
+        w = self.w
+        q = w._q
+        if (q and q[0][0] <= arrival) or w.server_free > arrival:
+            return False
+        w.server_free = arrival + w.cost.server_s(nbytes)
+        return True
+
+    def _apply(self, delta: torch.Tensor, version: int, at: float | None = None) -> int:
         w = self.w
         staleness = w.version - version
         w.x.add_(delta)
         w.version += 1
         if w.on_apply is not None:
             server = w.comms[0]
-            server._set_clock(w.now)
+            server._set_clock(w.now if at is None else at)
             w.on_apply(w.version, w.x, staleness)
         return staleness
 
@@ -380,9 +399,13 @@ class SimComm:
             w.version += 1
             self._set_clock(self.clock + w.cost.memory_s(self._nbytes()))
             return staleness
-        payload = delta.detach().clone()
         arrival = self._arrival(0, self._nbytes())
-        self._serve(arrival, lambda: self._apply(payload, version))
+        if self._server_now(arrival, self._nbytes()):
+            # Applied in place at its virtual arrival time (see _server_now): no copy, no events.
+            self._apply(delta, version, at=arrival)
+        else:
+            payload = delta.detach().clone()
+            self._serve(arrival, lambda: self._apply(payload, version))
         # The worker goes on once its message is on the wire (the server applies it later).
         self._set_clock(self.clock + w.cost.wire_s(self._nbytes()))
         return None
