@@ -179,24 +179,34 @@ class Snapshots:
 WorkerLoop = Callable[[RankCtx, Problem, FlatModel, Worker, "Snapshots | None"], None]
 
 
-def run_ps(ctx: RankCtx, worker_loop: WorkerLoop, steps_per_update: int = 1) -> None:
+def run_ps(ctx: RankCtx, worker_loop: WorkerLoop, steps_per_update: float = 1, *, spe_global: float | None = None,
+           zero_init: bool = False, finish: Callable | None = None) -> None:
     """One rank of a parameter-server algorithm: the server loop or ``worker_loop``.
 
     ``steps_per_update``: local steps behind one update of x (K for Downpour and EAMSGD, which
     push every K steps); versions of x are converted to epochs with it, so evaluations stay
-    ``log.evals_per_epoch`` per pass over the data.
+    ``log.evals_per_epoch`` per pass over the data. ``spe_global``: updates of x per pass over
+    the data when an algorithm counts them its own way (SVRG's inner iterations). ``zero_init``:
+    x starts at 0 (dual methods: w^0 = w(alpha^0 = 0)). ``finish(ctx, problem, fm, snaps,
+    spe_global, rows)``: runs on every rank after training, in place of the plain evaluation on
+    rank 0 (``rows``: what ``worker_loop`` returned, None on a server); it may communicate.
     """
     cfg, comm, log = ctx.cfg, ctx.comm, ctx.log
     problem = build_problem(cfg)
     # Every rank starts from the same x: the serial run's initialisation (seed of worker 0).
     fm = FlatModel(problem.build_model(seed_for(cfg.seed, 0)))
     ctx.extra["model"] = fm.model
+    if zero_init:
+        fm.flat.zero_()
     comm.ps_init(fm.flat)
     worker = Worker(ctx, problem) if comm.worker_index is not None else None
-    # Updates of x per pass over the data (fractional when one update stands for K steps).
-    spe_global = steps_per_epoch(len(problem.data.train), int(cfg.algo.batch_size)) / steps_per_update
-    total_global = (math.ceil(worker.total_global / steps_per_update) if worker else
-                    max(1, math.ceil(float(cfg.scale.epochs) * spe_global)))
+    if spe_global is None:
+        # Updates of x per pass over the data (fractional when one update stands for K steps).
+        spe_global = steps_per_epoch(len(problem.data.train), int(cfg.algo.batch_size)) / steps_per_update
+        total_global = (math.ceil(worker.total_global / steps_per_update) if worker else
+                        max(1, math.ceil(float(cfg.scale.epochs) * spe_global)))
+    else:
+        total_global = max(1, math.ceil(float(cfg.scale.epochs) * spe_global))
     if worker:
         worker.spe_global, worker.total_global = spe_global, total_global
     snaps = Snapshots(ctx, spe_global, total_global) if ctx.rank == 0 else None
@@ -207,6 +217,7 @@ def run_ps(ctx: RankCtx, worker_loop: WorkerLoop, steps_per_update: int = 1) -> 
     start = comm.now()  # real or virtual seconds: train_s is measured on the backend's own clock
     if snaps is not None:
         snaps.add(0, fm.flat, 0.0)
+    rows = None
     if comm.has_server and comm.worker_index is None:
         ctx.role = log.role = "server"
 
@@ -219,7 +230,7 @@ def run_ps(ctx: RankCtx, worker_loop: WorkerLoop, steps_per_update: int = 1) -> 
 
         comm.serve(on_apply)
     else:
-        worker_loop(ctx, problem, fm, worker, snaps)
+        rows = worker_loop(ctx, problem, fm, worker, snaps)
         comm.ps_done()
         worker.log_totals()
     comm.barrier()
@@ -230,5 +241,8 @@ def run_ps(ctx: RankCtx, worker_loop: WorkerLoop, steps_per_update: int = 1) -> 
         version = comm.pull(fm.flat, consistent=True)
         snaps.add(version, fm.flat, end_s)
         log.log("event", "train_s", train_s)
+    if finish is not None:
+        finish(ctx, problem, fm, snaps, spe_global, rows)
+    elif ctx.rank == 0:
         snaps.evaluate(ctx, problem, fm)
     comm.barrier()

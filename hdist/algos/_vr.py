@@ -17,17 +17,16 @@
 from __future__ import annotations
 
 import math
-import time
 from typing import Callable
 
 import numpy as np
 import torch
 
 from hdist import objectives
-from hdist.algos._ps import FlatModel, Snapshots, Worker
-from hdist.problems import Problem, build_problem
-from hdist.train import check_finite, steps_per_epoch
-from hdist.types import RankCtx, seed_for
+from hdist.algos._ps import FlatModel, Snapshots, run_ps
+from hdist.problems import Problem
+from hdist.train import check_finite
+from hdist.types import RankCtx
 
 TAG_GATHER = 71
 TAG_REDUCE = 72
@@ -147,62 +146,22 @@ def objective_rows(ctx, problem: Problem, snaps: Snapshots, spe_global: float,
 
 def run_frame(ctx: RankCtx, worker_loop, steps_per_update: float = 1.0, spe_global: float | None = None,
               after: Callable | None = None, zero_init: bool = False) -> None:
-    """One rank of a parameter-server / shared-memory algorithm (see the module doc).
+    """One rank of a parameter-server / shared-memory algorithm: :func:`hdist.algos._ps.run_ps`, and
+    after training the closed-form objective rows (see the module doc).
 
     ``worker_loop(ctx, problem, fm, worker, snaps)`` may return a float64 [k, c] tensor that is
     handed to rank 0; ``after(ctx, problem, fm, snaps, rows)`` then runs on rank 0 before the
-    evaluation (``rows``: every worker's tensor). ``spe_global``: updates of x per pass over
-    the data (default: mini-batches per epoch / ``steps_per_update``). ``zero_init``: x starts at 0
-    (dual methods: w^0 = w(alpha^0 = 0)) instead of the model's initialisation.
+    evaluation (``rows``: every worker's tensor) and may return ``dual_at`` for the duality gap.
     """
-    cfg, comm, log = ctx.cfg, ctx.comm, ctx.log
-    problem = build_problem(cfg)
-    fm = FlatModel(problem.build_model(seed_for(cfg.seed, 0)))
-    ctx.extra["model"] = fm.model
-    if zero_init:
-        fm.flat.zero_()
-    comm.ps_init(fm.flat)
-    worker = Worker(ctx, problem) if comm.worker_index is not None else None
-    if spe_global is None:
-        spe_global = steps_per_epoch(len(problem.data.train), int(cfg.algo.batch_size)) / steps_per_update
-    total_global = max(1, math.ceil(float(cfg.scale.epochs) * spe_global))
-    if worker:
-        worker.spe_global, worker.total_global = spe_global, total_global
-    snaps = Snapshots(ctx, spe_global, total_global) if ctx.rank == 0 else None
-    ctx.progress.start(total_global)
-    comm.barrier()
-    log.t0 = time.perf_counter()
-    start = comm.now()
-    if snaps is not None:
-        snaps.add(0, fm.flat, 0.0)
-    rows = None
-    if comm.has_server and comm.worker_index is None:
-        ctx.role = log.role = "server"
 
-        def on_apply(version: int, x: torch.Tensor, staleness: int) -> None:
-            log.updates = version
-            log.log("comm", "staleness", staleness)
-            snaps.maybe(version, x, log.wall_s())
-            if version % 100 == 0:
-                ctx.progress.update(min(version, total_global), None, version / spe_global)
+    def finish(ctx, problem, fm, snaps, spe, rows):
+        gathered = gather_rows(ctx.comm, rows) if after is not None else []
+        if ctx.rank == 0:
+            dual_at = after(ctx, problem, fm, snaps, gathered) if after is not None else None
+            snaps.evaluate(ctx, problem, fm)
+            objective_rows(ctx, problem, snaps, spe, dual_at)
 
-        comm.serve(on_apply)
-    else:
-        rows = worker_loop(ctx, problem, fm, worker, snaps)
-        comm.ps_done()
-        worker.log_totals()
-    comm.barrier()
-    end_s = log.wall_s()
-    train_s = comm.now() - start
-    gathered = gather_rows(comm, rows) if after is not None else []
-    if ctx.rank == 0:
-        version = comm.pull(fm.flat, consistent=True)
-        snaps.add(version, fm.flat, end_s)
-        log.log("event", "train_s", train_s)
-        dual_at = after(ctx, problem, fm, snaps, gathered) if after is not None else None
-        snaps.evaluate(ctx, problem, fm)
-        objective_rows(ctx, problem, snaps, spe_global, dual_at)
-    comm.barrier()
+    run_ps(ctx, worker_loop, steps_per_update, spe_global=spe_global, zero_init=zero_init, finish=finish)
 
 
 def to_np(t: torch.Tensor) -> np.ndarray:
