@@ -292,6 +292,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "log.m_k_samples": (_int_at_least(0), "an integer >= 0 (samples; 0 or 1 = no M_k)"),
     "backend.timeout_s": (_finite_pos, "a number of seconds > 0"),
     "backend.threads_per_rank": (_opt(_int_at_least(1)), "null or an integer >= 1"),
+    "backend.ps": (_one_of("server", "shared"), "server or shared (how the sim runs a parameter-server algorithm)"),
     "topology.straggler.p": (lambda v: _is_num(v) and 0 <= v <= 1, "a probability in [0, 1]"),
     "topology.workers": (_int_at_least(1), "an integer >= 1"),
     "topology.stages": (_int_at_least(1), "an integer >= 1"),
@@ -336,6 +337,8 @@ def validate(cfg: DictConfig) -> None:
     if max_workers is not None and cfg.topology.workers > max_workers:
         raise ConfigError(f"topology.workers={cfg.topology.workers}: backend={cfg.backend.name} runs "
                           f"at most {max_workers} worker(s); use a parallel backend for more")
+    if hasattr(backend, "validate"):
+        backend.validate(cfg)  # the backend's own keys (torchdist: dist_backend, start_method, external)
     algo_max = getattr(algo, "MAX_WORKERS", None)
     if algo_max is not None and cfg.topology.workers > algo_max:
         raise ConfigError(f"topology.workers={cfg.topology.workers}: algo={cfg.algo.name} runs on "

@@ -191,6 +191,8 @@ def _execute(cfg: DictConfig, *, force: bool = False, quiet_skip: bool = False) 
     meta = {**base_meta(cfg, rid), **meta_extra}
     if cfg.backend.name in ("mpi",) or hasattr(backend, "mpi_version"):
         meta["mpi_library"] = backend.mpi_version() if hasattr(backend, "mpi_version") else None
+    if hasattr(backend, "library_meta"):
+        meta.update(backend.library_meta(cfg))
     atomic_write_json(run_dir / "meta.json", meta)
     write_status(run_dir, "running")
 

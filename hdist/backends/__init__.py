@@ -18,6 +18,7 @@ BACKENDS: dict[str, str] = {
     "process": "hdist.backends.process",
     "mpi": "hdist.backends.mpi",
     "sim": "hdist.backends.sim",
+    "torchdist": "hdist.backends.torchdist",
 }
 
 

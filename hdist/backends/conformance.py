@@ -45,7 +45,7 @@ CHECKS = ("world", "barrier", "allreduce_sum", "allreduce_mean", "allreduce_larg
           "ps_consistent_pull", "ps_push_pull", "ps_inconsistent_pull", "ps_final")
 INJECTED = "conformance: injected failure"
 #: Backends whose ranks are processes of their own, where ``die_rank`` can kill one rank only.
-DIE_BACKENDS = ("process", "mpi")
+DIE_BACKENDS = ("process", "mpi", "torchdist")
 
 
 def check(cfg) -> dict:

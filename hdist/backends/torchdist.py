@@ -1,0 +1,763 @@
+"""torchdist: every rank is a process of a ``torch.distributed`` group (gloo on CPU, NCCL on GPUs).
+
+The backend of the K-AVG issue: K-step averaging (kavg18 Alg. 1, :mod:`hdist.algos.kavg`) on the
+library PyTorch's own ``PeriodicModelAverager`` / ``PostLocalSGDOptimizer`` run on, so that the
+two can be compared step for step (``tests/test_torchdist.py``), and a way to run hdist's
+collective algorithms across nodes with ``torchrun``.
+
+Launch. :func:`launch` starts ``ranks = topology.workers`` processes with torch.multiprocessing
+(``backend.start_method``: forkserver, which has imported torch once, or spawn), plus one when
+the algorithm is a parameter-server one (rank 0 is then the server, ranks 1..P the workers, as
+on MPI). The parent hosts the rendezvous (a ``TCPStore`` on a free localhost port it picks
+itself, so no port race between runs); each rank calls ``init_process_group`` with it and
+``timeout = backend.timeout_s``, then builds a :class:`TorchComm`.
+
+Library backend (``backend.dist_backend``). ``auto``: NCCL when ``topology.devices`` is cuda
+and this machine has a GPU per rank (rank r -> ``cuda:r``, ``LOCAL_RANK`` under torchrun), else
+gloo on CPU (with a note on stderr when cuda was asked for). NCCL carries the collectives
+(all-reduce, broadcast: CPU tensors are staged through the rank's GPU, since hdist's algorithms
+keep their parameters on the CPU); point to point, barriers and the parameter server always go
+over gloo groups of their own (NCCL has no receive from any source).
+
+External worlds (``backend.external: auto``). Under ``torchrun`` (``RANK``, ``WORLD_SIZE``,
+``MASTER_ADDR`` and ``MASTER_PORT`` set, world > 1) nothing is spawned, as with the MPI backend:
+every rank joins the default group (``env://``, gloo), world rank 0 prepares the run directory,
+announces the run (its resolved config travels in the message: no shared file system is needed
+for it) and records the result; the other ranks follow (:func:`follow`) and run their part in
+place; :func:`release` tells them how it ended.
+
+Failures. A rank that raises reports ``(rank, kind, message)`` to the parent and exits; the
+peers blocked on it see their sockets close and fail at once (a rank blocked in a receive from
+any source waits at most ``backend.timeout_s``). The parent turns the first real error into
+``RuntimeError("rank N: ...")`` (or :class:`~hdist.types.Diverged`), names a rank that died
+without a word by its exit code, and gives the others ``_FAIL_GRACE_S`` before SIGTERM and then
+SIGKILL: nothing outlives a run. Ranks also die with the process that forked them
+(PR_SET_PDEATHSIG). In an external world there is no parent: a failing rank writes
+``error-r<rank>.json``/``.txt`` (and ``status.json`` when its error is the first), then exits,
+which ends its peers the same way and makes torchrun report the failure (MPI_Abort's part).
+
+Families: serial, ps (a server rank that serves with gloo point to point, like ``mpi.py``) and
+collective. Left out: ``shared`` (no shared memory between the ranks: inconsistent reads need
+the thread or process backends) and ``pipeline``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import queue
+import re
+import signal
+import socket
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from hdist.types import ConfigError, Diverged, RankCtx, RealClock
+
+NAME = "torchdist"
+FAMILIES = ("serial", "ps", "collective")
+
+#: Environment variables torchrun (torch.distributed.run) sets for every rank it starts.
+_LAUNCHER_ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+_PRELOAD = ["torch", "torch.distributed", "hdist.backends.torchdist", "hdist.problems", "hdist.metrics"]
+_FAIL_GRACE_S = 3.0  # seconds the other ranks get to exit on their own after one failed
+_STOP_GRACE_S = 3.0  # seconds between SIGTERM and SIGKILL when ranks are stopped
+_CONTROL_TIMEOUT_S = 3600.0  # external worlds: how long followers wait for world rank 0 between runs
+_ON = ("true", "yes", "on", "1", "always")  # backend.external: always run in place
+_OFF = ("false", "no", "off", "0", "never")  # backend.external: always spawn
+
+
+class PeerFailed(RuntimeError):
+    """A torch.distributed call failed: a peer died (its socket closed) or timed out (backend.timeout_s)."""
+
+
+class _Interrupted(BaseException):
+    """SIGTERM in a rank: unwinds so that its metrics files are closed complete."""
+
+
+def _sigterm(signum, frame):
+    raise _Interrupted(f"signal {signal.Signals(signum).name}")
+
+
+def _dist():
+    import torch.distributed as dist
+
+    if not dist.is_available():
+        raise ConfigError("backend=torchdist: this torch build has no torch.distributed")
+    return dist
+
+
+def _timeout(cfg) -> datetime.timedelta:
+    return datetime.timedelta(seconds=float(cfg.backend.timeout_s))
+
+
+# ---------------------------------------------------------------------------------------------
+# Configuration
+# ---------------------------------------------------------------------------------------------
+
+
+def validate(cfg) -> None:
+    """The backend's own keys (ConfigError): hdist.config.validate calls it before anything is written."""
+    b = cfg.backend
+    checks = (("dist_backend", ("auto", "gloo", "nccl")), ("start_method", ("forkserver", "spawn")),
+              ("external", ("auto",) + _ON + _OFF))
+    for key, allowed in checks:
+        v = str(b.get(key, allowed[0])).lower()
+        if v not in allowed:
+            raise ConfigError(f"backend.{key}={b.get(key)!r}: not allowed; expected {', '.join(allowed)}")
+
+
+def choose_dist_backend(cfg, ranks_here: int) -> str:
+    """gloo or nccl for a run whose ``ranks_here`` ranks on this machine need one GPU each."""
+    want = str(cfg.backend.get("dist_backend", "auto")).lower()
+    if want == "gloo":
+        return "gloo"
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    nccl = _dist().is_nccl_available()
+    if want == "nccl":
+        if not nccl or gpus < ranks_here:
+            raise ConfigError(f"backend.dist_backend=nccl: needs NCCL and one GPU per rank ({ranks_here}); this "
+                              f"machine has {gpus} GPU(s){'' if nccl else ' and a torch without NCCL'}; "
+                              f"use backend.dist_backend=gloo")
+        return "nccl"
+    if str(cfg.topology.get("devices", "cpu")).lower() != "cuda":
+        return "gloo"
+    if nccl and gpus >= ranks_here:
+        return "nccl"
+    print(f"[hdist] backend=torchdist: topology.devices=cuda but {gpus} GPU(s) for {ranks_here} rank(s)"
+          f"{'' if nccl else ' and no NCCL'}: gloo on CPU", file=sys.stderr)
+    return "gloo"
+
+
+def library_meta(cfg) -> dict:
+    """For meta.json (the counterpart of mpi.py's ``mpi_library``): torch.distributed's version and
+    the library backend this config gets on this machine."""
+    ranks = _ranks_needed(cfg, False)
+    try:
+        chosen = choose_dist_backend(cfg, ranks)
+    except ConfigError as e:
+        chosen = f"none ({e})"
+    lib = f"torch.distributed {torch.__version__}, {chosen}"
+    if chosen == "nccl":
+        lib += " " + ".".join(str(v) for v in torch.cuda.nccl.version())
+    return {"dist_library": lib}
+
+
+def _ranks_needed(cfg, server: bool) -> int:
+    return int(cfg.topology.workers) + (1 if server else 0)
+
+
+def _loopback() -> str | None:
+    """The loopback interface's name (gloo binds to what the host name resolves to otherwise,
+    which on a sandboxed or offline machine may be no local address at all)."""
+    try:
+        names = [n for _, n in socket.if_nameindex()]
+    except OSError:
+        return None
+    return next((n for n in names if n == "lo"), next((n for n in names if n.startswith("lo")), None))
+
+
+# ---------------------------------------------------------------------------------------------
+# The communication interface
+# ---------------------------------------------------------------------------------------------
+
+# Parameter-server protocol, on a gloo group of its own (user tags never collide with it). A
+# request is an int64 header [op, version] from a worker to rank 0 (tag _REQ), followed by the
+# delta (tag _DELTA) for PUSH and PUSH_PULL; a reply is an int64 header [version] (tag _REP),
+# followed by x (tag _X) for PULL and PUSH_PULL. Versions travel whole: staleness is exact.
+_PULL, _PUSH, _PUSH_PULL, _VERSION, _DONE = 1, 2, 3, 4, 5
+_REQ, _DELTA, _REP, _X = 1, 2, 3, 4
+
+
+class TorchComm(RealClock):
+    """:class:`~hdist.types.Comm` over torch.distributed. Every blocking call waits at most the
+    groups' timeout (``backend.timeout_s``); a failure of the library becomes :class:`PeerFailed`.
+
+    Groups (created collectively, in the same order on every rank): ``p2p`` (gloo: send/recv,
+    barrier), ``coll`` (the collectives: ``p2p`` itself on gloo, an NCCL group on GPUs) and
+    ``ps`` (gloo: the parameter-server protocol). With ``has_server``, rank 0 keeps x and its
+    version and :meth:`serve` applies the workers' pushes one at a time in arrival order.
+    """
+
+    shared_memory = False
+
+    def __init__(self, has_server: bool = False, timeout_s: float = 30.0, dist_backend: str = "gloo",
+                 device: torch.device | None = None):
+        dist = _dist()
+        self.dist = dist
+        self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
+        self.has_server = bool(has_server)
+        if self.has_server and self.world_size < 2:
+            raise ValueError("backend=torchdist: a server rank needs a world of at least 2 ranks")
+        self.n_workers = self.world_size - 1 if self.has_server else self.world_size
+        self.worker_index = (self.rank - 1 if self.rank > 0 else None) if self.has_server else self.rank
+        self.timeout_s = float(timeout_s)
+        self.dist_backend = dist_backend
+        self.device = device if dist_backend == "nccl" else None
+        td = datetime.timedelta(seconds=self.timeout_s)
+        with self._guard("creating the process groups"):
+            self.p2p = dist.new_group(backend="gloo", timeout=td)
+            if dist_backend == "nccl":
+                torch.cuda.set_device(self.device)
+                self.coll = dist.new_group(backend="nccl", timeout=td)
+            else:
+                self.coll = self.p2p
+            self.ps = dist.new_group(backend="gloo", timeout=td)
+        self._groups = [g for g in (self.p2p, self.coll, self.ps) if g is not None]
+        self._pending: list = []  # (work, buffer) of sends not yet complete
+        self._hdr = torch.zeros(2, dtype=torch.int64)
+        self._rep = torch.zeros(1, dtype=torch.int64)
+        # Parameter-server state: x on the server; the last version seen on a worker.
+        self._x: torch.Tensor | None = None
+        self._numel, self._dtype = 0, None
+        self._version = 0
+        self._done = False
+
+    # --- failures -----------------------------------------------------------------------------
+    class _Guard:
+        def __init__(self, what: str, timeout_s: float):
+            self.what, self.timeout_s = what, timeout_s
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, typ, exc, tb):
+            # gloo and NCCL raise RuntimeError (DistBackendError is one) for a closed socket or a timeout.
+            if exc is not None and isinstance(exc, RuntimeError) and not isinstance(exc, PeerFailed):
+                first = (str(exc).strip().splitlines() or [""])[0]
+                first = re.sub(r"^\[[^\]]*\.(cc|cpp|h):\d+\]\s*", "", first)  # gloo's source location
+                raise PeerFailed(f"{self.what}: {first[:300]} (a peer failed or took longer than "
+                                 f"{self.timeout_s:g} s; backend.timeout_s)") from None
+            return False
+
+    def _guard(self, what: str) -> TorchComm._Guard:
+        return TorchComm._Guard(what, self.timeout_s)
+
+    # --- collectives --------------------------------------------------------------------------
+    def _staged(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The buffer the library works on: ``tensor`` itself when it can, else a copy (non-
+        contiguous, or a CPU tensor on NCCL)."""
+        if self.device is not None and tensor.device != self.device:
+            return tensor.detach().reshape(-1).to(self.device)
+        if not tensor.is_contiguous():
+            return tensor.detach().reshape(-1).contiguous()
+        return tensor.detach()
+
+    @staticmethod
+    def _back(tensor: torch.Tensor, buf: torch.Tensor) -> None:
+        if buf.data_ptr() != tensor.data_ptr() or buf.device != tensor.device:
+            tensor.copy_(buf.view(tensor.shape))
+
+    def barrier(self) -> None:
+        with self._guard("barrier"):
+            self.dist.barrier(group=self.p2p)
+
+    def broadcast(self, tensor: torch.Tensor, root: int = 0) -> None:
+        buf = self._staged(tensor)
+        with self._guard(f"broadcast from rank {root}"):
+            self.dist.broadcast(buf, src=root, group=self.coll)
+        self._back(tensor, buf)
+
+    def allreduce(self, tensor: torch.Tensor, op: str = "sum") -> None:
+        if op not in ("sum", "mean"):
+            raise ValueError(f"allreduce op {op!r}: expected sum or mean")
+        buf = self._staged(tensor)
+        with self._guard("allreduce"):
+            self.dist.all_reduce(buf, op=self.dist.ReduceOp.SUM, group=self.coll)
+        if op == "mean":
+            # Sum, then divide (gloo has no AVG): the arithmetic of every other hdist backend.
+            buf.div_(self.world_size)
+        self._back(tensor, buf)
+
+    # --- point to point -----------------------------------------------------------------------
+    def send(self, tensor: torch.Tensor, dst: int, tag: int = 0) -> None:
+        # Buffered, like the other backends: the receiver gets the values at the time of the call,
+        # and a send never waits for its receive (a ring of sends then receives works).
+        buf = tensor.detach().reshape(-1).to("cpu", copy=True).contiguous()
+        with self._guard(f"send to rank {dst} tag {tag}"):
+            work = self.dist.isend(buf, dst, group=self.p2p, tag=tag)
+        self._pending.append((work, buf))
+        self._pending = [(w, b) for w, b in self._pending if not w.is_completed()]
+
+    def recv(self, tensor: torch.Tensor, src: int | None = None, tag: int = 0) -> int:
+        buf = tensor.detach() if tensor.is_contiguous() and tensor.is_cpu else \
+            torch.empty(tensor.numel(), dtype=tensor.dtype)
+        with self._guard(f"recv from {'any rank' if src is None else f'rank {src}'} tag {tag}"):
+            sender = self.dist.recv(buf, src, group=self.p2p, tag=tag)
+        self._back(tensor, buf)
+        return int(sender)
+
+    def close(self) -> None:
+        """Complete the sends still in flight (at most ``timeout_s``), then free the groups."""
+        with self._guard("sends in flight"):
+            for work, _ in self._pending:
+                work.wait(datetime.timedelta(seconds=self.timeout_s))
+        self._pending = []
+        if self.device is not None:
+            torch.cuda.synchronize(self.device)
+        for g in dict.fromkeys(self._groups):  # coll may be p2p: destroy each group once
+            try:
+                self.dist.destroy_process_group(g)
+            except Exception:
+                pass
+        self._groups = []
+
+    # --- parameter server ---------------------------------------------------------------------
+    def _need_server(self, what: str) -> None:
+        if not self.has_server:
+            raise RuntimeError(f"{what}: this torchdist run has no server rank (parameter-server algorithms get "
+                               f"one: their FAMILIES include 'ps')")
+
+    def _worker_only(self, what: str) -> None:
+        self._need_server(what)
+        if self.rank == 0:
+            raise RuntimeError(f"{what}: the server rank applies updates, it does not send any")
+        if self._done:
+            raise RuntimeError(f"{what}: called after ps_done")
+
+    def _check_delta(self, delta: torch.Tensor) -> None:
+        if delta.numel() != self._numel or delta.dtype != self._dtype:
+            raise ValueError(f"push: delta has {delta.numel()} {delta.dtype} elements; x has {self._numel} "
+                             f"{self._dtype}")
+
+    def _request(self, op: int, version: int = 0, delta: torch.Tensor | None = None) -> None:
+        """A worker's request to the server; returns once it is on its way (the buffers may change)."""
+        hdr = torch.tensor([op, int(version)], dtype=torch.int64)
+        works = [self.dist.isend(hdr, 0, group=self.ps, tag=_REQ)]
+        if delta is not None:
+            works.append(self.dist.isend(self._staged_cpu(delta), 0, group=self.ps, tag=_DELTA))
+        td = datetime.timedelta(seconds=self.timeout_s)
+        for w in works:
+            w.wait(td)
+
+    @staticmethod
+    def _staged_cpu(t: torch.Tensor) -> torch.Tensor:
+        t = t.detach()
+        return t if t.is_cpu and t.is_contiguous() else t.reshape(-1).to("cpu").contiguous()
+
+    def _reply(self, out: torch.Tensor | None) -> int:
+        """The server's reply: its version, and x into ``out`` when given."""
+        self.dist.recv(self._rep, 0, group=self.ps, tag=_REP)
+        if out is not None:
+            buf = out.detach() if out.is_cpu and out.is_contiguous() else torch.empty(self._numel, dtype=self._dtype)
+            self.dist.recv(buf, 0, group=self.ps, tag=_X)
+            self._back(out, buf)
+        self._version = int(self._rep[0])
+        return self._version
+
+    def ps_init(self, x0: torch.Tensor) -> None:
+        self._need_server("ps_init")
+        self._numel, self._dtype = x0.numel(), x0.dtype
+        if self.rank == 0:
+            self._x = x0.detach().reshape(-1).to("cpu").clone().contiguous()
+        self._version = 0
+        self._done = False
+        self.barrier()
+
+    def ps_version(self) -> int:
+        self._need_server("ps_version")
+        if self.rank == 0 or self._done:
+            return self._version
+        with self._guard("ps_version: the server's reply"):
+            self._request(_VERSION)
+            return self._reply(None)
+
+    def pull(self, out: torch.Tensor, consistent: bool = True) -> int:
+        # Always consistent: the server sends a whole x between two updates.
+        self._need_server("pull")
+        if self.rank == 0:
+            out.copy_(self._x.view_as(out))
+            return self._version
+        if self._done:
+            raise RuntimeError("pull: called after ps_done")
+        with self._guard("pull: the server's reply"):
+            self._request(_PULL)
+            return self._reply(out)
+
+    def push(self, delta: torch.Tensor, version: int, consistent: bool = True, donate: bool = False) -> None:
+        """Send ``delta`` to the server and return None: the server applies it in arrival order
+        and reports the staleness to ``serve``'s ``on_apply``. ``donate`` changes nothing here:
+        the push returns once ``delta`` has been sent, so it is never kept."""
+        self._worker_only("push")
+        self._check_delta(delta)
+        with self._guard("push: the server's receive"):
+            self._request(_PUSH, version, delta)
+        return None
+
+    def push_pull(self, delta: torch.Tensor, version: int, out: torch.Tensor) -> tuple[int, int]:
+        self._worker_only("push_pull")
+        self._check_delta(delta)
+        with self._guard("push_pull: the server's reply"):
+            self._request(_PUSH_PULL, version, delta)
+            after = self._reply(out)
+        return after - 1 - int(version), after
+
+    def ps_done(self) -> None:
+        if not self.has_server or self.rank == 0 or self._done:
+            return None
+        with self._guard("ps_done"):
+            self._request(_DONE)
+        self._done = True
+        return None
+
+    def serve(self, on_apply: Callable[[int, torch.Tensor, int], None] | None = None) -> None:
+        """The server loop: one request at a time, in arrival order, until every worker is done."""
+        if not (self.has_server and self.rank == 0):
+            raise RuntimeError("serve: only the server rank (rank 0 of a run with a server) serves")
+        if self._x is None:
+            raise RuntimeError("serve: call ps_init first")
+        dist, ps, x = self.dist, self.ps, self._x
+        hdr, rep = self._hdr, self._rep
+        delta = torch.empty_like(x)
+        td = datetime.timedelta(seconds=self.timeout_s)
+        active = self.n_workers
+        while active:
+            with self._guard("serve: a worker's request"):
+                src = int(dist.recv(hdr, None, group=ps, tag=_REQ))
+            op, pushed = int(hdr[0]), int(hdr[1])
+            if op in (_PUSH, _PUSH_PULL):
+                with self._guard(f"serve: the delta of rank {src}"):
+                    dist.recv(delta, src, group=ps, tag=_DELTA)
+                staleness = self._version - pushed
+                x.add_(delta)
+                self._version += 1
+                if on_apply is not None:
+                    on_apply(self._version, x, staleness)
+            if op in (_PULL, _PUSH_PULL, _VERSION):
+                rep[0] = self._version
+                with self._guard(f"serve: the reply to rank {src}"):
+                    works = [dist.isend(rep, src, group=ps, tag=_REP)]
+                    if op != _VERSION:
+                        works.append(dist.isend(x, src, group=ps, tag=_X))
+                    for w in works:  # x does not change before it is on its way
+                        w.wait(td)
+            elif op == _DONE:
+                active -= 1
+            elif op != _PUSH:
+                raise RuntimeError(f"serve: unknown request {op} from rank {src}")
+
+
+def _make_comm(cfg, server: bool, dist_backend: str, local_rank: int) -> TorchComm:
+    device = torch.device("cuda", local_rank) if dist_backend == "nccl" else None
+    return TorchComm(has_server=server, timeout_s=float(cfg.backend.timeout_s), dist_backend=dist_backend,
+                     device=device)
+
+
+def _rank_ctx(cfg, run_dir: Path, run_id: str, comm: TorchComm, server: bool) -> RankCtx:
+    from hdist.backends._ranks import make_ctx
+
+    role = "server" if server and comm.rank == 0 else "worker"
+    ctx = make_ctx(cfg, run_dir, run_id, comm.rank, comm.world_size, comm, role=role)
+    if comm.device is not None:
+        ctx.device = comm.device
+    return ctx
+
+
+# ---------------------------------------------------------------------------------------------
+# Spawned ranks (one machine)
+# ---------------------------------------------------------------------------------------------
+
+
+def _context(method: str):
+    import torch.multiprocessing as tmp
+
+    ctx = tmp.get_context(method)
+    if method == "forkserver":
+        ctx.set_forkserver_preload(_PRELOAD)  # no effect once the forkserver runs (e.g. started by backend=process)
+    return ctx
+
+
+def _die_with_parent() -> None:
+    """SIGKILL this rank when the process that forked it dies (Linux; best effort elsewhere)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+def _child(rank: int, world: int, port: int, cfg_dict: dict, run_dir: str, run_id: str, server: bool,
+           dist_backend: str, rank_fn: Callable[[RankCtx], None], errq, threads: int) -> None:
+    _die_with_parent()
+    signal.signal(signal.SIGTERM, _sigterm)
+    lo = _loopback()
+    if lo:
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", lo)  # every rank is on this machine
+    torch.set_num_threads(threads)
+    try:
+        from omegaconf import OmegaConf
+
+        from hdist.backends._ranks import run_rank
+
+        dist = _dist()
+        cfg = OmegaConf.create(cfg_dict)
+        td = _timeout(cfg)
+        with TorchComm._Guard("rendezvous", td.total_seconds()):
+            store = dist.TCPStore("127.0.0.1", port, world, is_master=False, timeout=td)
+            dist.init_process_group("gloo", store=store, rank=rank, world_size=world, timeout=td)
+        comm = _make_comm(cfg, server, dist_backend, rank)
+        run_rank(_rank_ctx(cfg, Path(run_dir), run_id, comm, server), rank_fn)
+        comm.close()
+        dist.destroy_process_group()
+    except PeerFailed as e:
+        errq.put((rank, "peer", f"PeerFailed: {e}"))
+        raise SystemExit(3) from None
+    except Diverged as e:
+        errq.put((rank, "diverged", str(e)))
+        raise SystemExit(4) from None
+    except _Interrupted as e:
+        errq.put((rank, "interrupted", str(e)))
+        raise SystemExit(128 + signal.SIGTERM) from None
+    except BaseException as e:  # noqa: B036 - every way out is reported to the parent
+        errq.put((rank, "error", f"{type(e).__name__}: {e}\n{traceback.format_exc()}"))
+        raise SystemExit(1) from None
+
+
+def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], run_id: str = "", n_params: int = 0,
+           server: bool = False) -> None:
+    from omegaconf import OmegaConf
+
+    from hdist.backends._ranks import threads_per_rank
+
+    validate(cfg)
+    run_dir = Path(run_dir).resolve()
+    if in_external_world(cfg):
+        return _launch_in_place(run_dir, cfg, rank_fn, run_id, server)
+    dist = _dist()
+    world = _ranks_needed(cfg, server)
+    dist_backend = choose_dist_backend(cfg, world)
+    mp = _context(str(cfg.backend.get("start_method", "forkserver")).lower())
+    # The rendezvous lives in the parent, on a port the OS picks: no free-port race between runs.
+    store = dist.TCPStore("127.0.0.1", 0, world + 1, is_master=True, wait_for_workers=False, timeout=_timeout(cfg))
+    errq = mp.Queue()
+    cfg_dict = OmegaConf.to_container(cfg, resolve=True)
+    threads = threads_per_rank(cfg, world)
+    procs = [mp.Process(target=_child, name=f"hdist-torchdist-rank{r}", daemon=True,
+                        args=(r, world, store.port, cfg_dict, str(run_dir), run_id, server, dist_backend, rank_fn,
+                              errq, threads))
+             for r in range(world)]
+    errors: list[tuple[int, str, str]] = []
+    ended: dict[int, int] = {}  # rank -> exit code, of the ranks that ended before any was stopped
+    try:
+        for p in procs:
+            p.start()
+        ended = _watch(procs, errq, errors, float(cfg.backend.timeout_s))
+    finally:
+        _stop(procs)
+        del store
+    _raise_first(errors, ended, procs)
+
+
+def _watch(procs, errq, errors, timeout_s: float) -> dict[int, int]:
+    """Wait for the ranks; after the first failure give the others a moment to exit by themselves.
+    Returns the exit codes of the ranks that ended on their own (rank -> code)."""
+    failed_at = None
+    while True:
+        try:
+            errors.append(errq.get(timeout=0.1))
+        except queue.Empty:
+            pass
+        alive = [p for p in procs if p.is_alive()]
+        if failed_at is None and (errors or any(p.exitcode not in (0, None) for p in procs)):
+            failed_at = time.monotonic()
+        if not alive:
+            break
+        if failed_at is not None and time.monotonic() - failed_at > min(timeout_s, _FAIL_GRACE_S):
+            break
+    ended = {r: p.exitcode for r, p in enumerate(procs) if p.exitcode is not None}
+    while True:  # messages sent just before exit
+        try:
+            errors.append(errq.get(timeout=0.05))
+        except queue.Empty:
+            break
+    return ended
+
+
+def _stop(procs) -> None:
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    deadline = time.monotonic() + _STOP_GRACE_S
+    for p in procs:
+        p.join(timeout=max(0.05, deadline - time.monotonic()))
+    for p in procs:
+        if p.is_alive():  # blocked inside the library, where SIGTERM's handler cannot run
+            p.kill()
+            p.join(timeout=2)
+
+
+def _raise_first(errors, ended: dict[int, int], procs) -> None:
+    real = [e for e in errors if e[1] not in ("peer", "interrupted")]
+    if real:
+        rank, kind, msg = real[0]
+        if kind == "diverged":
+            raise Diverged(msg)
+        raise RuntimeError(f"rank {rank}: {msg}")
+    # A rank that died without a word (a signal, os._exit) before the ones that only saw it die;
+    # not one that _stop ended.
+    reported = {e[0] for e in errors}
+    silent = [(r, c) for r, c in sorted(ended.items()) if c != 0 and r not in reported]
+    bad = [(r, p.exitcode) for r, p in enumerate(procs) if p.exitcode not in (0, None)]
+    if silent:
+        rank, code = silent[0]
+        how = f"signal {-code}" if code < 0 else f"exit code {code}"
+        raise RuntimeError(f"rank {rank} died ({how}) without a message")
+    if errors:
+        rank, _, msg = errors[0]
+        raise RuntimeError(f"rank {rank}: {msg}")
+    if bad:
+        rank, code = bad[0]
+        raise RuntimeError(f"rank {rank} exited with code {code}")
+
+
+# ---------------------------------------------------------------------------------------------
+# External worlds (torchrun): world rank 0 leads, the others follow
+# ---------------------------------------------------------------------------------------------
+
+
+def in_external_world(cfg=None) -> bool:
+    """True when this process is one rank of a torchrun world larger than one (and
+    ``backend.external`` is not false): the run's ranks are then that world's ranks."""
+    mode = "auto" if cfg is None else str(cfg.backend.get("external", "auto")).lower()
+    if mode in _OFF:
+        return False
+    started = all(k in os.environ for k in _LAUNCHER_ENV)
+    if mode in _ON:
+        if not started:
+            raise ConfigError("backend.external=true: no torchrun environment (RANK, WORLD_SIZE, MASTER_ADDR, "
+                              "MASTER_PORT); start hdist with torchrun or set backend.external=auto")
+        return True
+    return started and int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
+
+
+def world_rank() -> int:
+    return int(os.environ["RANK"])
+
+
+def _control():
+    """torch.distributed with the default group joined (env://, gloo): the leader's messages."""
+    dist = _dist()
+    if not dist.is_initialized():
+        dist.init_process_group("gloo", init_method="env://",
+                                timeout=datetime.timedelta(seconds=_CONTROL_TIMEOUT_S))
+    return dist
+
+
+def _tell_followers(msg: dict) -> None:
+    _control().broadcast_object_list([msg], src=0)
+
+
+def _hear_leader() -> dict:
+    box: list[Any] = [None]
+    _control().broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def follow(rank_fn: Callable[[RankCtx], None]) -> tuple:
+    """A non-zero rank of an external world: run the part of the run rank 0 announces.
+
+    Returns ``(run_id, run_dir, status, reason, skipped)`` as rank 0 recorded it.
+    """
+    from omegaconf import OmegaConf
+
+    msg = _hear_leader()
+    if msg["kind"] == "run":
+        run_dir = Path(msg["run_dir"])
+        run_dir.mkdir(parents=True, exist_ok=True)  # another node without a shared file system
+        _run_in_place(run_dir, OmegaConf.create(msg["cfg"]), rank_fn, msg["run_id"], msg["server"],
+                      msg["dist_backend"])
+        msg = _hear_leader()
+    return msg["run_id"], Path(msg["run_dir"]), msg["status"], msg["reason"], msg["skipped"]
+
+
+def release(result) -> None:
+    """World rank 0 after its run (or its skip, or its failure before the start): tell the
+    followers how it ended so that they return too. ``result`` is a RunResult-like object."""
+    _tell_followers({"kind": "end", "run_id": result.run_id, "run_dir": str(result.run_dir),
+                     "status": result.status, "reason": result.reason, "skipped": bool(result.skipped)})
+
+
+def _launch_in_place(run_dir: Path, cfg, rank_fn, run_id: str, server: bool) -> None:
+    from omegaconf import OmegaConf
+
+    size, need = int(os.environ["WORLD_SIZE"]), _ranks_needed(cfg, server)
+    if size != need:
+        raise ConfigError(f"topology.workers={cfg.topology.workers}: this torchrun world has {size} rank(s) but the "
+                          f"run needs {need} ({cfg.topology.workers} worker(s){' + 1 server' if server else ''}); "
+                          f"start it with --nproc-per-node/--nnodes giving {need} or set "
+                          f"topology.workers={size - (1 if server else 0)}")
+    here = int(os.environ.get("LOCAL_WORLD_SIZE", size))
+    dist_backend = choose_dist_backend(cfg, here)  # the leader decides for every node
+    _tell_followers({"kind": "run", "run_dir": str(run_dir), "run_id": run_id, "server": bool(server),
+                     "dist_backend": dist_backend, "cfg": OmegaConf.to_container(cfg, resolve=True)})
+    _run_in_place(run_dir, cfg, rank_fn, run_id, server, dist_backend)
+
+
+def _run_in_place(run_dir: Path, cfg, rank_fn, run_id: str, server: bool, dist_backend: str) -> None:
+    """This process's rank of the run; on failure record it and exit (which ends the peers)."""
+    from hdist.backends._ranks import run_rank, threads_per_rank
+
+    dist = _control()
+    rank = dist.get_rank()
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads_per_rank(cfg, int(os.environ.get("LOCAL_WORLD_SIZE", dist.get_world_size()))))
+        comm = _make_comm(cfg, server, dist_backend, int(os.environ.get("LOCAL_RANK", "0")))
+        run_rank(_rank_ctx(cfg, run_dir, run_id, comm, server), rank_fn)
+        comm.close()
+    except BaseException as e:  # noqa: B036 - every way out must end the whole world
+        try:
+            _record_failure(run_dir, rank, e)
+        except BaseException:
+            traceback.print_exc()
+        sys.stderr.flush()
+        # No parent to stop the others: exiting closes this rank's sockets, its peers fail at
+        # once, and torchrun reports the job failed (MPI_Abort's part on the mpi backend).
+        os._exit(4 if isinstance(e, Diverged) else 1)
+    finally:
+        torch.set_num_threads(old)
+
+
+def _kind(exc: BaseException) -> str:
+    if isinstance(exc, Diverged):
+        return "diverged"
+    if isinstance(exc, PeerFailed):
+        return "peer"
+    if isinstance(exc, (KeyboardInterrupt, _Interrupted)):
+        return "interrupted"
+    return "error"
+
+
+def _record_failure(run_dir: Path, rank: int, exc: BaseException) -> None:
+    """The rank's error files and, when its error is the first real one, status.json (no parent
+    records the run in an external world)."""
+    import json
+
+    from hdist.metrics import atomic_write_json, atomic_write_text
+
+    kind = _kind(exc)
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    message = first if kind == "diverged" else f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    run_dir = Path(run_dir)
+    atomic_write_json(run_dir / f"error-r{rank}.json",
+                      {"rank": rank, "kind": kind, "message": message, "time": time.time()})
+    atomic_write_text(run_dir / f"error-r{rank}.txt", f"{message}\n\n{traceback.format_exc()}")
+    order = {"error": 0, "diverged": 0, "interrupted": 1, "peer": 2}
+    reports = []
+    for f in run_dir.glob("error-r*.json"):
+        try:
+            reports.append(json.loads(f.read_text()))
+        except (OSError, ValueError):
+            continue
+    reports.sort(key=lambda e: (order.get(e.get("kind"), 0), e.get("time", 0.0)))
+    if reports and reports[0].get("rank") == rank:
+        status = "diverged" if kind == "diverged" else "failed"
+        reason = message if kind == "diverged" else f"RuntimeError: rank {rank}: {message}"
+        atomic_write_json(run_dir / "status.json", {"status": status, "reason": reason})
