@@ -5,7 +5,7 @@ SCALE ?= small
 STEMS ?= huo17-fig1
 BENCH ?= bench-overhead bench-data-models
 
-.PHONY: help install test test-all test-mpi test-gpu lint figures reproduce bench report clean
+.PHONY: help install test test-slow test-all test-mpi test-gpu lint figures reproduce bench report clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -15,6 +15,9 @@ install:  ## install hdist and its dev tools (CPU torch first: pip install torch
 
 test:  ## the default test suite (fast, no GPU, no network, no ../shared)
 	$(PY) -m pytest -q
+
+test-slow:  ## the slow tests only (the heavy stems at smoke scale, real-data loads when ../shared is there)
+	$(PY) -m pytest -q -m "slow and not mpi and not gpu"
 
 test-all:  ## every test, slow ones and those that read ../shared/data included (no GPU)
 	$(PY) -m pytest -q -m "not gpu"

@@ -272,6 +272,9 @@ BASE_COLUMNS = {
     "seed": "seed", "scale": "scale.name",
 }
 
+# Config keys loaded as columns whether or not they vary (the hyperparameters figures label by).
+ALWAYS_PREFIXES = ("algo.", "scale.")
+
 
 def iter_runs(results_dir: Path, stems: Iterable[str] | None = None) -> Iterable[Path]:
     results_dir = Path(results_dir)
@@ -312,8 +315,10 @@ def load_results(results_dir: str | Path = "results", stems: Iterable[str] | str
                  status: Iterable[str] | None = ("done", "diverged")):
     """Metrics of every run under ``results_dir`` (optionally only ``stems``) as one DataFrame.
 
-    Each row carries its run's config columns: :data:`BASE_COLUMNS` and every config key that
-    varies between the runs loaded (the swept keys, by their dotted name), plus ``status``.
+    Each row carries its run's config columns: :data:`BASE_COLUMNS`, every config key that
+    varies between the runs loaded (the swept keys, by their dotted name), and every
+    ``algo.*`` and ``scale.*`` key (a figure needs the hyperparameters even when a stem holds
+    them fixed), plus ``status``.
     ``status`` filters runs (None keeps all, unfinished ones too).
     """
     import pandas as pd
@@ -332,7 +337,8 @@ def load_results(results_dir: str | Path = "results", stems: Iterable[str] | str
     keys = set().union(*summaries)
     ignore = {"run_dir", "reason", "results_dir", "stand_in_for", "progress", "log.flush_s"}
     varying = sorted(k for k in keys - ignore
-                     if len({json.dumps(s.get(k), sort_keys=True, default=str) for s in summaries}) > 1)
+                     if k.startswith(ALWAYS_PREFIXES)
+                     or len({json.dumps(s.get(k), sort_keys=True, default=str) for s in summaries}) > 1)
     frames = []
     for s in summaries:
         df = read_run_metrics(Path(s["run_dir"])).to_pandas()

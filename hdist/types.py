@@ -73,13 +73,15 @@ class Comm(Protocol):
         inconsistent (shared memory only): a lock-free copy that concurrent updates may tear.
         """
 
-    def push(self, delta: torch.Tensor, version: int, consistent: bool = True) -> int | None:
+    def push(self, delta: torch.Tensor, version: int, consistent: bool = True, donate: bool = False) -> int | None:
         """Apply ``x += delta``, computed from x at ``version``; return its staleness.
 
         Staleness = updates applied by others between that read and this apply. Consistent:
         under the lock / by the server, one update at a time; inconsistent: lock-free writes.
         Where a server applies the update later (``has_server``), it returns None and the
-        server reports the staleness to ``serve``'s ``on_apply``.
+        server reports the staleness to ``serve``'s ``on_apply``. ``donate``: the caller hands
+        ``delta`` over and never reads or writes it again, so a backend that applies it later
+        may keep it instead of copying it (the sim does).
         """
 
     def push_pull(self, delta: torch.Tensor, version: int, out: torch.Tensor) -> tuple[int, int]:

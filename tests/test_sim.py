@@ -109,7 +109,10 @@ def test_calibrate_writes_a_usable_topology(cli, tmp_path):
     assert text.startswith("# Calibrated by `hdist calibrate`")
     cfg = OmegaConf.load(out)
     assert cfg.name == "measured"
-    assert cfg.sim.compute.per_step_s > 0 and cfg.sim.memory_Bps > 0
+    # On a loaded machine the fit may put all of the time in either term; their sum is the step.
+    c = cfg.sim.compute
+    assert c.per_step_s >= 0 and c.per_sample_s >= 0 and c.per_step_s + c.per_sample_s * 10 > 0
+    assert cfg.sim.memory_Bps > 0
     assert cfg.sim.compute.per_step_s != 2.0e-4  # replaced by the measurement
     # Comments survive: every key line still has one.
     for line in text.splitlines()[1:]:

@@ -43,10 +43,19 @@ class FlatModel:
             offset += n
         self.numel = offset
 
-    def grad(self, loss: torch.Tensor) -> torch.Tensor:
-        """The loss's gradient with respect to all parameters, as one flat vector."""
+    def grad(self, loss: torch.Tensor, scale: float | None = None) -> torch.Tensor:
+        """The loss's gradient with respect to all parameters, as one new flat vector; times
+        ``scale`` when given (written straight into the vector: one pass, not a copy and a scaling)."""
         grads = torch.autograd.grad(loss, self.params)
-        return torch.cat([g.reshape(-1) for g in grads])
+        if scale is None:
+            return torch.cat([g.reshape(-1) for g in grads])
+        out = torch.empty_like(self.flat)
+        offset = 0
+        for g in grads:
+            n = g.numel()
+            torch.mul(g.reshape(-1), scale, out=out[offset:offset + n])
+            offset += n
+        return out
 
 
 class Worker:

@@ -34,16 +34,17 @@ def worker_loop(ctx, problem, fm, w, snaps, consistent: bool = CONSISTENT) -> No
         version = comm.pull(fm.flat, consistent=consistent)  # 1. read x_hat (version k - tau)
         w.pulled(version, fm.flat, snaps)
         t1 = clock()
-        loss = problem.data_loss(fm.model(x), y)  # 2. compute G on M samples
-        g = fm.grad(loss)
-        if l2:
-            g.add_(fm.flat, alpha=l2)
         lr = lr_at(algo, version / w.spe_global)
+        loss = problem.data_loss(fm.model(x), y)  # 2. compute G on M samples, as the step -gamma G
+        step = fm.grad(loss, scale=-lr)
+        if l2:
+            step.add_(fm.flat, alpha=-lr * l2)
         comm.compute_done(x.shape[0])
         t2 = clock()
         w.straggler.after_compute(t2 - t1, ctx.log, comm.sleep)
         t3 = clock()
-        staleness = comm.push(g.mul_(-lr), version, consistent=consistent)  # 3. x <- x - gamma G
+        # 3. x <- x - gamma G; step is this iteration's own tensor, never touched again: donated.
+        staleness = comm.push(step, version, consistent=consistent, donate=True)
         t4 = clock()
         w.comm_s += (t1 - t0) + (t4 - t3)
         w.compute_s += t2 - t1

@@ -162,7 +162,7 @@ class LocalComm(RealClock):
         out.copy_(self.s.x)
         return version
 
-    def push(self, delta: torch.Tensor, version: int, consistent: bool = True) -> int:
+    def push(self, delta: torch.Tensor, version: int, consistent: bool = True, donate: bool = False) -> int:
         if consistent:
             self._acquire()
             try:

@@ -678,7 +678,7 @@ class MPIComm(RealClock):
         _copy_back(back, arr)
         return self._seen(st.Get_tag())
 
-    def push(self, delta: torch.Tensor, version: int, consistent: bool = True) -> None:
+    def push(self, delta: torch.Tensor, version: int, consistent: bool = True, donate: bool = False) -> None:
         """Send ``delta`` to the server and return None: the server applies it in arrival order
         and reports the staleness to ``serve``'s ``on_apply``."""
         self._worker_only("push")

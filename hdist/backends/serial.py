@@ -60,7 +60,7 @@ class SerialComm(RealClock):
         out.copy_(self._x)
         return self._version
 
-    def push(self, delta: torch.Tensor, version: int, consistent: bool = True) -> int:
+    def push(self, delta: torch.Tensor, version: int, consistent: bool = True, donate: bool = False) -> int:
         # One worker: nothing else updates x, so the staleness is 0.
         self._x.add_(delta)
         self._version += 1

@@ -10,7 +10,11 @@ is real); the *time* comes from a cost model (:class:`CostModel`, from ``topolog
 - a parameter server applies (and answers) one request at a time, each costing
   ``bytes / server_Bps``: it serialises the updates;
 - an all-reduce costs the ring formula ``2 (P-1) latency + 2 (P-1)/P bytes / bandwidth``;
-- shared-memory reads and writes cost ``bytes / memory_Bps``.
+- shared-memory reads and writes cost ``bytes / memory_Bps``; consistent ones hold a lock
+  (one at a time, like the thread and process backends' lock), lock-free ones do not.
+
+A parameter-server algorithm runs, by ``backend.ps``, against a server rank (``server``: the
+MPI architecture) or against shared memory (``shared``: the thread and process architecture).
 
 Ranks are greenlets (cooperative, so exactly one runs at a time). Every call into the
 communication interface first yields until the world's clock reaches the rank's own clock,
@@ -127,6 +131,8 @@ class World:
         self.on_apply: Callable | None = None
         self.done_workers = 0
         self.server_waiting = False
+        # Shared memory: when the lock guarding x is next free (consistent reads and writes).
+        self.lock_free = 0.0
         # Collectives: the n-th call of every rank meets the n-th call of the others.
         self.coll: dict[int, dict] = {}
         # Point to point.
@@ -341,14 +347,26 @@ class SimComm:
 
         w.at(arrival, arrive)
 
+    def _shared_access(self, consistent: bool) -> None:
+        """The time of one shared-memory read or write of x by this rank: a consistent access
+        waits for the lock and holds it for the copy; a lock-free one only pays the copy."""
+        w = self.w
+        cost = w.cost.memory_s(self._nbytes())
+        start = max(self.clock, w.lock_free) if consistent else self.clock
+        if consistent:
+            w.lock_free = start + cost
+        self._set_clock(start + cost)
+
     def pull(self, out: torch.Tensor, consistent: bool = True) -> int:
         self._sync("pull")
         w = self.w
         if self.worker_index is None or not self.has_server:
-            # The server reading its own x, or shared memory: a copy at this instant.
+            # The server reading its own x, or shared memory: a copy at this instant (the values
+            # of this instant even when the lock makes the copy finish later: the sim models
+            # the delay, not torn or later reads).
             out.copy_(w.x)
             if self.worker_index is not None:
-                self._set_clock(self.clock + w.cost.memory_s(self._nbytes()))
+                self._shared_access(consistent)
             return w.version
         request = self._arrival(0, 8)
         if self._server_now(request, self._nbytes()):
@@ -390,21 +408,23 @@ class SimComm:
             w.on_apply(w.version, w.x, staleness)
         return staleness
 
-    def push(self, delta: torch.Tensor, version: int, consistent: bool = True) -> int | None:
+    def push(self, delta: torch.Tensor, version: int, consistent: bool = True, donate: bool = False) -> int | None:
         self._sync("push")
         w = self.w
         if not self.has_server:
             staleness = w.version - version
             w.x.add_(delta)
             w.version += 1
-            self._set_clock(self.clock + w.cost.memory_s(self._nbytes()))
+            self._shared_access(consistent)
             return staleness
         arrival = self._arrival(0, self._nbytes())
         if self._server_now(arrival, self._nbytes()):
             # Applied in place at its virtual arrival time (see _server_now): no copy, no events.
             self._apply(delta, version, at=arrival)
         else:
-            payload = delta.detach().clone()
+            # The worker runs on before the server applies this: keep a copy, unless the caller
+            # donated delta (it never touches it again).
+            payload = delta.detach() if donate else delta.detach().clone()
             self._serve(arrival, lambda: self._apply(payload, version))
         # The worker goes on once its message is on the wire (the server applies it later).
         self._set_clock(self.clock + w.cost.wire_s(self._nbytes()))
@@ -416,11 +436,11 @@ class SimComm:
         if not self.has_server:
             st = self.push(delta, version)
             return st, self.pull(out)
-        payload = delta.detach().clone()
         arrival = self._arrival(0, self._nbytes())
 
         def serve():
-            st = self._apply(payload, version)
+            # No copy of delta: this rank is suspended until the reply, so it cannot change it.
+            st = self._apply(delta, version)
             out.copy_(w.x)
             self._resume_at(w.now + w.cost.message_s(self._nbytes()), (st, w.version))
 
@@ -455,6 +475,9 @@ class SimComm:
 def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], run_id: str = "", n_params: int = 0,
            server: bool = False) -> None:
     workers = int(cfg.topology.workers)
+    # backend.ps: a parameter-server algorithm against a server rank (as on mpi) or against
+    # shared memory with a lock (as on thread and process).
+    server = server and str(cfg.backend.get("ps") or "server") == "server"
     world_size = workers + (1 if server else 0)
     # One process plays every rank, one at a time. Its torch threads default to the serial
     # backend's (torch's default), so that one worker on sim equals the serial run bit for bit;

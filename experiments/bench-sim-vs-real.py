@@ -1,0 +1,101 @@
+"""bench-sim-vs-real: the calibrated sim's time to target against the measured process and mpi backends.
+
+Each real backend is paired with the sim in the same architecture: process (shared memory + a lock)
+with ``backend.ps=shared``, mpi (a server rank) with ``backend.ps=server``. Time to target is read on
+each run's own clock (real seconds, or the sim's virtual seconds), interpolated between evaluations
+(:mod:`hdist.analysis.speedup`); the target is one loss every run reaches. The prediction error of a
+pairing is |T_sim - T_real| / T_real on the medians over seeds.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from hdist.analysis.speedup import choose_target, time_to_target
+from hdist.claims import Claim, not_checked
+from hdist.plots import curves, data_note, figure
+
+GOAL = 0.15
+PAIRS = (("process", "sim (shared)"), ("mpi", "sim (server)"))
+
+
+def labelled(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows with ``side`` (process, mpi, sim (shared), sim (server)) and ``time`` (the run's own clock)."""
+    d = df.copy()
+    ps = d["backend.ps"] if "backend.ps" in d.columns else pd.Series([None] * len(d), index=d.index)
+    d["side"] = [f"sim ({p or 'server'})" if b == "sim" else b for b, p in zip(d["backend"], ps)]
+    d["time"] = d["sim_s"].where(d["backend"] == "sim", d["wall_s"])
+    return d
+
+
+def table(df: pd.DataFrame) -> tuple[pd.DataFrame, float]:
+    """Median time to target per side and worker count, and the target."""
+    d = labelled(df)
+    target = choose_target(d)
+    t = time_to_target(d, target, x="time").rename("t")
+    runs = d.drop_duplicates("run_id").set_index("run_id")[["side", "workers"]].join(t)
+    med = runs.groupby(["workers", "side"])["t"].median().unstack("side")
+    return med, target
+
+
+def errors(med: pd.DataFrame) -> dict[tuple[str, int], float]:
+    out = {}
+    for real, sim in PAIRS:
+        if real in med.columns and sim in med.columns:
+            for w in med.index:
+                r, s = med.loc[w, real], med.loc[w, sim]
+                if pd.notna(r) and pd.notna(s) and r > 0:
+                    out[(real, int(w))] = abs(s - r) / r
+    return out
+
+
+def plot(df: pd.DataFrame):
+    d = labelled(df)
+    med, target = table(df)
+    workers = sorted(d["workers"].unique())
+    fig, axes = figure(len(workers) + 1, width=4.0, title="bench-sim-vs-real: AsySG-con, MLP, batch 10; "
+                       f"target loss {target:.3g}" + data_note(df))
+    for ax, w in zip(axes, workers):
+        curves(ax, d[d["workers"] == w], "train_loss_full", x="time", by="side",
+               ylabel=f"{w} worker(s): training loss", logy=True)
+        ax.axhline(target, color="k", lw=0.6, ls=":")
+        ax.set_xlabel("seconds (sim: virtual)")
+    ax = axes[-1]
+    sides = list(med.columns)
+    width = 0.8 / max(1, len(sides))
+    for i, side in enumerate(sides):
+        ax.bar([j + i * width for j in range(len(med.index))], med[side].values, width=width, label=side)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(med.index))], [f"{w} worker(s)" for w in med.index])
+    ax.set_ylabel("time to target (s, median)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def tables(df: pd.DataFrame) -> str:
+    med, target = table(df)
+    err = errors(med)
+    lines = [f"Time to target (training loss {target:.4g}), median over seeds, seconds (sim: virtual).", "",
+             "| workers | " + " | ".join(med.columns) + " | " + " | ".join(f"error vs {r}" for r, _ in PAIRS) + " |",
+             "|---" * (1 + len(med.columns) + len(PAIRS)) + "|"]
+    for w in med.index:
+        cells = [f"{med.loc[w, c]:.3f}" if pd.notna(med.loc[w, c]) else "-" for c in med.columns]
+        errs = [f"{err[(r, int(w))]:.1%}" if (r, int(w)) in err else "-" for r, _ in PAIRS]
+        lines.append(f"| {w} | " + " | ".join(cells + errs) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def check(df: pd.DataFrame) -> list[Claim]:
+    med, target = table(df)
+    err = errors(med)
+    out = []
+    for real, sim in PAIRS:
+        for w in sorted(med.index):
+            what = f"the calibrated sim predicts {real}'s time to target at {w} worker(s) within {GOAL:.0%}"
+            if (real, int(w)) not in err:
+                out.append(not_checked(what, f"<= {GOAL:.0%}", f"no {real} or {sim} run reached the target"))
+                continue
+            e = err[(real, int(w))]
+            out.append(Claim(what, f"<= {GOAL:.0%}",
+                             f"{e:.1%} (sim {med.loc[w, sim]:.3f} s vs {real} {med.loc[w, real]:.3f} s)", e <= GOAL))
+    return out
