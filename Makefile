@@ -5,7 +5,7 @@ SCALE ?= small
 STEMS ?= huo17-fig1
 BENCH ?= bench-overhead bench-data-models
 
-.PHONY: help install test test-slow test-all test-mpi test-gpu lint figures reproduce bench report clean
+.PHONY: help install test test-slow test-all test-mpi test-gpu lint calibrate figures reproduce bench report clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ reproduce:  ## run the sweeps behind STEMS at SCALE (resumable): make reproduce 
 
 figures:  ## draw every figure and claim check from RESULTS (default results/)
 	hdist figures results_dir=$(RESULTS)
+
+calibrate:  ## time a step here and write conf/topology/calibrated_laptop.yaml (the sim's cost model; bench-sim-vs-real)
+	hdist calibrate calibrated_laptop model=mlp backend=process topology.workers=2
 
 report:  ## write RESULTS/REPORT.md
 	hdist report results_dir=$(RESULTS)

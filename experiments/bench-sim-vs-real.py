@@ -72,7 +72,7 @@ def plot(df: pd.DataFrame):
     return fig
 
 
-def tables(df: pd.DataFrame) -> str:
+def tables(df: pd.DataFrame) -> dict[str, str]:
     med, target = table(df)
     err = errors(med)
     lines = [f"Time to target (training loss {target:.4g}), median over seeds, seconds (sim: virtual).", "",
@@ -82,7 +82,7 @@ def tables(df: pd.DataFrame) -> str:
         cells = [f"{med.loc[w, c]:.3f}" if pd.notna(med.loc[w, c]) else "-" for c in med.columns]
         errs = [f"{err[(r, int(w))]:.1%}" if (r, int(w)) in err else "-" for r, _ in PAIRS]
         lines.append(f"| {w} | " + " | ".join(cells + errs) + " |")
-    return "\n".join(lines) + "\n"
+    return {"times": "\n".join(lines) + "\n"}
 
 
 def check(df: pd.DataFrame) -> list[Claim]:

@@ -28,6 +28,11 @@ ALGOS: dict[str, str] = {
     "dist_svrg": "hdist.algos.dist_svrg",
     "dfsdca": "hdist.algos.dfsdca",
     "cocoa_plus": "hdist.algos.cocoa_plus",
+    "bp": "hdist.algos.bp",  # pipeline (thesis ch. 5-6): backpropagation across K stages, the baseline
+    "ddg": "hdist.algos.ddg",  # ... delayed gradients, thesis Alg. 9-10 (SGD-DDG, Adam-DDG)
+    "fr": "hdist.algos.fr",  # ... Features Replay, thesis Alg. 11
+    "dni": "hdist.algos.dni",  # ... synthetic gradients (Jaderberg et al. 2017; thesis 5.5.1, 6.5.1)
+    "dataset_stats": "hdist.algos.dataset_stats",  # thesis Table 2: statistics of the loaded data (no training)
     "bench_overhead": "hdist.bench.overhead",
     "bench_round_robin": "hdist.bench.round_robin",
     "bench_data_models": "hdist.bench.data_models",

@@ -46,4 +46,4 @@ def worker_loop(ctx, problem, fm, w, snaps) -> None:
 
 
 def run(ctx) -> None:
-    run_frame(ctx, worker_loop)
+    run_frame(ctx, worker_loop, zero_init=bool(ctx.cfg.algo.get("zero_init")))
