@@ -7,6 +7,7 @@ import pandas as pd
 
 from hdist.claims import Claim
 from hdist.plots import figure
+from hdist.plots.bench import ratio_text, sides_panel
 
 GOAL = 1.10
 LABEL = {"asysg_con": "sim, 8 workers", "bench_round_robin": "8 replicas, no sim", "sgd": "serial SGD, 1 model"}
@@ -26,36 +27,26 @@ def per_update(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def summary(df: pd.DataFrame) -> pd.Series:
-    return per_update(df).groupby("side")["s_per_update"].median()
-
-
 def plot(df: pd.DataFrame):
     t = per_update(df)
-    s = summary(df)
     fig, (ax,) = figure(1, width=5.5, title="bench-sim-cost: MLP 784-100-10, batch 10")
-    for i, (side, g) in enumerate(t.groupby("side")):
-        ax.scatter([i] * len(g), g["s_per_update"] * 1e6, alpha=0.6)
-        ax.hlines(s[side] * 1e6, i - 0.2, i + 0.2, color="k")
-    ax.set_xticks(range(len(s)), list(s.index), fontsize=7)
-    ax.set_ylabel("real microseconds per update (median: bar)")
-    a, b = LABEL["asysg_con"], LABEL["bench_round_robin"]
-    if {a, b} <= set(s.index):
-        ax.set_title(f"sim / no-sim = {s[a] / s[b]:.3f} (goal <= {GOAL})", fontsize=8)
+    sides_panel(ax, t, "s_per_update", list(LABEL.values()), "real microseconds per update (bar: median)", scale=1e6)
+    r, _ = ratio_text(t, "s_per_update", LABEL["asysg_con"], LABEL["bench_round_robin"])
+    if r is not None:
+        ax.set_title(f"sim / no-sim = {r:.3f} (goal <= {GOAL})", fontsize=8)
     fig.tight_layout()
     return fig
 
 
 def check(df: pd.DataFrame) -> list[Claim]:
-    s = summary(df)
+    t = per_update(df)
     a, b, c = LABEL["asysg_con"], LABEL["bench_round_robin"], LABEL["sgd"]
     out = []
-    if {a, b} <= set(s.index):
-        r = float(s[a] / s[b])
+    r, text = ratio_text(t, "s_per_update", a, b, unit_scale=1e6, unit=" us/update")
+    if r is not None:
         out.append(Claim(f"simulating 8 workers costs <= {GOAL}x computing the same gradients serially "
-                         "(8 replicas, no simulator)", f"<= {GOAL}",
-                         f"{r:.3f} ({s[a] * 1e6:.0f} vs {s[b] * 1e6:.0f} us/update)", r <= GOAL))
-    if {a, c} <= set(s.index):
-        out.append(Claim("for reference: sim (8 workers) vs one-model serial SGD", "(no goal)",
-                         f"{s[a] / s[c]:.3f} ({s[a] * 1e6:.0f} vs {s[c] * 1e6:.0f} us/update)", None))
+                         "(8 replicas, no simulator)", f"<= {GOAL}", text, r <= GOAL))
+    r, text = ratio_text(t, "s_per_update", a, c, unit_scale=1e6, unit=" us/update")
+    if r is not None:
+        out.append(Claim("for reference: sim (8 workers) vs one-model serial SGD", "(no goal)", text, None))
     return out

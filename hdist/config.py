@@ -288,10 +288,17 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "algo.probe_layer": (_opt(_int_at_least(0)), "null or a layer index >= 0"),
     "algo.probe_lr": (_opt(_finite_pos), "null or a finite number > 0"),
     "algo.budget_gflop": (_opt(_finite_pos), "null or a finite number > 0 (GFLOP)"),
+    "algo.optimizer": (lambda v: isinstance(v, str) and v != "", "a torch.optim optimizer name (sgd, adam, ...)"),
+    "algo.cuts": (_opt(lambda v: isinstance(v, (list, ListConfig)) and all(_int_at_least(1)(c) for c in v)),
+                  "null or a list of block indices >= 1 where pipeline stages begin"),
+    "algo.sigma_every": (_int_at_least(0), "an integer >= 0 (steps between sigma probes; 0 = never)"),
+    "algo.synth_lr": (_opt(_finite_pos), "null or a finite number > 0"),
+    "algo.synth_width": (_opt(_int_at_least(1)), "null or an integer >= 1 (filters)"),
     "log.layer_every": (_int_at_least(0), "an integer >= 0 (steps; 0 = never)"),
     "log.m_k_samples": (_int_at_least(0), "an integer >= 0 (samples; 0 or 1 = no M_k)"),
     "backend.timeout_s": (_finite_pos, "a number of seconds > 0"),
     "backend.threads_per_rank": (_opt(_int_at_least(1)), "null or an integer >= 1"),
+    "backend.threads": (_opt(_int_at_least(1)), "null or an integer >= 1 (torch threads)"),
     "backend.ps": (_one_of("server", "shared"), "server or shared (how the sim runs a parameter-server algorithm)"),
     "topology.straggler.p": (lambda v: _is_num(v) and 0 <= v <= 1, "a probability in [0, 1]"),
     "topology.workers": (_int_at_least(1), "an integer >= 1"),
@@ -347,6 +354,7 @@ def validate(cfg: DictConfig) -> None:
     if isinstance(n_train, int) and cfg.topology.workers > n_train:
         raise ConfigError(f"topology.workers={cfg.topology.workers}: dataset.n_train={n_train} leaves workers "
                           f"without data; allowed: workers <= n_train")
+    _check_stages(cfg, algo)
     if hasattr(algo, "validate"):
         algo.validate(cfg)
     _check_shapes(cfg)
@@ -354,6 +362,53 @@ def validate(cfg: DictConfig) -> None:
 
 def _backend_names() -> list[str]:
     return group_options("backend")
+
+
+def _check_stages(cfg: DictConfig, algo) -> None:
+    """topology.stages = K cuts one model into K pipeline stages: pipeline algorithms only, one
+    replica (topology.workers = 1), at most one stage per block of the model, K-1 algo.cuts."""
+    K = int(cfg.topology.stages)
+    if "pipeline" not in getattr(algo, "FAMILIES", ()):
+        if K > 1:
+            from hdist.algos import ALGOS, get_algo
+
+            names = [n for n in ALGOS if "pipeline" in getattr(get_algo(n), "FAMILIES", ())]
+            raise ConfigError(f"topology.stages={K}: algo={cfg.algo.name} does not cut the model into stages; "
+                              f"stages > 1 need a pipeline algorithm: {', '.join(names)}")
+        return
+    if cfg.topology.workers > 1:
+        raise ConfigError(f"topology.workers={cfg.topology.workers}: algo={cfg.algo.name} trains one model cut into "
+                          f"topology.stages stages; set topology.workers=1")
+    n = _model_blocks(cfg)
+    if K > n:
+        raise ConfigError(f"topology.stages={K}: model={cfg.model.name} has {n} blocks to cut into stages; "
+                          f"allowed: 1..{n}")
+    cuts = cfg.algo.get("cuts")
+    if cuts is not None:
+        cuts = [int(c) for c in cuts]
+        if len(cuts) != K - 1:
+            raise ConfigError(f"algo.cuts={cuts}: {len(cuts)} cut(s) make {len(cuts) + 1} stages but "
+                              f"topology.stages={K}; give K-1 cuts")
+        if sorted(set(cuts)) != cuts or any(c < 1 or c >= n for c in cuts):
+            raise ConfigError(f"algo.cuts={cuts}: not allowed; expected increasing block indices in 1..{n - 1} "
+                              f"(model={cfg.model.name} has {n} blocks)")
+
+
+def _model_blocks(cfg: DictConfig) -> int:
+    """Top-level blocks of the configured model, built on the meta device (no memory, no init cost)."""
+    import torch
+
+    from hdist import models
+
+    kwargs = OmegaConf.to_container(cfg.model, resolve=True)
+    name = kwargs.pop("name")
+    try:
+        with torch.device("meta"):
+            return len(models.build_model(name, **kwargs))
+    except ConfigError:
+        raise
+    except Exception as e:
+        raise ConfigError(f"model={name}: cannot be built: {type(e).__name__}: {_first_line(e)}") from None
 
 
 def _check_shapes(cfg: DictConfig) -> None:

@@ -118,3 +118,45 @@ def test_calibrate_writes_a_usable_topology(cli, tmp_path):
     for line in text.splitlines()[1:]:
         if line.strip() and not line.strip().endswith(":"):
             assert "#" in line, line
+
+
+# --- a parameter-server algorithm against shared memory (backend.ps=shared) ------------------------
+
+
+def _train_s(path) -> float:
+    df = load_results(path)
+    return float(df[df["metric"] == "train_s"]["value"].iloc[0])
+
+
+@pytest.mark.parametrize("algo,locked", [("asysg_con", True), ("asysg_incon", False)])
+def test_shared_memory_lock_serialises_consistent_accesses(tmp_path, algo, locked):
+    # No compute time, 1 ms per copy of x: each update is a read and a write of x. Under the lock
+    # (consistent) the two workers' accesses take turns; lock-free ones overlap.
+    n_params = 79510  # MLP 784-100-10
+    bps = n_params * 4 / 1e-3
+    _run(tmp_path, f"algo={algo}", "backend=sim", "backend.ps=shared", "topology.workers=2",
+         "topology.sim.compute.per_step_s=0", f"topology.sim.memory_Bps={bps}")
+    df = load_results(tmp_path)
+    assert df["rank"].nunique() == 2  # no server rank: the workers share x
+    updates = df[df["metric"] == "updates_total"]["value"].sum()
+    expected = (2 * updates if locked else 2 * updates / 2) * 1e-3
+    assert _train_s(tmp_path) == pytest.approx(expected, rel=1e-4)  # + microseconds of barriers
+
+
+def test_bench_sim_cost_reproduces_at_smoke(cli, tmp_path):
+    code, out, err = cli("reproduce", "bench-sim-cost", "scale=smoke", "scale.n_train=200", "seed=0",
+                         "progress=quiet", f"results_dir={tmp_path}")
+    assert code == 0, err
+    assert (tmp_path / "figures" / "bench-sim-cost.png").exists()
+    assert "simulating 8 workers costs" in out
+
+
+@pytest.mark.mpi
+def test_bench_sim_vs_real_reproduces_at_smoke(cli, tmp_path):
+    code, out, err = cli("reproduce", "bench-sim-vs-real", "scale=smoke", "scale.n_train=300", "progress=quiet",
+                         f"results_dir={tmp_path}")
+    assert code == 0, err
+    table = (tmp_path / "figures" / "bench-sim-vs-real-times.md").read_text()
+    for side in ("process", "mpi", "sim (shared)", "sim (server)"):
+        assert side in table
+    assert out.count("the calibrated sim predicts") == 4  # process and mpi, 1 and 2 workers

@@ -38,6 +38,7 @@ ALGOS: dict[str, str] = {
     "bench_data_models": "hdist.bench.data_models",
     "bench_ps_mpi": "hdist.bench.ps_mpi",
     "bench_clars": "hdist.bench.clars",
+    "bench_postlocal": "hdist.bench.postlocal",
     "conformance": "hdist.backends.conformance",  # a test algorithm: the backend conformance suite
 }
 

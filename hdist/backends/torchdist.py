@@ -36,9 +36,10 @@ SIGKILL: nothing outlives a run. Ranks also die with the process that forked the
 ``error-r<rank>.json``/``.txt`` (and ``status.json`` when its error is the first), then exits,
 which ends its peers the same way and makes torchrun report the failure (MPI_Abort's part).
 
-Families: serial, ps (a server rank that serves with gloo point to point, like ``mpi.py``) and
-collective. Left out: ``shared`` (no shared memory between the ranks: inconsistent reads need
-the thread or process backends) and ``pipeline``.
+Families: serial, ps (a server rank that serves with gloo point to point, like ``mpi.py``),
+collective and pipeline (one rank per stage, ``topology.stages`` of them: :mod:`hdist.pipeline`).
+Left out: ``shared`` (no shared memory between the ranks: inconsistent reads need the thread or
+process backends).
 """
 
 from __future__ import annotations
@@ -60,7 +61,9 @@ import torch
 from hdist.types import ConfigError, Diverged, RankCtx, RealClock
 
 NAME = "torchdist"
-FAMILIES = ("serial", "ps", "collective")
+# torch_distributed: algorithms that call torch.distributed themselves on the default process
+# group this backend initialises (the PyTorch baselines of the benchmarks).
+FAMILIES = ("serial", "ps", "collective", "pipeline", "torch_distributed")
 
 #: Environment variables torchrun (torch.distributed.run) sets for every rank it starts.
 _LAUNCHER_ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
@@ -520,7 +523,7 @@ def _child(rank: int, world: int, port: int, cfg_dict: dict, run_dir: str, run_i
 
 
 def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], run_id: str = "", n_params: int = 0,
-           server: bool = False) -> None:
+           server: bool = False, ranks: int | None = None) -> None:
     from omegaconf import OmegaConf
 
     from hdist.backends._ranks import threads_per_rank
@@ -528,9 +531,9 @@ def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], run_id: str =
     validate(cfg)
     run_dir = Path(run_dir).resolve()
     if in_external_world(cfg):
-        return _launch_in_place(run_dir, cfg, rank_fn, run_id, server)
+        return _launch_in_place(run_dir, cfg, rank_fn, run_id, server, ranks)
     dist = _dist()
-    world = _ranks_needed(cfg, server)
+    world = int(ranks or _ranks_needed(cfg, server))  # ranks: one per stage of a pipeline algorithm
     dist_backend = choose_dist_backend(cfg, world)
     mp = _context(str(cfg.backend.get("start_method", "forkserver")).lower())
     # The rendezvous lives in the parent, on a port the OS picks: no free-port race between runs.
@@ -683,10 +686,13 @@ def release(result) -> None:
                      "status": result.status, "reason": result.reason, "skipped": bool(result.skipped)})
 
 
-def _launch_in_place(run_dir: Path, cfg, rank_fn, run_id: str, server: bool) -> None:
+def _launch_in_place(run_dir: Path, cfg, rank_fn, run_id: str, server: bool, ranks: int | None = None) -> None:
     from omegaconf import OmegaConf
 
-    size, need = int(os.environ["WORLD_SIZE"]), _ranks_needed(cfg, server)
+    size, need = int(os.environ["WORLD_SIZE"]), int(ranks or _ranks_needed(cfg, server))
+    if size != need and ranks:
+        raise ConfigError(f"topology.stages={ranks}: this torchrun world has {size} rank(s) but a pipeline needs one "
+                          f"rank per stage; start it with {ranks} ranks or set topology.stages={size}")
     if size != need:
         raise ConfigError(f"topology.workers={cfg.topology.workers}: this torchrun world has {size} rank(s) but the "
                           f"run needs {need} ({cfg.topology.workers} worker(s){' + 1 server' if server else ''}); "
