@@ -49,3 +49,12 @@ def test_averaging_rounds_and_epochs(tmp_path):
     # 512 samples / 4 learners / batch 16 = 8 local steps per epoch -> 4 rounds per epoch, 2 epochs.
     assert ev["updates"].max() == 8
     assert ev["epoch"].max() == pytest.approx(2.0)
+
+
+@pytest.mark.mpi
+def test_bench_kavg_mpi_reproduces_at_smoke(cli, tmp_path):
+    code, out, err = cli("reproduce", "bench-kavg-mpi", "scale=smoke", "scale.n_train=640", "seed=0",
+                         "progress=quiet", f"results_dir={tmp_path}")
+    assert code == 0, err
+    assert (tmp_path / "figures" / "bench-kavg-mpi.png").exists()
+    assert "K-AVG with K=16 takes less time per sample" in out and "[n/a]" not in out

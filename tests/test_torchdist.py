@@ -331,3 +331,13 @@ def test_nccl_kavg_and_conformance(tmp_path, monkeypatch):
         assert res.status == "done", res.reason
         params[lib] = torch.load(Path(res.run_dir) / "params-r1.pt")
     assert torch.equal(params["nccl"], params["gloo"])
+
+
+@pytest.mark.slow
+def test_bench_kavg_postlocal_reproduces_at_smoke(cli, tmp_path):
+    # 4 torchdist runs of 2 ranks (~2-3 s each): the benchmark's pipeline, not its timing.
+    code, out, err = cli("reproduce", "bench-kavg-postlocal", "scale=smoke", "scale.n_train=400", "seed=0",
+                         "progress=quiet", f"results_dir={tmp_path}")
+    assert code == 0, err
+    assert (tmp_path / "figures" / "bench-kavg-postlocal.png").exists()
+    assert "PostLocalSGDOptimizer" in out and "[n/a]" not in out

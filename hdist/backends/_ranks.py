@@ -50,3 +50,30 @@ def alloc_state_tensors(n_params: int, world: int, slot: int):
 
 def nan_to_none(v):
     return None if isinstance(v, float) and math.isnan(v) else v
+
+
+class ServerRankChecks:
+    """The argument checks of a backend whose parameter server is rank 0 (mpi, torchdist).
+
+    Needs ``has_server``, ``rank``, ``_done`` (this worker called ps_done), ``_numel`` and
+    ``_dtype`` (of x, set by ps_init) on the class it is mixed into, and ``BACKEND`` for messages.
+    """
+
+    BACKEND = ""
+
+    def _need_server(self, what: str) -> None:
+        if not self.has_server:
+            raise RuntimeError(f"{what}: this {self.BACKEND} run has no server rank (parameter-server algorithms "
+                               f"get one: their FAMILIES include 'ps')")
+
+    def _worker_only(self, what: str) -> None:
+        self._need_server(what)
+        if self.rank == 0:
+            raise RuntimeError(f"{what}: the server rank applies updates, it does not send any")
+        if self._done:
+            raise RuntimeError(f"{what}: called after ps_done")
+
+    def _check_delta(self, delta: torch.Tensor) -> None:
+        if delta.numel() != self._numel or delta.dtype != self._dtype:
+            raise ValueError(f"push: delta has {delta.numel()} {delta.dtype} elements; x has {self._numel} "
+                             f"{self._dtype}")

@@ -47,6 +47,7 @@ from typing import Any, Callable
 
 import torch
 
+from hdist.backends._ranks import ServerRankChecks
 from hdist.types import ConfigError, Diverged, RankCtx, RealClock
 
 NAME = "mpi"
@@ -494,13 +495,15 @@ def _copy_back(t: torch.Tensor | None, arr) -> None:
         t.copy_(torch.from_numpy(arr).view(t.shape))
 
 
-class MPIComm(RealClock):
+class MPIComm(ServerRankChecks, RealClock):
     """:class:`~hdist.types.Comm` over MPI: buffer (upper-case) mpi4py calls on numpy views of
     torch tensors; every blocking wait is a non-blocking call polled until ``timeout_s``.
 
     With ``has_server``, rank 0 is the parameter server: it keeps x and its version, and
     :meth:`serve` applies the workers' pushes one at a time in arrival order.
     """
+
+    BACKEND = "MPI"  # in error messages
 
     shared_memory = False
 
@@ -608,23 +611,6 @@ class MPIComm(RealClock):
                 pass
 
     # --- parameter server ---------------------------------------------------------------------
-    def _need_server(self, what: str) -> None:
-        if not self.has_server:
-            raise RuntimeError(f"{what}: this MPI run has no server rank (parameter-server algorithms get one: "
-                               f"their FAMILIES include 'ps')")
-
-    def _worker_only(self, what: str) -> None:
-        self._need_server(what)
-        if self.rank == 0:
-            raise RuntimeError(f"{what}: the server rank applies updates, it does not send any")
-        if self._done:
-            raise RuntimeError(f"{what}: called after ps_done")
-
-    def _check_delta(self, delta: torch.Tensor) -> None:
-        if delta.numel() != self._numel or delta.dtype != self._dtype:
-            raise ValueError(f"push: delta has {delta.numel()} {delta.dtype} elements; x has {self._numel} "
-                             f"{self._dtype}")
-
     def _view(self, t: torch.Tensor, slot: int):
         """``_flat_np(t)``, remembered per call site for the tensor passed last time: algorithms
         pull into (and often push from) the same buffer at every step."""

@@ -58,6 +58,7 @@ from typing import Any, Callable
 
 import torch
 
+from hdist.backends._ranks import ServerRankChecks
 from hdist.types import ConfigError, Diverged, RankCtx, RealClock
 
 NAME = "torchdist"
@@ -177,7 +178,7 @@ _PULL, _PUSH, _PUSH_PULL, _VERSION, _DONE = 1, 2, 3, 4, 5
 _REQ, _DELTA, _REP, _X = 1, 2, 3, 4
 
 
-class TorchComm(RealClock):
+class TorchComm(ServerRankChecks, RealClock):
     """:class:`~hdist.types.Comm` over torch.distributed. Every blocking call waits at most the
     groups' timeout (``backend.timeout_s``); a failure of the library becomes :class:`PeerFailed`.
 
@@ -186,6 +187,8 @@ class TorchComm(RealClock):
     ``ps`` (gloo: the parameter-server protocol). With ``has_server``, rank 0 keeps x and its
     version and :meth:`serve` applies the workers' pushes one at a time in arrival order.
     """
+
+    BACKEND = "torchdist"  # in error messages
 
     shared_memory = False
 
@@ -311,23 +314,6 @@ class TorchComm(RealClock):
         self._groups = []
 
     # --- parameter server ---------------------------------------------------------------------
-    def _need_server(self, what: str) -> None:
-        if not self.has_server:
-            raise RuntimeError(f"{what}: this torchdist run has no server rank (parameter-server algorithms get "
-                               f"one: their FAMILIES include 'ps')")
-
-    def _worker_only(self, what: str) -> None:
-        self._need_server(what)
-        if self.rank == 0:
-            raise RuntimeError(f"{what}: the server rank applies updates, it does not send any")
-        if self._done:
-            raise RuntimeError(f"{what}: called after ps_done")
-
-    def _check_delta(self, delta: torch.Tensor) -> None:
-        if delta.numel() != self._numel or delta.dtype != self._dtype:
-            raise ValueError(f"push: delta has {delta.numel()} {delta.dtype} elements; x has {self._numel} "
-                             f"{self._dtype}")
-
     def _request(self, op: int, version: int = 0, delta: torch.Tensor | None = None) -> None:
         """A worker's request to the server; returns once it is on its way (the buffers may change)."""
         hdr = torch.tensor([op, int(version)], dtype=torch.int64)
