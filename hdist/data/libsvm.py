@@ -24,6 +24,9 @@ Config keys (all loaders): ``n_train``, ``n_test`` (first n of each split; null 
   samples (default 0.1), drawn with ``split_seed``, is held out; both splits keep file order.
 - ``rcv1`` (47,236 features): rcv1_train.binary (20,242 samples) with ``test_fraction`` held out
   as for covtype, or ``use_test_file: true`` for rcv1_test.binary (677,399 samples) as the test set.
+  ``train_file: test`` swaps the files' roles (the thesis trains on rcv1_test.binary's 677,399):
+  train = rcv1_test.binary, with ``test_fraction`` of it held out, or, with ``use_test_file: true``,
+  all of it and rcv1_train.binary as the test set. Default ``train_file: train``.
 """
 
 from __future__ import annotations
@@ -263,12 +266,22 @@ def load_covtype(cfg, *, input_shape, num_classes, seed) -> DataBundle:
     return _load_holdout("covtype", base, cfg, input_shape, desc)
 
 
+RCV1_FILES = {"train": "rcv1_train.binary", "test": "rcv1_test.binary"}
+
+
 @register("rcv1")
 def load_rcv1(cfg, *, input_shape, num_classes, seed) -> DataBundle:
     _check("rcv1", cfg)
+    which = cfg_get(cfg, "train_file", "train")
+    if which not in RCV1_FILES:
+        raise config_error("rcv1", f"train_file={which} is not allowed; expected train (rcv1_train.binary, 20,242 "
+                                   "samples) or test (rcv1_test.binary, 677,399 samples, as the thesis trains)")
+    other = "test" if which == "train" else "train"
+    train_base, test_base = RCV1_FILES[which], RCV1_FILES[other]
+    desc = "rcv1.binary (LIBSVM)" if which == "train" else "rcv1.binary (LIBSVM, train = rcv1_test.binary)"
     if not cfg_get(cfg, "use_test_file", False):
-        return _load_holdout("rcv1", "rcv1_train.binary", cfg, input_shape, "rcv1.binary (LIBSVM)")
-    Xtr, ytr, ptr = _read("rcv1", _options(("rcv1_train.binary",)), cfg)
-    Xte, yte, pte = _read("rcv1", _options(("rcv1_test.binary",)), cfg)
+        return _load_holdout("rcv1", train_base, cfg, input_shape, desc)
+    Xtr, ytr, ptr = _read("rcv1", _options((train_base,)), cfg)
+    Xte, yte, pte = _read("rcv1", _options((test_base,)), cfg)
     return _bundle("rcv1", [(Xtr, ytr, _names(ptr)), (Xte, yte, _names(pte))], cfg, input_shape,
-                   "rcv1.binary (LIBSVM), test = rcv1_test.binary")
+                   f"{desc}, test = {test_base}")
