@@ -199,9 +199,12 @@ def _execute(cfg: DictConfig, *, force: bool = False, quiet_skip: bool = False) 
     old = signal.signal(signal.SIGTERM, _sigterm) if _main_thread() else None
     status, reason = "failed", ""
     try:
-        # Parameter-server algorithms get a server rank where the backend has one (MPI).
+        # Parameter-server algorithms get a server rank where the backend has one (MPI); pipeline
+        # algorithms one rank per stage (serial runs every stage on its one rank).
         server = "ps" in getattr(algo, "FAMILIES", ())
-        backend.launch(run_dir, cfg, algo.run, run_id=rid, n_params=int(meta.get("n_params") or 0), server=server)
+        world = {"ranks": int(cfg.topology.stages)} if "pipeline" in getattr(algo, "FAMILIES", ()) else {}
+        backend.launch(run_dir, cfg, algo.run, run_id=rid, n_params=int(meta.get("n_params") or 0), server=server,
+                       **world)
         status = "done"
     except Diverged as e:
         status, reason = "diverged", str(e)

@@ -76,6 +76,14 @@ METRICS: dict[str, str] = {
     "backward_s": "seconds in backward passes",
     "peak_mem_bytes": "peak bytes held for activations / histories / stale gradients",
     "sigma": "sufficient-direction constant (thesis Assumption 6.4.1)",
+    "forward_s/<k>": "pipeline stage k (1..K): seconds in forward passes so far (virtual on sim), cumulative",
+    "backward_s/<k>": "pipeline stage k: seconds in backprop, replay, synthesizer and optimizer steps, cumulative",
+    "wait_s/<k>": "pipeline stage k: seconds blocked receiving activations or error gradients so far, cumulative",
+    "peak_mem_bytes/<k>": "pipeline stage k: peak bytes held for saved activations, weight snapshots, input histories "
+                          "and error gradients so far (measured by storage, hdist/pipeline.py)",
+    "sigma/<k>": "pipeline stage k: <exact grad, applied grad> / ||exact grad||^2 on the applied gradient's batch "
+                 "at the current weights (thesis Assumption 6.4.1, fig. 26), unitless",
+    "synth_loss/<k>": "DNI stage k: ||M_k - delta||^2 / ||delta||^2 of the synthesizer's last regression, unitless",
     "m_k": "per-layer gradient variance factor (thesis 4.4.3)",
     "m_k/<layer>": "variance factor M_k of parameter tensor <layer>: mean squared per-sample gradient norm over the "
                    "squared norm of the mean gradient, on log.m_k_samples training samples (thesis 4.4.3), unitless",

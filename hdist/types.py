@@ -103,9 +103,10 @@ class Comm(Protocol):
     def now(self) -> float:
         """Seconds on this rank's clock: real (perf_counter) or virtual (sim)."""
 
-    def compute_done(self, samples: int) -> None:
+    def compute_done(self, samples: int, work: float = 1.0) -> None:
         """The rank just computed on ``samples`` samples. Real backends: nothing (the time has
-        passed by itself). Sim: the rank's virtual clock advances by the cost model's time."""
+        passed by itself). Sim: the rank's virtual clock advances by the cost model's time
+        times ``work`` (the fraction of a step: a pipeline stage's forward or backward)."""
 
     def sleep(self, seconds: float) -> None:
         """Hold this rank for ``seconds`` (a straggler's delay): real sleep, or virtual."""
@@ -119,7 +120,7 @@ class RealClock:
     def now(self) -> float:
         return time.perf_counter()
 
-    def compute_done(self, samples: int) -> None:
+    def compute_done(self, samples: int, work: float = 1.0) -> None:
         return None
 
     def sleep(self, seconds: float) -> None:

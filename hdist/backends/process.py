@@ -27,7 +27,7 @@ from hdist.backends.local import LocalComm, LocalState, PeerFailed
 from hdist.types import Diverged, RankCtx
 
 NAME = "process"
-FAMILIES = ("serial", "ps", "shared", "collective")
+FAMILIES = ("serial", "ps", "shared", "collective", "pipeline")
 
 _PRELOAD = ["torch", "hdist.backends.process", "hdist.problems", "hdist.metrics"]
 
@@ -63,10 +63,10 @@ def _child(rank: int, world: int, cfg_dict: dict, run_dir: str, run_id: str, sta
 
 
 def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], run_id: str = "", n_params: int = 0,
-           server: bool = False) -> None:
+           server: bool = False, ranks: int | None = None) -> None:
     from omegaconf import OmegaConf
 
-    world = int(cfg.topology.workers)
+    world = int(ranks or cfg.topology.workers)  # ranks: one process per stage of a pipeline algorithm
     mp = _context(str(cfg.backend.get("start_method", "forkserver")))
     x, counts, scratch = alloc_state_tensors(n_params, world, scratch_slot(n_params))
     for t in (x, counts, scratch):

@@ -40,7 +40,7 @@ from hdist.backends._ranks import make_ctx
 from hdist.types import RankCtx
 
 NAME = "sim"
-FAMILIES = ("serial", "ps", "shared", "collective")
+FAMILIES = ("serial", "ps", "shared", "collective", "pipeline")
 
 
 class SimDeadlock(RuntimeError):
@@ -222,8 +222,10 @@ class SimComm:
     def now(self) -> float:
         return self.clock
 
-    def compute_done(self, samples: int) -> None:
+    def compute_done(self, samples: int, work: float = 1.0) -> None:
+        # work: the fraction of a step's modelled time (a pipeline stage's forward or backward).
         dt, extra = self.w.cost.compute_s(self.worker_index, samples)
+        dt, extra = dt * work, extra * work
         self._set_clock(self.clock + dt)
         if extra > 0 and self.log is not None:
             self.log.log("event", "straggle_s", extra)
@@ -473,8 +475,8 @@ class SimComm:
 
 
 def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], run_id: str = "", n_params: int = 0,
-           server: bool = False) -> None:
-    workers = int(cfg.topology.workers)
+           server: bool = False, ranks: int | None = None) -> None:
+    workers = int(ranks or cfg.topology.workers)  # ranks: one rank per stage of a pipeline algorithm
     # backend.ps: a parameter-server algorithm against a server rank (as on mpi) or against
     # shared memory with a lock (as on thread and process).
     server = server and str(cfg.backend.get("ps") or "server") == "server"

@@ -128,7 +128,8 @@ KNOWN: dict[str, dict[str, KnownFile]] = {
     ),
     "rcv1": _table(
         _libsvm("rcv1_train.binary.bz2", "1aeda848408e621468c0fe6944d9382f", "20,242 samples"),
-        _libsvm("rcv1_test.binary.bz2", None, "677,399 samples (test set with use_test_file; train set with train_file: test)"),
+        _libsvm("rcv1_test.binary.bz2", None,
+                "677,399 samples (test set with use_test_file; train set with train_file: test)"),
     ),
     "imagenet": {},
     "cifar10_features": {},

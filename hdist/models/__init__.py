@@ -90,7 +90,7 @@ def split_stages(model: nn.Sequential, k: int | None = None, cuts: list[int] | N
         cuts = _balanced_cuts(model, k)
     cuts = sorted(int(c) for c in cuts)
     if any(c <= 0 or c >= n for c in cuts) or len(set(cuts)) != len(cuts):
-        raise ConfigError(f"model.cuts={cuts}: each cut must be a distinct block index in 1..{n - 1}")
+        raise ConfigError(f"algo.cuts={cuts}: each cut must be a distinct block index in 1..{n - 1}")
     bounds = [0, *cuts, n]
     return [nn.Sequential(*[model[i] for i in range(a, b)]) for a, b in zip(bounds, bounds[1:])]
 
