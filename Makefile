@@ -37,8 +37,12 @@ reproduce:  ## run the sweeps behind STEMS at SCALE (resumable): make reproduce 
 figures:  ## draw every figure and claim check from RESULTS (default results/)
 	hdist figures results_dir=$(RESULTS)
 
-calibrate:  ## time a step here and write conf/topology/calibrated_laptop.yaml (the sim's cost model; bench-sim-vs-real)
-	hdist calibrate calibrated_laptop model=mlp backend=process topology.workers=2
+CALIBRATE = model=mlp algo=asysg_con backend.threads_per_rank=1
+
+calibrate:  ## measure this machine for the sim: conf/topology/laptop_{process,mpi}_w{1,2}.yaml (bench-sim-vs-real)
+	@for b in process mpi; do for w in 1 2; do \
+	  hdist calibrate laptop_$${b}_w$$w --local-links $(CALIBRATE) backend=$$b topology.workers=$$w || exit $$?; \
+	done; done
 
 report:  ## write RESULTS/REPORT.md
 	hdist report results_dir=$(RESULTS)

@@ -1,13 +1,23 @@
 """``hdist calibrate``: measure this machine, write a topology file the sim backend can use.
 
-Measured: the real time of one training step (forward, backward, SGD update) of the chosen
-model at the chosen batch size and at twice that batch size, fitted as
-``per_step_s + per_sample_s * batch``, with the torch threads one rank of the configured
-backend and worker count would get (``backend=process topology.workers=2`` on 2 cores: 1
-thread each; serial and sim: this process's default); and the memory bandwidth of a large tensor copy
-(``memory_Bps``, the cost of shared-memory reads and writes). The new file is the current
-topology's YAML with those values replaced (comments kept) and a header saying what was
-measured, where and when.
+Measured, with the torch threads one rank of the configured backend and worker count would get
+(``backend=process topology.workers=2`` on 2 cores: 1 thread each; serial and sim: this
+process's default):
+
+- compute: the real seconds of one update of the configured algorithm, run by hdist itself on
+  one worker of the serial backend (its own data pipeline, gradient, bookkeeping and a
+  cache-hot read and write of x), at the batch size and at twice it, fitted as
+  ``per_step_s + per_sample_s * batch``. Algorithms without ``algo.max_steps`` are timed as a
+  plain SGD step of the model instead;
+- ``memory_Bps``: the bandwidth of copying the model's vector from memory that is not in this
+  core's cache (what a rank reads after another rank wrote x);
+- with ``local_links`` (``hdist calibrate --local-links``: the ranks are processes on this
+  machine, talking through shared memory, as MPI does on one box): the link bandwidth and the
+  server's rate from that copy bandwidth (a message is two copies: into and out of the shared
+  buffer; an applied update is one pass).
+
+The new file is the current topology's YAML with those values replaced (comments kept) and a
+header saying what was measured, where and when.
 """
 
 from __future__ import annotations
@@ -59,23 +69,58 @@ def step_times(cfg, batches: list[int], steps: int, reps: int) -> list[float]:
     return [statistics.median(ts) for ts in times]
 
 
-def memory_bandwidth(nbytes: int = 64 << 20, reps: int = 5) -> float:
-    """Bytes per second of copying an ``nbytes`` vector (the model's: what a pull or push moves).
+def memory_bandwidth(nbytes: int, pool_bytes: int = 64 << 20, reps: int = 5) -> float:
+    """Bytes per second of copying an ``nbytes`` vector whose source is not in cache.
 
-    Timed over enough copies for at least ~1 ms per repetition, so small vectors are measured
-    at the speed they are copied at (from cache), not at the clock's resolution."""
-    a = torch.empty(max(1, nbytes // 4))
-    b = torch.empty_like(a)
-    b.copy_(a)
-    inner = max(1, (1 << 24) // max(1, nbytes))
+    The sources rotate through a pool of ``pool_bytes`` (larger than the caches), so every copy
+    reads from memory, as a rank reading the x another rank (another core) has just written."""
+    n = max(1, nbytes // 4)
+    pool = [torch.ones(n) for _ in range(max(2, pool_bytes // (4 * n)))]
+    dst = torch.empty(n)
+    dst.copy_(pool[0])
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
-        for _ in range(inner):
-            b.copy_(a)
-        times.append((time.perf_counter() - t0) / inner)
+        for src in pool:
+            dst.copy_(src)
+        times.append((time.perf_counter() - t0) / len(pool))
     # A copy reads and writes every byte.
-    return 2 * a.numel() * 4 / statistics.median(times)
+    return 2 * n * 4 / statistics.median(times)
+
+
+def run_timers(overrides: list[str], batches: list[int], updates: int, reps: int) -> list[dict] | None:
+    """Per batch size: the median, over ``reps`` short runs of the configured algorithm on the
+    configured backend and worker count (sim: on one serial worker), of ``update_s`` (training
+    seconds per update of one worker) and ``comm_s`` (of which in pull/push/all-reduce). Batch
+    sizes alternate run by run, so load drifts hit all alike. None when the algorithm has no
+    ``algo.max_steps`` to stop it early."""
+    import tempfile
+
+    from hdist.launch import execute, prepare
+    from hdist.metrics import load_results
+
+    base = prepare(overrides)
+    if "max_steps" not in base.algo:
+        return None
+    where = ["backend=serial", "topology.workers=1"] if base.backend.name in ("serial", "sim") else []
+    workers = 1 if where else int(base.topology.workers)
+    out: list[dict[str, list[float]]] = [{"update_s": [], "comm_s": []} for _ in batches]
+    with tempfile.TemporaryDirectory(prefix="hdist-calibrate-") as tmp:
+        for rep in range(reps):
+            for i, b in enumerate(batches):
+                rd = f"{tmp}/{rep}-{b}"
+                cfg = prepare([*overrides, *where, f"algo.batch_size={b}", f"algo.max_steps={updates * workers}",
+                               "log.evals_per_epoch=0", "progress=quiet", f"results_dir={rd}", "scale.epochs=1000"])
+                res = execute(cfg, force=True)
+                if res.status != "done":
+                    raise RuntimeError(f"calibration run failed: {res.reason}")
+                df = load_results(rd)
+                train_s = float(df.loc[df["metric"] == "train_s", "value"].iloc[0])
+                per_worker = df[df["metric"] == "updates_total"].set_index("rank")["value"]
+                comm = df[df["metric"] == "comm_s"].set_index("rank")["value"].reindex(per_worker.index)
+                out[i]["update_s"].append(train_s / float(per_worker.mean()))
+                out[i]["comm_s"].append(float((comm / per_worker).mean()))
+    return [{k: statistics.median(v) for k, v in d.items()} for d in out]
 
 
 def rank_threads(cfg) -> int:
@@ -89,21 +134,49 @@ def rank_threads(cfg) -> int:
     return threads_per_rank(cfg, int(cfg.topology.workers) + (1 if server else 0))
 
 
-def calibrate(cfg, steps: int = 20, reps: int = 5) -> dict:
+def calibrate(cfg, overrides: list[str] | None = None, steps: int = 20, reps: int = 5,
+              local_links: bool = False) -> dict:
+    """Measure (see the module doc); ``overrides`` are the command line ``cfg`` came from."""
     b = int(cfg.algo.batch_size)
     old = torch.get_num_threads()
     torch.set_num_threads(rank_threads(cfg))
+    threads = torch.get_num_threads()
+    ovs = list(overrides or [])
+    if "threads_per_rank" in cfg.backend:
+        ovs.append(f"backend.threads_per_rank={threads}")  # the real ranks, timed with the threads they get
     try:
-        t1, t2 = step_times(cfg, [b, 2 * b], steps, reps)
-        threads = torch.get_num_threads()
+        timed = run_timers(ovs, [b, 2 * b], updates=10 * steps, reps=3)
         n_params = sum(p.numel() for p in build_problem(cfg).build_model(0).parameters())
-        memory = memory_bandwidth(4 * n_params)
+        nbytes = 4 * n_params
+        memory = memory_bandwidth(nbytes)
+        if timed is None:
+            what = "plain SGD steps"
+            t1, t2 = step_times(cfg, [b, 2 * b], steps, reps)
+            comm = 0.0
+        else:
+            on = "one serial worker" if cfg.backend.name in ("serial", "sim") else \
+                f"{cfg.topology.workers} {cfg.backend.name} worker(s)"
+            what = f"{cfg.algo.name} updates on {on}"
+            # Everything but communication is the step's compute (data, gradient, bookkeeping).
+            t1, t2 = (d["update_s"] - d["comm_s"] for d in timed)
+            comm = timed[0]["comm_s"]
     finally:
         torch.set_num_threads(old)
     per_sample = max(0.0, (t2 - t1) / b)
     per_step = max(0.0, t1 - per_sample * b)
-    return {"per_step_s": per_step, "per_sample_s": per_sample, "memory_Bps": memory,
-            "step_s_at_batch": t1, "batch": b, "threads": threads}
+    out = {"per_step_s": per_step, "per_sample_s": per_sample, "memory_Bps": memory,
+           "step_s_at_batch": t1, "batch": b, "threads": threads, "what": what, "comm_s": comm}
+    if comm > 0 and cfg.backend.name in ("thread", "process"):
+        # An update reads and writes the shared x once each: their measured cost, lock included.
+        out["memory_Bps"] = 2 * nbytes / comm
+    if comm > 0 and cfg.backend.name in ("mpi", "torchdist"):
+        # An update is a pull (x comes back) and a push (delta goes out): two messages of x.
+        out["bandwidth_Bps"] = 2 * nbytes / comm
+        out["server_Bps"] = memory
+    elif local_links:
+        out["bandwidth_Bps"] = out["memory_Bps"] / 2  # a message: copied into the shared buffer, then out of it
+        out["server_Bps"] = out["memory_Bps"]  # an applied update: one pass over x
+    return out
 
 
 def _set(text: str, key: str, value: str) -> str:
@@ -124,10 +197,14 @@ def write_topology(cfg, measured: dict, out: str) -> Path:
     body = _set(body, "per_step_s", f"{measured['per_step_s']:.4g}")
     body = _set(body, "per_sample_s", f"{measured['per_sample_s']:.4g}")
     body = _set(body, "memory_Bps", f"{measured['memory_Bps']:.4g}")
+    for key in ("bandwidth_Bps", "server_Bps"):
+        if key in measured:
+            body = _set(body, key, f"{measured[key]:.4g}")
     header = (f"# Calibrated by `hdist calibrate` on {socket.gethostname()} at "
               f"{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M UTC}: model {cfg.model.name}, batch "
-              f"{measured['batch']} ({measured['step_s_at_batch'] * 1e3:.3f} ms/step, {measured['threads']} "
-              f"thread(s)), from topology {cfg.topology.name}.\n")
+              f"{measured['batch']} ({measured['step_s_at_batch'] * 1e3:.3f} ms per step of {measured['what']}, "
+              f"{measured['threads']} thread(s){', local links' if 'server_Bps' in measured else ''}), "
+              f"from topology {cfg.topology.name}.\n")
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, header + body)
     return path

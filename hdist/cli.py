@@ -251,17 +251,22 @@ def cmd_models(args: list[str]) -> int:
 
 
 def cmd_calibrate(args: list[str]) -> int:
-    """hdist calibrate [NAME|PATH.yaml] [key=value ...]: time a training step, write a topology file."""
+    """hdist calibrate [NAME|PATH.yaml] [--local-links] [key=value ...]: time a training step, write a topology file."""
     from hdist.calibrate import calibrate, write_topology
     from hdist.config import CONF_DIR
     from hdist.launch import prepare
 
-    pos, ovs, _ = _split(args)
+    pos, ovs, flags = _split(args)
+    bad = [f for f in flags if f != "--local-links"]
+    if bad:
+        print(f"hdist calibrate: unknown flag {bad[0]}; allowed: --local-links", file=sys.stderr)
+        return 2
     out = pos[0] if pos else "calibrated"
     cfg = prepare(ovs)
-    measured = calibrate(cfg)
+    measured = calibrate(cfg, ovs, local_links="--local-links" in flags)
     path = write_topology(cfg, measured, out)
     print(f"{cfg.model.name} batch {measured['batch']}: {measured['step_s_at_batch'] * 1e3:.3f} ms/step "
+          f"({measured['what']}) "
           f"(per_step_s={measured['per_step_s']:.4g}, per_sample_s={measured['per_sample_s']:.4g}), "
           f"memory {measured['memory_Bps'] / 1e9:.1f} GB/s")
     if path.parent.resolve() == (CONF_DIR / "topology").resolve():

@@ -157,6 +157,7 @@ def test_bench_sim_vs_real_reproduces_at_smoke(cli, tmp_path):
                          f"results_dir={tmp_path}")
     assert code == 0, err
     table = (tmp_path / "figures" / "bench-sim-vs-real-times.md").read_text()
-    for side in ("process", "mpi", "sim (shared)", "sim (server)"):
+    for side in ("process", "mpi", "sim shared, cal. w1", "sim shared, cal. w2", "sim server, cal. w1"):
         assert side in table
-    assert out.count("the calibrated sim predicts") == 4  # process and mpi, 1 and 2 workers
+    # process and mpi: 1 and 2 workers from the 1-worker calibration, 2 from the 2-worker one
+    assert out.count(") predicts ") == 6
