@@ -93,7 +93,7 @@ def run_timers(overrides: list[str], batches: list[int], updates: int, reps: int
     configured backend and worker count (sim: on one serial worker), of ``update_s`` (training
     seconds per update of one worker) and ``comm_s`` (of which in pull/push/all-reduce). Batch
     sizes alternate run by run, so load drifts hit all alike. None when the algorithm has no
-    ``algo.max_steps`` to stop it early."""
+    ``algo.max_steps`` to stop it early or logs no ``train_s`` / ``comm_s`` timers."""
     import tempfile
 
     from hdist.launch import execute, prepare
@@ -115,6 +115,8 @@ def run_timers(overrides: list[str], batches: list[int], updates: int, reps: int
                 if res.status != "done":
                     raise RuntimeError(f"calibration run failed: {res.reason}")
                 df = load_results(rd)
+                if not (df["metric"] == "train_s").any():
+                    return None  # an algorithm without the parameter-server timers (serial SGD)
                 train_s = float(df.loc[df["metric"] == "train_s", "value"].iloc[0])
                 per_worker = df[df["metric"] == "updates_total"].set_index("rank")["value"]
                 comm = df[df["metric"] == "comm_s"].set_index("rank")["value"].reindex(per_worker.index)

@@ -25,15 +25,18 @@ def test_every_option_composes_and_resolves(group, opt):
         assert cfg.stem == opt
 
 
+# Every sweep point composed and validated: smoke scale in the default suite (it is what the
+# smoke tests run); small and paper scale (hundreds of points, ~0.3 s each) under the slow marker.
+@pytest.mark.parametrize("scale", ["smoke", pytest.param("small", marks=pytest.mark.slow),
+                                   pytest.param("paper", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("opt", C.group_options("experiment"))
-def test_every_experiment_validates_at_every_scale(opt):
+def test_every_experiment_validates_at_every_scale(opt, scale):
     from hdist.cli import experiment_runs
 
-    for scale in ("smoke", "small", "paper"):
-        runs = experiment_runs(opt, [f"scale={scale}"])
-        assert runs
-        for ovs in runs:
-            prepare(ovs)
+    runs = experiment_runs(opt, [f"scale={scale}"])
+    assert runs
+    for ovs in runs:
+        prepare(ovs)
 
 
 def test_defaults_are_the_documented_ones():

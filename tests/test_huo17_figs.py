@@ -26,6 +26,7 @@ def one_torch_thread():
 
 
 @pytest.mark.usefixtures("one_torch_thread")
+@pytest.mark.slow  # ~5-10 s each here; make test-slow (CI) runs them
 @pytest.mark.parametrize("stem", ["huo17-fig2", "huo17-fig3", "huo17-fig4"])
 def test_stem_reproduces_at_smoke(cli, tmp_path, stem):
     code, out, err = cli("reproduce", stem, "scale=smoke", f"results_dir={tmp_path}", "progress=quiet")

@@ -26,6 +26,7 @@ def test_parse_cuts():
     assert pm.parse_cuts("[2, 3]") == [2, 3] and pm.parse_cuts([4]) == [4]
 
 
+@pytest.mark.slow  # ~2-8 s each here; make test-slow (CI) runs them
 @pytest.mark.parametrize("stem", STEMS)
 def test_stem_smoke(cli, tmp_path, stem):
     code, out, err = cli("reproduce", stem, "scale=smoke", "progress=quiet", f"results_dir={tmp_path}")

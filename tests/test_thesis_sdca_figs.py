@@ -24,6 +24,7 @@ def _claims(tmp_path, stem):
 
 
 # --- every stem at smoke scale -------------------------------------------------------------------
+@pytest.mark.slow  # ~2-7 s each here; make test-slow (CI) runs them
 @pytest.mark.parametrize("stem", STEMS)
 def test_stem_reproduces_at_smoke(cli, tmp_path, stem):
     code, out, err = cli("reproduce", stem, "scale=smoke", "progress=quiet", f"results_dir={tmp_path}")
