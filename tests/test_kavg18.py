@@ -232,12 +232,6 @@ def test_gap_claims_on_a_hand_made_table():
 # ---------------------------------------------------------------------------------------------------------------
 
 
-# The vgg stems (figs 1, 3, 5) share every line of code with their nin twins (figs 2, 4, 6) and cost two to three
-# times more CPU at smoke scale (building a 9.5M-parameter VGG-11 per learner, its steps, fig. 5's probe): about
-# 15-20 s each here against 5-10 s for the nin stems, so they run with the slow tests (make test-all); fig. 7
-# trains both networks and stays in the default run.
-
-
 # Smoke reproduces are slow tests (make test-slow, run by CI): ~5-9 s each here.
 @pytest.mark.slow
 @pytest.mark.parametrize("stem", STEMS)
