@@ -19,20 +19,12 @@ import importlib
 import os
 import signal
 import sys
-import time
 import traceback
 from pathlib import Path
 from typing import Callable
 
+from hdist.backends import _ranks
 from hdist.types import Diverged, RankCtx
-
-
-class _Interrupted(BaseException):
-    """SIGTERM in a rank: unwinds so that the metrics files are closed complete."""
-
-
-def _sigterm(signum, frame):
-    raise _Interrupted(f"signal {signal.Signals(signum).name}")
 
 
 def resolve(ref: str) -> Callable[[RankCtx], None]:
@@ -44,38 +36,9 @@ def resolve(ref: str) -> Callable[[RankCtx], None]:
     return obj
 
 
-def _kind(exc: BaseException) -> str:
-    from hdist.backends.mpi import PeerFailed
-
-    if isinstance(exc, Diverged):
-        return "diverged"
-    if isinstance(exc, PeerFailed):
-        return "peer"
-    if isinstance(exc, (KeyboardInterrupt, _Interrupted)):
-        return "interrupted"
-    return "error"
-
-
 def record_failure(run_dir: Path, rank: int, exc: BaseException, external: bool = False) -> None:
     """The rank's error files; in an external world (no parent to do it) also status.json."""
-    from hdist.backends.mpi import read_errors
-    from hdist.metrics import atomic_write_json, atomic_write_text
-
-    kind = _kind(exc)
-    text = str(exc).strip()
-    first = text.splitlines()[0] if text else ""
-    message = first if kind == "diverged" else f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-    run_dir = Path(run_dir)
-    # The report the parent reads first (an abort from another rank may end this one any time).
-    atomic_write_json(run_dir / f"error-r{rank}.json",
-                      {"rank": rank, "kind": kind, "message": message, "time": time.time()})
-    atomic_write_text(run_dir / f"error-r{rank}.txt", f"{message}\n\n{traceback.format_exc()}")
-    if external:
-        first_err = read_errors(run_dir)[0]
-        if first_err.get("rank") == rank:
-            status = "diverged" if kind == "diverged" else "failed"
-            reason = message if kind == "diverged" else f"RuntimeError: rank {rank}: {message}"
-            atomic_write_json(run_dir / "status.json", {"status": status, "reason": reason})
+    _ranks.record_failure(run_dir, rank, exc, write_status=external)
 
 
 def run_in_world(run_dir: Path, rank_fn: Callable[[RankCtx], None] | str, run_id: str, n_params: int,
@@ -88,7 +51,7 @@ def run_in_world(run_dir: Path, rank_fn: Callable[[RankCtx], None] | str, run_id
     rank, size = world.Get_rank(), world.Get_size()
     run_dir = Path(run_dir)
     main_thread = _is_main_thread()
-    old = signal.signal(signal.SIGTERM, _sigterm) if main_thread and not external else None
+    old = signal.signal(signal.SIGTERM, _ranks.raise_interrupted) if main_thread and not external else None
     try:
         import torch
         from omegaconf import OmegaConf
@@ -113,7 +76,7 @@ def run_in_world(run_dir: Path, rank_fn: Callable[[RankCtx], None] | str, run_id
         except BaseException:
             traceback.print_exc()
         sys.stderr.flush()
-        if isinstance(e, _Interrupted):
+        if isinstance(e, _ranks.Interrupted):
             # Every rank got the signal (the parent stops the whole job): no abort cascade, and
             # no MPI_Finalize, which would wait for ranks that are gone.
             os._exit(128 + signal.SIGTERM)

@@ -20,6 +20,10 @@ class ConfigError(ValueError):
     """Bad user input, found before anything runs: one line, exit code 2, nothing written."""
 
 
+class PeerFailed(RuntimeError):
+    """Another rank failed, died or timed out: this rank stops too (each backend raises its own subclass)."""
+
+
 class Diverged(RuntimeError):
     """The loss became NaN or inf: the run ends with status ``diverged`` (a result, not a crash)."""
 

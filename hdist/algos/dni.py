@@ -48,7 +48,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from hdist import pipeline
-from hdist.pipeline import FORWARD_SHARE, Stage, make_optimizer
+from hdist.algos.bp import BPStage
+from hdist.pipeline import FORWARD_SHARE, make_optimizer
 from hdist.types import ConfigError, seed_for
 
 FAMILIES = pipeline.FAMILIES
@@ -107,7 +108,9 @@ def synth_flops(synth: Synthesizer, shape: tuple[int, ...], n_classes: int) -> f
     return float(fc.get_total_flops()) / 2
 
 
-class DNIStage(Stage):
+class DNIStage(BPStage):
+    """A DNI stage: BP's forward pass (BPStage.forward); the backward uses the synthetic gradient."""
+
     def __init__(self, env, k: int):
         super().__init__(env, k)
         self.synth = None
@@ -125,18 +128,6 @@ class DNIStage(Stage):
         self.synth_opt = make_optimizer(a, self.synth.parameters(), 0.0, lr=a.get("synth_lr") or a.lr)
         total = env.total_flops
         self.synth_share = synth_flops(self.synth, self.out_shape, n_classes) / total if total > 0 else 0.0
-
-    def forward(self, t: int) -> None:
-        h = self.receive_input(t)
-        if not self.first:
-            h.requires_grad_(True)
-        with self.timed("forward", h.shape[0], FORWARD_SHARE * self.share):
-            out, token = self.play(h)
-            if self.last:
-                out = self.set_loss(out, t)
-        if not self.last:
-            self.send_output(out)
-        self._fwd = (h, out, token)
 
     def backward(self, t: int, lr: float) -> None:
         h, out, token = self._fwd

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import signal
+import time
+import traceback
 from pathlib import Path
 from typing import Callable
 
@@ -11,7 +15,7 @@ import torch
 
 from hdist.metrics import MetricsLogger
 from hdist.progress import QuietProgress, make_progress
-from hdist.types import RankCtx
+from hdist.types import Diverged, PeerFailed, RankCtx
 
 
 def threads_per_rank(cfg, ranks: int) -> int:
@@ -77,3 +81,57 @@ class ServerRankChecks:
         if delta.numel() != self._numel or delta.dtype != self._dtype:
             raise ValueError(f"push: delta has {delta.numel()} {delta.dtype} elements; x has {self._numel} "
                              f"{self._dtype}")
+
+
+# --- failures of ranks that are processes of their own (mpi, torchdist) ----------------------------
+
+
+class Interrupted(BaseException):
+    """SIGTERM in a rank: unwinds so that the rank's metrics files are closed complete."""
+
+
+def raise_interrupted(signum, frame):
+    """A SIGTERM handler: raise :class:`Interrupted` in the rank's main thread."""
+    raise Interrupted(f"signal {signal.Signals(signum).name}")
+
+
+def failure_kind(exc: BaseException) -> str:
+    if isinstance(exc, Diverged):
+        return "diverged"
+    if isinstance(exc, PeerFailed):
+        return "peer"
+    if isinstance(exc, (KeyboardInterrupt, Interrupted)):
+        return "interrupted"
+    return "error"
+
+
+def read_errors(run_dir: Path) -> list[dict]:
+    """Ranks' error reports, real errors first, then in the order they happened."""
+    out = []
+    for f in Path(run_dir).glob("error-r*.json"):
+        try:
+            out.append(json.loads(f.read_text()))
+        except (OSError, json.JSONDecodeError):
+            continue
+    order = {"error": 0, "diverged": 0, "interrupted": 1, "peer": 2}
+    return sorted(out, key=lambda e: (order.get(e.get("kind"), 0), e.get("time", 0.0)))
+
+
+def record_failure(run_dir: Path, rank: int, exc: BaseException, write_status: bool) -> None:
+    """The rank's error files (``error-r<rank>.json`` first: what a parent reads); with
+    ``write_status`` (no parent records the run: an external world) also ``status.json`` when
+    this rank's error is the first real one."""
+    from hdist.metrics import atomic_write_json, atomic_write_text
+
+    kind = failure_kind(exc)
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    message = first if kind == "diverged" else f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    run_dir = Path(run_dir)
+    atomic_write_json(run_dir / f"error-r{rank}.json",
+                      {"rank": rank, "kind": kind, "message": message, "time": time.time()})
+    atomic_write_text(run_dir / f"error-r{rank}.txt", f"{message}\n\n{traceback.format_exc()}")
+    if write_status and read_errors(run_dir)[0].get("rank") == rank:
+        status = "diverged" if kind == "diverged" else "failed"
+        reason = message if kind == "diverged" else f"RuntimeError: rank {rank}: {message}"
+        atomic_write_json(run_dir / "status.json", {"status": status, "reason": reason})

@@ -26,10 +26,11 @@ from typing import Any
 
 import torch
 
+from hdist.types import PeerFailed as BasePeerFailed
 from hdist.types import RealClock
 
 
-class PeerFailed(RuntimeError):
+class PeerFailed(BasePeerFailed):
     """Another rank failed (or a wait timed out): this rank stops too."""
 
 

@@ -33,7 +33,6 @@ its metrics file), and then SIGKILLs whatever is left: no process outlives a run
 from __future__ import annotations
 
 import collections
-import json
 import os
 import re
 import shutil
@@ -47,8 +46,9 @@ from typing import Any, Callable
 
 import torch
 
-from hdist.backends._ranks import ServerRankChecks
+from hdist.backends._ranks import ServerRankChecks, read_errors
 from hdist.types import ConfigError, Diverged, RankCtx, RealClock
+from hdist.types import PeerFailed as BasePeerFailed
 
 NAME = "mpi"
 FAMILIES = ("ps", "collective")
@@ -60,7 +60,7 @@ _IDLE_MIN_S = 120.0  # watchdog: shortest silence (no rank file changed) before 
 _ERROR_GRACE_S = 5.0  # watchdog: seconds the launcher gets to exit after a rank reported an error
 
 
-class PeerFailed(RuntimeError):
+class PeerFailed(BasePeerFailed):
     """A wait on another rank timed out (``backend.timeout_s``): that rank failed or hangs."""
 
 
@@ -407,18 +407,6 @@ def _pdeathsig():
         return None
     sig = int(signal.SIGKILL)
     return lambda: prctl(1, sig)  # PR_SET_PDEATHSIG
-
-
-def read_errors(run_dir: Path) -> list[dict]:
-    """Ranks' error reports, real errors first, then in the order they happened."""
-    out = []
-    for f in Path(run_dir).glob("error-r*.json"):
-        try:
-            out.append(json.loads(f.read_text()))
-        except (OSError, json.JSONDecodeError):
-            continue
-    order = {"error": 0, "diverged": 0, "interrupted": 1, "peer": 2}
-    return sorted(out, key=lambda e: (order.get(e.get("kind"), 0), e.get("time", 0.0)))
 
 
 def _exit_codes(tail) -> list[int] | None:

@@ -58,8 +58,9 @@ from typing import Any, Callable
 
 import torch
 
-from hdist.backends._ranks import ServerRankChecks
+from hdist.backends._ranks import Interrupted, ServerRankChecks, raise_interrupted, record_failure
 from hdist.types import ConfigError, Diverged, RankCtx, RealClock
+from hdist.types import PeerFailed as BasePeerFailed
 
 NAME = "torchdist"
 # torch_distributed: algorithms that call torch.distributed themselves on the default process
@@ -76,16 +77,8 @@ _ON = ("true", "yes", "on", "1", "always")  # backend.external: always run in pl
 _OFF = ("false", "no", "off", "0", "never")  # backend.external: always spawn
 
 
-class PeerFailed(RuntimeError):
+class PeerFailed(BasePeerFailed):
     """A torch.distributed call failed: a peer died (its socket closed) or timed out (backend.timeout_s)."""
-
-
-class _Interrupted(BaseException):
-    """SIGTERM in a rank: unwinds so that its metrics files are closed complete."""
-
-
-def _sigterm(signum, frame):
-    raise _Interrupted(f"signal {signal.Signals(signum).name}")
 
 
 def _dist():
@@ -474,7 +467,7 @@ def _die_with_parent() -> None:
 def _child(rank: int, world: int, port: int, cfg_dict: dict, run_dir: str, run_id: str, server: bool,
            dist_backend: str, rank_fn: Callable[[RankCtx], None], errq, threads: int) -> None:
     _die_with_parent()
-    signal.signal(signal.SIGTERM, _sigterm)
+    signal.signal(signal.SIGTERM, raise_interrupted)
     lo = _loopback()
     if lo:
         os.environ.setdefault("GLOO_SOCKET_IFNAME", lo)  # every rank is on this machine
@@ -500,7 +493,7 @@ def _child(rank: int, world: int, port: int, cfg_dict: dict, run_dir: str, run_i
     except Diverged as e:
         errq.put((rank, "diverged", str(e)))
         raise SystemExit(4) from None
-    except _Interrupted as e:
+    except Interrupted as e:
         errq.put((rank, "interrupted", str(e)))
         raise SystemExit(128 + signal.SIGTERM) from None
     except BaseException as e:  # noqa: B036 - every way out is reported to the parent
@@ -705,7 +698,7 @@ def _run_in_place(run_dir: Path, cfg, rank_fn, run_id: str, server: bool, dist_b
         comm.close()
     except BaseException as e:  # noqa: B036 - every way out must end the whole world
         try:
-            _record_failure(run_dir, rank, e)
+            record_failure(run_dir, rank, e, write_status=True)
         except BaseException:
             traceback.print_exc()
         sys.stderr.flush()
@@ -714,42 +707,3 @@ def _run_in_place(run_dir: Path, cfg, rank_fn, run_id: str, server: bool, dist_b
         os._exit(4 if isinstance(e, Diverged) else 1)
     finally:
         torch.set_num_threads(old)
-
-
-def _kind(exc: BaseException) -> str:
-    if isinstance(exc, Diverged):
-        return "diverged"
-    if isinstance(exc, PeerFailed):
-        return "peer"
-    if isinstance(exc, (KeyboardInterrupt, _Interrupted)):
-        return "interrupted"
-    return "error"
-
-
-def _record_failure(run_dir: Path, rank: int, exc: BaseException) -> None:
-    """The rank's error files and, when its error is the first real one, status.json (no parent
-    records the run in an external world)."""
-    import json
-
-    from hdist.metrics import atomic_write_json, atomic_write_text
-
-    kind = _kind(exc)
-    text = str(exc).strip()
-    first = text.splitlines()[0] if text else ""
-    message = first if kind == "diverged" else f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-    run_dir = Path(run_dir)
-    atomic_write_json(run_dir / f"error-r{rank}.json",
-                      {"rank": rank, "kind": kind, "message": message, "time": time.time()})
-    atomic_write_text(run_dir / f"error-r{rank}.txt", f"{message}\n\n{traceback.format_exc()}")
-    order = {"error": 0, "diverged": 0, "interrupted": 1, "peer": 2}
-    reports = []
-    for f in run_dir.glob("error-r*.json"):
-        try:
-            reports.append(json.loads(f.read_text()))
-        except (OSError, ValueError):
-            continue
-    reports.sort(key=lambda e: (order.get(e.get("kind"), 0), e.get("time", 0.0)))
-    if reports and reports[0].get("rank") == rank:
-        status = "diverged" if kind == "diverged" else "failed"
-        reason = message if kind == "diverged" else f"RuntimeError: rank {rank}: {message}"
-        atomic_write_json(run_dir / "status.json", {"status": status, "reason": reason})
