@@ -131,6 +131,31 @@ class Problem:
         return res
 
 
+    @torch.no_grad()
+    def recalibrate_bn(self, model: nn.Module, split: data_mod.ArrayDataset, n_samples: int, batch: int,
+                       seed: int) -> bool:
+        """Re-estimate every BatchNorm layer's running statistics for the weights now in ``model``.
+
+        Weights that no single model trained (a parameter server's x, an average of learners) come without
+        running statistics of their own; evaluating them with someone else's mixes two networks. This
+        resets the statistics and re-estimates them as exact averages (momentum None) over ``n_samples``
+        training samples drawn with ``seed``, in mini-batches of ``batch`` (as torch.optim.swa_utils does
+        for averaged weights). False, and nothing touched, for a model without BatchNorm.
+        """
+        if n_samples <= 0 or not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+            return False
+        g = torch.Generator().manual_seed(int(seed))
+        idx = torch.randperm(len(split), generator=g)[:int(n_samples)]
+        batch = max(2, int(batch))  # training-mode BatchNorm needs two samples per channel
+
+        def inputs():
+            for lo in range(0, len(idx), batch):
+                x, _ = split[idx[lo:lo + batch]]
+                yield self.eval_batch(x) if self.has_transform else x
+
+        torch.optim.swa_utils.update_bn(inputs(), model)
+        return True
+
 _CACHE: dict[str, Problem] = {}
 _INIT_LOCK = threading.RLock()
 

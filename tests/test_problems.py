@@ -63,3 +63,38 @@ def test_binary_labels_with_one_output_are_ridge_regression_on_pm1():
     res = p.evaluate(m, p.data.train)
     assert abs(res["loss"] - 0.5) < 1e-6  # f = 0, targets +-1: loss 1/2
     assert 0 <= res["error"] <= 1
+
+
+def _bn_problem():
+    g = torch.Generator().manual_seed(0)
+    X, y = torch.randn(40, 3, 8, 8, generator=g) * 3 + 1, torch.randint(0, 3, (40,), generator=g)
+    return Problem(_bundle(X, y, 3), {"name": "resnet8", "num_classes": 3, "input_shape": [3, 8, 8]},
+                   "cross_entropy", 0.0)
+
+
+def test_recalibrate_bn_estimates_the_statistics_of_the_current_weights():
+    p = _bn_problem()
+    m = p.build_model(0)
+    bn = next(mod for mod in m.modules() if isinstance(mod, torch.nn.BatchNorm2d))
+    seen = []
+    hook = bn.register_forward_pre_hook(lambda mod, inp: seen.append(inp[0].detach().clone()))
+    assert p.recalibrate_bn(m, p.data.train, 24, 8, seed=3)
+    hook.remove()
+    # 24 samples in 3 mini-batches; momentum None: the running mean is the exact average of the batch means.
+    assert [t.shape[0] for t in seen] == [8, 8, 8]
+    expected = torch.stack([t.mean(dim=(0, 2, 3)) for t in seen]).mean(0)
+    torch.testing.assert_close(bn.running_mean, expected)
+    assert bn.momentum == 0.1 and m.training  # the layer's momentum and the model's mode are restored
+    # The same samples for the same seed: a second pass gives the same statistics.
+    before = bn.running_var.clone()
+    p.recalibrate_bn(m, p.data.train, 24, 8, seed=3)
+    torch.testing.assert_close(bn.running_var, before)
+
+
+def test_recalibrate_bn_leaves_a_model_without_batchnorm_alone():
+    g = torch.Generator().manual_seed(0)
+    X, y = torch.randn(6, 5, generator=g), torch.randint(0, 3, (6,), generator=g)
+    p = Problem(_bundle(X, y, 3), {"name": "mlp", "num_classes": 3, "input_shape": [5], "hidden": [4]},
+                "cross_entropy", 0.0)
+    assert not p.recalibrate_bn(p.build_model(0), p.data.train, 6, 2, seed=0)
+    assert not _bn_problem().recalibrate_bn(_bn_problem().build_model(0), _bn_problem().data.train, 0, 8, seed=0)

@@ -45,3 +45,32 @@ def test_two_workers_train_and_log_staleness(tmp_path, algo, backend):
     assert total == ev["updates"].max()
     for m in ("compute_s", "comm_s", "wait_s"):
         assert (df[df["metric"] == m]["value"] >= 0).all() and len(df[df["metric"] == m]) == 2
+
+
+def test_snapshots_of_x_are_evaluated_with_batchnorm_statistics_of_their_own(tmp_path):
+    """The server's x never runs forward, so its BatchNorm statistics are re-estimated before each evaluation:
+    the logged start evaluation is the initial weights with statistics from log.bn_samples training samples."""
+    from hdist.problems import build_problem
+    from hdist.types import seed_for
+
+    ovs = ["algo=downpour", "backend=sim", "topology.workers=2", "dataset=cifar10", "dataset.fallback=synthetic",
+           "dataset.download=false", "model=resnet8", "scale.n_train=32", "scale.n_test=16", "algo.batch_size=4",
+           "log.eval_max_samples=16"]
+    finals = {}
+    for n in (0, 16):
+        res = _run(tmp_path / str(n), *ovs, f"log.bn_samples={n}")
+        assert res.status == "done", res.reason
+        df = load_results(tmp_path / str(n))
+        finals[n] = df[df["metric"] == "test_loss"].sort_values("updates")["value"].tolist()
+        train = df[df["metric"] == "train_loss"].sort_values(["rank", "step"])["value"].tolist()
+        finals[n, "train"] = train
+    # Training is untouched (the sim is deterministic); only the evaluations differ.
+    assert finals[0, "train"] == finals[16, "train"]
+    assert finals[0][0] != pytest.approx(finals[16][0], rel=1e-6)
+    cfg = prepare([*SMOKE, *ovs, "log.bn_samples=16"])
+    problem = build_problem(cfg)
+    model = problem.build_model(seed_for(cfg.seed, 0))
+    fresh = problem.evaluate(model, problem.data.test, 16)["loss"]
+    assert finals[0][0] == pytest.approx(fresh, rel=1e-5)  # 0 keeps the initial statistics
+    problem.recalibrate_bn(model, problem.data.train, 16, 4, cfg.seed)
+    assert finals[16][0] == pytest.approx(problem.evaluate(model, problem.data.test, 16)["loss"], rel=1e-5)

@@ -165,9 +165,13 @@ class Snapshots:
         log = ctx.log
         keep = fm.flat.clone()
         split = problem.data.train
+        bn_samples, bn_batch = int(ctx.cfg.log.bn_samples), int(ctx.cfg.algo.get("batch_size") or 128)
         for version, wall_s, sim_s, x in self.items:
             log.sim_s = sim_s
             fm.flat.copy_(x)
+            # x is the server's or the learners' average: the BatchNorm statistics in fm.model belong to
+            # other weights (the server's initial ones, learner 0's), so they are re-estimated for x first.
+            problem.recalibrate_bn(fm.model, split, bn_samples, bn_batch, ctx.cfg.seed)
             res_tr = problem.evaluate(fm.model, split, ctx.cfg.log.eval_max_samples)
             out = {"train_loss_full": res_tr["loss"]}
             if "error" in res_tr:

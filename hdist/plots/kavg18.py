@@ -17,9 +17,9 @@ diverged (status ``diverged``, or a non-finite last evaluation) is scored at cha
 classes: the paper's "degrade to around 10 %, i.e. random guess" for runs that "do not converge"; figures
 mark such points with a cross.
 
-Accuracies are as the runs evaluated them. For networks with BatchNorm (vgg) that evaluation pairs the weights of
-a snapshot with BatchNorm running statistics that are not theirs: the parameter-server frame's server copy keeps
-its initial statistics, K-AVG's average gets learner 0's (hdist/algos/_ps.py; reported as a shared-code issue).
+Accuracies are as the runs evaluated them. For networks with BatchNorm (vgg) each evaluated x (the server's copy,
+the learners' average) first gets running statistics re-estimated on ``log.bn_samples`` training samples
+(:meth:`hdist.problems.Problem.recalibrate_bn`): no single learner's statistics belong to it.
 
 Theorem 3.4's constants L and M come from a short probe at w~_1 (:func:`hdist.analysis.kavg_bound.probe`):
 results tables that carry ``probe/L`` and ``probe/M`` rows use those; otherwise :func:`probe_estimates` runs
