@@ -185,7 +185,7 @@ def _k_table(kopt: dict[int, int], l_est: float = 75.0) -> pd.DataFrame:
             acc = 0.9 - 0.02 * abs(math.log2(k) - math.log2(best)) * (1 + p / 8)
             rows += _rows(f"p{p}k{k}", {"algo": "kavg", "workers": p, "algo.k": k, "algo.batch_size": 32,
                                         "algo.lr": 0.1}, acc=acc, steps=1000, f0=2.3, f_end=0.3)
-    probe = {"run_id": "probe", "kind": "event", "updates": 0, "status": "done", "algo": "probe", "workers": 1}
+    probe = {"run_id": "probe", "kind": "event", "updates": 0, "status": "done", "algo": "kavg_probe", "workers": 1}
     rows += [{**probe, "metric": "probe/L", "value": l_est}, {**probe, "metric": "probe/M", "value": 50.0}]
     return pd.DataFrame(rows)
 
@@ -211,6 +211,32 @@ def test_k_sweep_claims_and_bound_on_a_hand_made_table():
     assert isinstance(fig5.plot(vgg_like), matplotlib.figure.Figure)
     md = fig5.tables(vgg_like)["k"]
     assert "K_opt Theorem 3.4" in md and "| 8 |" in md
+    # Without the kavg_probe arm's rows the figure still draws (a pure function of the table, no probe run on
+    # the side) and the theory claim says it was not checked.
+    bare = vgg_like[vgg_like["algo"] == "kavg"]
+    assert isinstance(fig5.plot(bare), matplotlib.figure.Figure)
+    assert fig5.check(bare)[3].passed is None
+
+
+def test_kavg_probe_run_logs_the_probe_of_w1(tmp_path):
+    from hdist.launch import execute, prepare
+    from hdist.metrics import load_results
+    from hdist.problems import build_problem
+    from hdist.types import seed_for
+
+    ovs = ["algo=kavg_probe", "scale=smoke", "scale.n_train=64", "algo.batch_size=8", "algo.batches=4",
+           "algo.hvp_samples=16", "algo.iters=3", "progress=quiet"]
+    res = execute(prepare([*ovs, f"results_dir={tmp_path}"]), quiet_skip=True)
+    assert res.status == "done", res.reason
+    df = load_results(tmp_path)
+    got = {m.split("/", 1)[1]: v for m, v in zip(df["metric"], df["value"]) if m.startswith("probe/")}
+    cfg = prepare(ovs)
+    problem = build_problem(cfg)
+    want = kb.probe(problem, problem.build_model(seed_for(cfg.seed, 0)), 8, batches=4, hvp_samples=16, iters=3,
+                    seed=cfg.seed, eval_samples=min(int(cfg.log.eval_max_samples), 1024))
+    assert got["L"] > 0 and got["M"] > 0
+    for k in ("L", "M", "F1", "grad_norm_sq"):
+        assert got[k] == pytest.approx(want[k], rel=1e-6), k
 
 
 def test_gap_claims_on_a_hand_made_table():

@@ -33,6 +33,7 @@ ALGOS: dict[str, str] = {
     "fr": "hdist.algos.fr",  # ... Features Replay, thesis Alg. 11
     "dni": "hdist.algos.dni",  # ... synthetic gradients (Jaderberg et al. 2017; thesis 5.5.1, 6.5.1)
     "dataset_stats": "hdist.algos.dataset_stats",  # thesis Table 2: statistics of the loaded data (no training)
+    "kavg_probe": "hdist.algos.kavg_probe",  # kavg18 Theorem 3.4: L, M, F(w~_1) at K-AVG's initial point (no training)
     "bench_overhead": "hdist.bench.overhead",
     "bench_round_robin": "hdist.bench.round_robin",
     "bench_data_models": "hdist.bench.data_models",

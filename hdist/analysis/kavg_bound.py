@@ -56,13 +56,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from functools import lru_cache
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import numpy as np
-
-#: Metric names under which a probe's estimates travel in a results table (event rows).
-PROBE_METRICS = ("probe/L", "probe/M", "probe/F1")
 
 
 @dataclass(frozen=True)
@@ -278,35 +274,3 @@ def probe(problem, model, batch_size: int, *, batches: int = 8, hvp_samples: int
     model.eval()
     return {"L": float(L), "M": float(M), "grad_norm_sq": grad_norm_sq, "F1": F1, "B": float(b),
             "batches": float(max(2, int(batches))), "hvp_samples": float(n), "iters": float(iters)}
-
-
-def probe_config(overrides: Sequence[str], *, batches: int = 8, hvp_samples: int = 64, iters: int = 10,
-                 probe_train: int | None = 1024) -> dict[str, float]:
-    """:func:`probe` on the problem and initial point w~_1 of the run that ``overrides`` configure (as
-    ``hdist run`` takes them). The model is built exactly as K-AVG builds w~_1 (the seed of worker 0). With
-    ``probe_train`` the training split is cut to that many samples (a synthetic stand-in is drawn at that
-    size: the same distribution, so the same L and M up to sampling error), so a probe of a paper-scale
-    config does not generate 50,000 images."""
-    from hdist.launch import prepare
-    from hdist.problems import build_problem
-    from hdist.types import seed_for
-
-    ovs = list(overrides)
-    if probe_train:
-        ovs += [f"dataset.n_train={int(probe_train)}"]
-    cfg = prepare(ovs)
-    problem = build_problem(cfg)
-    model = problem.build_model(seed_for(cfg.seed, 0))
-    evals = min(int(cfg.log.get("eval_max_samples") or 1024), 1024)  # F1 on at most 1,024 samples
-    out = probe(problem, model, int(cfg.algo.batch_size), batches=batches, hvp_samples=hvp_samples, iters=iters,
-                seed=int(cfg.seed), eval_samples=evals)
-    out["n_params"] = float(sum(p.numel() for p in model.parameters()))
-    return out
-
-
-@lru_cache(maxsize=16)
-def probe_cached(overrides: tuple[str, ...], batches: int = 8, hvp_samples: int = 64, iters: int = 10,
-                 probe_train: int | None = 1024) -> tuple[tuple[str, float], ...]:
-    """:func:`probe_config`, memoised per process (a figure and its claims ask for the same probe)."""
-    return tuple(probe_config(overrides, batches=batches, hvp_samples=hvp_samples, iters=iters,
-                              probe_train=probe_train).items())
