@@ -1,4 +1,4 @@
-"""The model-parallel time stems: thesis figs. 17-23, Table 3 and benchmark (a) (bench-pipeline-speedup).
+"""The model-parallel time stems: thesis figs. 17-23 and 28, Table 3 and benchmark (a) (bench-pipeline-speedup).
 
 - every stem composes at every scale: its runs, the cut of each (K - 1 cuts, equal blocks), the smoke
   stand-in model and the paper's network, the interleaved repetitions of the benchmark;
@@ -25,7 +25,7 @@ from hdist.metrics import load_results
 from hdist.plots import pipeline_time as PT
 
 STEMS = ["thesis-fig17", "thesis-fig18", "thesis-fig19", "thesis-fig20", "thesis-fig21", "thesis-fig22",
-         "thesis-fig23", "thesis-table3", "bench-pipeline-speedup"]
+         "thesis-fig23", "thesis-fig28", "thesis-table3", "bench-pipeline-speedup"]
 
 
 def _runs(stem: str, scale: str):
@@ -37,6 +37,7 @@ def _runs(stem: str, scale: str):
 
 @pytest.mark.parametrize("stem,scales", [("thesis-fig17", ["paper"]), ("thesis-fig19", ["paper"]),
                                          ("thesis-table3", ["smoke", "paper"]),
+                                         ("thesis-fig28", ["smoke", "small", "paper"]),
                                          ("bench-pipeline-speedup", ["smoke", "paper"])])
 def test_every_run_has_k_minus_one_cuts(stem, scales):
     # fig17/19 name their cuts in the sweep (any scale); the others choose them by model and K.
@@ -176,6 +177,44 @@ def test_fig22_and_bench_analysis_on_serial_runs(tmp_path):
     assert a["bound"] == pytest.approx(PT.table3_model(a["T_F"], a["T_B"], 2)["bound"])
     claims = bench.check(df)  # one per reference; without a threads column BP counts as the 2-thread one
     assert len(claims) == 2 and [c.passed is None for c in claims] == [False, True]
+
+
+def _fig28_rows(run_id, net, algo, K, losses, epoch_s, status="done"):
+    rows = []
+    for i, v in enumerate(losses):
+        rows.append({"run_id": run_id, "net": net, "model": net, "algo": algo, "stages": K, "backend": "sim",
+                     "status": status, "metric": "train_loss", "step": i + 1, "epoch": (i + 1) / len(losses),
+                     "sim_s": epoch_s * (i + 1) / len(losses), "value": v})
+    rows.append({**rows[-1], "metric": "test_error", "value": 0.5})
+    return rows
+
+
+def test_fig28_claims_on_a_hand_made_table():
+    f28 = load_experiment("thesis-fig28")
+    rows = []
+    for net in ("resnet164", "resnet152"):
+        rows += _fig28_rows(f"{net}-bp", net, "bp", 1, [2.3, 1.0, 1.0, 1.0], 10.0)
+        for K in (2, 4):
+            rows += _fig28_rows(f"{net}-dni{K}", net, "dni", K, [2.3, 2.2, 2.2, 2.2], 12.0)
+            rows += _fig28_rows(f"{net}-fr{K}", net, "fr", K, [2.3, 1.05, 1.05, 1.05], 10.0 / (1 + K / 4))
+            diverged = net == "resnet152" and K == 4
+            rows += _fig28_rows(f"{net}-ddg{K}", net, "ddg", K, [2.3, 2.4, 2.5, 2.6] if diverged else
+                                [2.3, 1.0, 1.0, 1.0], 8.0, status="diverged" if diverged else "done")
+    df = pd.DataFrame(rows)
+    claims = {c.claim.split(":")[0] + (" DDG" if "DDG" in c.claim else " FR" if "FR" in c.claim else " DNI"): c
+              for c in f28.check(df)}
+    assert set(claims) == {"resnet164 DNI", "resnet164 FR", "resnet152 DNI", "resnet152 DDG", "resnet152 FR"}
+    assert claims["resnet152 DDG"].passed is True and claims["resnet164 DNI"].passed is True
+    # FR at K = 4: 10 s / 5 s per epoch = 2.0x with its loss within 10 % of BP's.
+    assert claims["resnet164 FR"].passed is True and "K=4: 2.00x" in claims["resnet164 FR"].measured
+    # A DNI that converges like BP at one K fails the claim; FR too slow fails its.
+    slow = df.copy()
+    slow.loc[(slow["run_id"] == "resnet164-dni2") & (slow["metric"] == "train_loss"), "value"] = 1.0
+    slow.loc[slow["run_id"].str.contains("fr"), "sim_s"] *= 2
+    again = [c for c in f28.check(slow) if c.claim.startswith("resnet164")]
+    assert [c.passed for c in again] == [False, False]
+    assert "| resnet152 | resnet152 | DDG | 4 | diverged |" in f28.tables(df)["runs"]
+    assert f28.plot(df) is not None
 
 
 # --- full smoke reproduce (slow) -------------------------------------------------------------------
