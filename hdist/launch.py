@@ -26,6 +26,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from hdist import config as C
+from hdist.backends._ranks import Interrupted, raise_interrupted
 from hdist.metrics import atomic_write_json, atomic_write_text
 from hdist.types import ConfigError, Diverged
 
@@ -104,14 +105,6 @@ def base_meta(cfg: DictConfig, run_id: str) -> dict:
         "argv": sys.argv,
         "start": _dt.datetime.now(_dt.timezone.utc).isoformat(),
     }
-
-
-class _Interrupted(BaseException):
-    """SIGTERM turned into an exception so that ``finally`` blocks flush and mark the run."""
-
-
-def _sigterm(signum, frame):
-    raise _Interrupted(f"signal {signal.Signals(signum).name}")
 
 
 def execute(cfg: DictConfig, *, force: bool = False, quiet_skip: bool = False) -> RunResult:
@@ -196,7 +189,7 @@ def _execute(cfg: DictConfig, *, force: bool = False, quiet_skip: bool = False) 
     atomic_write_json(run_dir / "meta.json", meta)
     write_status(run_dir, "running")
 
-    old = signal.signal(signal.SIGTERM, _sigterm) if _main_thread() else None
+    old = signal.signal(signal.SIGTERM, raise_interrupted) if _main_thread() else None
     status, reason = "failed", ""
     try:
         # Parameter-server algorithms get a server rank where the backend has one (MPI); pipeline
@@ -208,7 +201,7 @@ def _execute(cfg: DictConfig, *, force: bool = False, quiet_skip: bool = False) 
         status = "done"
     except Diverged as e:
         status, reason = "diverged", str(e)
-    except (KeyboardInterrupt, _Interrupted) as e:
+    except (KeyboardInterrupt, Interrupted) as e:
         status, reason = "failed", f"interrupted ({e or 'SIGINT'})"
         raise KeyboardInterrupt from None
     except ConfigError as e:

@@ -126,6 +126,7 @@ class World:
         self.comms: list[SimComm] = []
         # Parameter-server / shared state.
         self.x: torch.Tensor | None = None
+        self.x_nbytes = 0
         self.version = 0
         self.server_free = 0.0
         self.on_apply: Callable | None = None
@@ -325,6 +326,7 @@ class SimComm:
     def ps_init(self, x0: torch.Tensor) -> None:
         if self.rank == 0:
             self.w.x = x0.detach().clone().view(-1)
+            self.w.x_nbytes = self.w.x.numel() * self.w.x.element_size()  # read on every pull and push
             self.w.version = 0
         self.barrier()
 
@@ -332,7 +334,7 @@ class SimComm:
         return self.w.version
 
     def _nbytes(self) -> int:
-        return self.w.x.numel() * self.w.x.element_size()
+        return self.w.x_nbytes
 
     def _serve(self, arrival: float, action: Callable[[], None], nbytes: int | None = None) -> None:
         """The server handles one request at a time, in arrival order; each costs its bytes' time."""
