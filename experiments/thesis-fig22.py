@@ -18,8 +18,7 @@ import math
 import pandas as pd
 
 from hdist.claims import Claim, not_checked
-from hdist.plots import data_note, figure
-from hdist.plots.pipeline_time import NAMES, accuracy_rows, curve_panel, final, md_table, run_times, with_arm
+from hdist.plots.pipeline_time import NAMES, final, md_table, nets, network_grid, run_times
 
 #: "Similar convergence rates": DDG's final training loss within 10 % of BP's.
 LOSS_TOL = 0.10
@@ -30,29 +29,9 @@ TABLE5 = {"cifar10": {("resnet56", "bp"): 93.12, ("resnet56", "ddg"): 93.11,
                        ("resnet110", "bp"): 71.90, ("resnet110", "ddg"): 71.39}}
 
 
-def nets(df: pd.DataFrame) -> pd.Series:
-    """The network each row stands for: the ``net`` key (the model column can be a smoke stand-in)."""
-    return df["net"] if "net" in df.columns else df["model"]
-
-
 def draw(df: pd.DataFrame, title: str):
-    d = with_arm(pd.concat([df, accuracy_rows(df)], ignore_index=True), real_vs_sim=False)
-    d = d.assign(net=nets(d))
-    names = sorted(d["net"].dropna().unique()) or ["(no runs)"]
-    rows = [("train_loss", "epoch", "training loss"), ("test_top1", "epoch", "test top-1 (%)"),
-            ("test_top1", "wall_s", "test top-1 (%)")]
-    fig, axes = figure(1, title=title + data_note(df))
-    axes[0].remove()
-    fig.set_size_inches(4.0 * len(names), 3.0 * len(rows))
-    grid = fig.subplots(len(rows), len(names), squeeze=False)
-    for j, n in enumerate(names):
-        part = d[d["net"] == n]
-        models = sorted(part["model"].dropna().unique())
-        head = n + (f" (run as {', '.join(models)})" if models and models != [n] else "")
-        for i, (metric, x, label) in enumerate(rows):
-            curve_panel(grid[i][j], part, metric, x=x, title=head if i == 0 else None, ylabel=label)
-    fig.tight_layout()
-    return fig
+    return network_grid(df, title, [("train_loss", "epoch", "training loss"), ("test_top1", "epoch", "test top-1 (%)"),
+                                    ("test_top1", "wall_s", "test top-1 (%)")])
 
 
 def plot(df: pd.DataFrame):

@@ -26,8 +26,7 @@ import math
 import pandas as pd
 
 from hdist.claims import Claim, not_checked
-from hdist.plots import data_note, figure
-from hdist.plots.pipeline_time import NAMES, accuracy_rows, curve_panel, final, md_table, run_times, with_arm
+from hdist.plots.pipeline_time import NAMES, final, md_table, nets, network_grid, run_times
 
 #: DNI "cannot converge" / FR "converges like BP": final training loss relative to BP's, above / within this.
 LOSS_TOL = 0.10
@@ -35,30 +34,10 @@ LOSS_TOL = 0.10
 SPEEDUP_MIN = 1.5
 
 
-def nets(df: pd.DataFrame) -> pd.Series:
-    """The network each row stands for: the ``net`` key (the model column can be a smoke stand-in)."""
-    return df["net"] if "net" in df.columns else df["model"]
-
-
 def plot(df: pd.DataFrame):
-    d = with_arm(pd.concat([df, accuracy_rows(df)], ignore_index=True), real_vs_sim=False)
-    d = d.assign(net=nets(d))
-    names = sorted(d["net"].dropna().unique()) or ["(no runs)"]
-    rows = [("train_loss", "epoch", "training loss"), ("test_top1", "epoch", "test top-1 (%)"),
-            ("test_top1", "sim_s", "test top-1 (%) vs simulated s")]
-    fig, axes = figure(1, title="thesis fig. 28: ResNet-164/101/152 on CIFAR-10, BP / DNI / DDG / FR"
-                       + data_note(df))
-    axes[0].remove()
-    fig.set_size_inches(4.2 * len(names), 3.0 * len(rows))
-    grid = fig.subplots(len(rows), len(names), squeeze=False)
-    for j, n in enumerate(names):
-        part = d[d["net"] == n]
-        models = sorted(part["model"].dropna().unique())
-        head = n + (f" (run as {', '.join(models)})" if models and models != [n] else "")
-        for i, (metric, x, label) in enumerate(rows):
-            curve_panel(grid[i][j], part, metric, x=x, title=head if i == 0 else None, ylabel=label)
-    fig.tight_layout()
-    return fig
+    return network_grid(df, "thesis fig. 28: ResNet-164/101/152 on CIFAR-10, BP / DNI / DDG / FR",
+                        [("train_loss", "epoch", "training loss"), ("test_top1", "epoch", "test top-1 (%)"),
+                         ("test_top1", "sim_s", "test top-1 (%) vs simulated s")])
 
 
 def per_run(df: pd.DataFrame) -> pd.DataFrame:

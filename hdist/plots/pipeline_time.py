@@ -10,6 +10,8 @@ cumulative per-stage timers ``forward_s/k``, ``backward_s/k``, ``wait_s/k`` (k =
 - :func:`run_times`: per run, the training time per epoch and its split into forward and backward
   (T_F, T_B: the stages' timers summed), the time model of Table 3 and the forward share;
 - :func:`curve_panel`: a metric against epochs or time, one line per arm;
+- :func:`network_grid`: a figure of such panels, one column per network (the ``net`` key), one row per
+  (metric, x axis);
 - :func:`md_table`: a small markdown table.
 """
 
@@ -20,7 +22,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from hdist.plots import curves
+from hdist.plots import curves, data_note, figure
 
 NAMES = {"bp": "BP", "ddg": "DDG", "dni": "DNI", "fr": "FR"}
 
@@ -123,6 +125,32 @@ def curve_panel(ax, df: pd.DataFrame, metric: str, x: str = "epoch", title: str 
         curves(ax, d, metric, x=x, by="arm", logy=logy, ylabel=ylabel or metric)
     if title:
         ax.set_title(title, fontsize=9)
+
+
+def nets(df: pd.DataFrame) -> pd.Series:
+    """The network each row stands for: the experiment's ``net`` key (the model column can be a smoke
+    stand-in), else the model."""
+    return df["net"] if "net" in df.columns else df["model"]
+
+
+def network_grid(df: pd.DataFrame, title: str, rows: list[tuple[str, str, str]]):
+    """One column per network, one row per (metric, x, label) of ``rows``; ``test_top1`` is made from
+    ``test_error``. A column whose runs used a stand-in model says so."""
+    d = with_arm(pd.concat([df, accuracy_rows(df)], ignore_index=True), real_vs_sim=False)
+    d = d.assign(net=nets(d))
+    names = sorted(d["net"].dropna().unique()) or ["(no runs)"]
+    fig, axes = figure(1, title=title + data_note(df))
+    axes[0].remove()
+    fig.set_size_inches(4.2 * len(names), 3.0 * len(rows))
+    grid = fig.subplots(len(rows), len(names), squeeze=False)
+    for j, n in enumerate(names):
+        part = d[d["net"] == n]
+        models = sorted(part["model"].dropna().unique())
+        head = n + (f" (run as {', '.join(models)})" if models and models != [n] else "")
+        for i, (metric, x, label) in enumerate(rows):
+            curve_panel(grid[i][j], part, metric, x=x, title=head if i == 0 else None, ylabel=label)
+    fig.tight_layout()
+    return fig
 
 
 def accuracy_rows(df: pd.DataFrame) -> pd.DataFrame:
