@@ -362,9 +362,9 @@ class SimComm:
         self._set_clock(start + cost)
 
     def pull(self, out: torch.Tensor, consistent: bool = True) -> int:
-        self._sync("pull")
         w = self.w
         if self.worker_index is None or not self.has_server:
+            self._sync("pull")
             # The server reading its own x, or shared memory: a copy at this instant (the values
             # of this instant even when the lock makes the copy finish later: the sim models
             # the delay, not torn or later reads).
@@ -372,6 +372,9 @@ class SimComm:
             if self.worker_index is not None:
                 self._shared_access(consistent)
             return w.version
+        # A request to the server rank needs no _sync first: it acts on shared state only at its
+        # arrival, as a queued event (virtual-time order), or in place when nothing is queued
+        # before it (_server_now). One suspension per pull instead of two.
         request = self._arrival(0, 8)
         if self._server_now(request, self._nbytes()):
             # Nothing can happen before the request is served: serve it in place, no events.
@@ -413,14 +416,16 @@ class SimComm:
         return staleness
 
     def push(self, delta: torch.Tensor, version: int, consistent: bool = True, donate: bool = False) -> int | None:
-        self._sync("push")
         w = self.w
         if not self.has_server:
+            self._sync("push")
             staleness = w.version - version
             w.x.add_(delta)
             w.version += 1
             self._shared_access(consistent)
             return staleness
+        # As in pull: the update acts at its arrival (an event, or in place), so no _sync first;
+        # the worker goes on without suspending.
         arrival = self._arrival(0, self._nbytes())
         if self._server_now(arrival, self._nbytes()):
             # Applied in place at its virtual arrival time (see _server_now): no copy, no events.
