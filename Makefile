@@ -39,10 +39,14 @@ figures:  ## draw every figure and claim check from RESULTS (default results/)
 
 CALIBRATE = model=mlp algo=asysg_con backend.threads_per_rank=1
 
-calibrate:  ## measure this machine for the sim: conf/topology/laptop_{process,mpi}_w{1,2}.yaml (bench-sim-vs-real)
+calibrate:  ## measure this machine for the sim: conf/topology/laptop_{process,mpi}_w{1,2}.yaml (bench-sim-vs-real), lian15_*_calibrated.yaml
 	@for b in process mpi; do for w in 1 2; do \
 	  hdist calibrate laptop_$${b}_w$$w --local-links $(CALIBRATE) backend=$$b topology.workers=$$w || exit $$?; \
 	done; done
+	hdist calibrate lian15_cluster_calibrated topology=lian15_cluster topology.workers=1 experiment=lian15-table-con \
+	  dataset.download=false backend=serial backend.threads=1
+	hdist calibrate lian15_32core_calibrated topology=lian15_32core topology.workers=1 experiment=lian15-table-incon \
+	  backend=serial backend.threads=1
 
 report:  ## write RESULTS/REPORT.md
 	hdist report results_dir=$(RESULTS)

@@ -181,12 +181,17 @@ def calibrate(cfg, overrides: list[str] | None = None, steps: int = 20, reps: in
     return out
 
 
-def _set(text: str, key: str, value: str) -> str:
+def _set(text: str, key: str, value: str, comment: str | None = None) -> str:
+    """``key``'s value in the YAML ``text`` set to ``value``; its comment replaced by ``comment`` when given
+    (a measured value must not keep the comment of the assumption it replaces)."""
     pat = re.compile(rf"^(\s*{re.escape(key)}:\s*)([^#\n]*?)(\s*#.*)?$", re.M)
     m = pat.search(text)
     if not m:
         raise KeyError(key)
-    return text[:m.start(2)] + value + text[m.end(2):]
+    if comment is None:
+        return text[:m.start(2)] + value + text[m.end(2):]
+    line = m.group(1) + value
+    return text[:m.start(1)] + line + " " * max(1, 28 - len(line)) + "# " + comment + text[m.end():]
 
 
 def write_topology(cfg, measured: dict, out: str) -> Path:
@@ -195,13 +200,15 @@ def write_topology(cfg, measured: dict, out: str) -> Path:
     path = Path(out) if (out.endswith(".yaml") or "/" in out) else CONF_DIR / "topology" / f"{out}.yaml"
     name = path.stem
     body = text.split("\n", 1)[1] if text.startswith("#") else text
-    body = _set(body, "name", name)
-    body = _set(body, "per_step_s", f"{measured['per_step_s']:.4g}")
-    body = _set(body, "per_sample_s", f"{measured['per_sample_s']:.4g}")
-    body = _set(body, "memory_Bps", f"{measured['memory_Bps']:.4g}")
-    for key in ("bandwidth_Bps", "server_Bps"):
+    body = _set(body, "name", name, "topology name")
+    here = "measured by hdist calibrate (see the first line)"
+    body = _set(body, "per_step_s", f"{measured['per_step_s']:.4g}", f"seconds per step: {here}")
+    body = _set(body, "per_sample_s", f"{measured['per_sample_s']:.4g}", f"seconds per sample on top: {here}")
+    body = _set(body, "memory_Bps", f"{measured['memory_Bps']:.4g}", f"bytes per second of cache-cold copies: {here}")
+    for key, what in (("bandwidth_Bps", "bytes per second of a link"),
+                      ("server_Bps", "bytes per second the server applies")):
         if key in measured:
-            body = _set(body, key, f"{measured[key]:.4g}")
+            body = _set(body, key, f"{measured[key]:.4g}", f"{what}: {here}")
     header = (f"# Calibrated by `hdist calibrate` on {socket.gethostname()} at "
               f"{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M UTC}: model {cfg.model.name}, batch "
               f"{measured['batch']} ({measured['step_s_at_batch'] * 1e3:.3f} ms per step of {measured['what']}, "
