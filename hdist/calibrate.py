@@ -23,6 +23,7 @@ header saying what was measured, where and when.
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import re
 import socket
 import statistics
@@ -31,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from hdist.backends.sim import oversubscription
 from hdist.config import CONF_DIR
 from hdist.metrics import atomic_write_text
 from hdist.problems import build_problem
@@ -125,14 +127,20 @@ def run_timers(overrides: list[str], batches: list[int], updates: int, reps: int
     return [{k: statistics.median(v) for k, v in d.items()} for d in out]
 
 
+def _has_server(cfg) -> bool:
+    """Whether ``cfg``'s algorithm runs with a parameter-server rank."""
+    from hdist.algos import get_algo
+
+    return "ps" in get_algo(cfg.algo.name).FAMILIES
+
+
 def rank_threads(cfg) -> int:
     """Torch threads of one rank of ``cfg``'s backend: what the rank's compute is timed with."""
-    from hdist.algos import get_algo
     from hdist.backends._ranks import threads_per_rank
 
     if "threads_per_rank" not in cfg.backend:
         return int(cfg.backend.get("threads") or torch.get_num_threads())
-    server = cfg.backend.name == "mpi" and "ps" in get_algo(cfg.algo.name).FAMILIES
+    server = cfg.backend.name == "mpi" and _has_server(cfg)
     return threads_per_rank(cfg, int(cfg.topology.workers) + (1 if server else 0))
 
 
@@ -166,8 +174,15 @@ def calibrate(cfg, overrides: list[str] | None = None, steps: int = 20, reps: in
         torch.set_num_threads(old)
     per_sample = max(0.0, (t2 - t1) / b)
     per_step = max(0.0, t1 - per_sample * b)
-    out = {"per_step_s": per_step, "per_sample_s": per_sample, "memory_Bps": memory,
-           "step_s_at_batch": t1, "batch": b, "threads": threads, "what": what, "comm_s": comm}
+    # The timed ranks shared this machine's cores: a step on a core of its own is that much faster
+    # (the sim applies the same factor back for the same ranks, and carries it to other counts).
+    cores = os.cpu_count() or 1
+    busy_server = timed is not None and cfg.backend.name in ("mpi", "torchdist") and _has_server(cfg)
+    workers = int(cfg.topology.workers) if timed is not None and cfg.backend.name not in ("serial", "sim") else 1
+    share = oversubscription(workers, busy_server, cores)
+    out = {"per_step_s": per_step / share, "per_sample_s": per_sample / share, "memory_Bps": memory,
+           "step_s_at_batch": t1, "batch": b, "threads": threads, "what": what, "comm_s": comm,
+           "cores": cores, "server_busy": busy_server, "oversubscription": share}
     if comm > 0 and cfg.backend.name in ("thread", "process"):
         # An update reads and writes the shared x once each: their measured cost, lock included.
         out["memory_Bps"] = 2 * nbytes / comm
@@ -205,6 +220,10 @@ def write_topology(cfg, measured: dict, out: str) -> Path:
     body = _set(body, "per_step_s", f"{measured['per_step_s']:.4g}", f"seconds per step: {here}")
     body = _set(body, "per_sample_s", f"{measured['per_sample_s']:.4g}", f"seconds per sample on top: {here}")
     body = _set(body, "memory_Bps", f"{measured['memory_Bps']:.4g}", f"bytes per second of cache-cold copies: {here}")
+    body = _set(body, "cores", str(measured["cores"]), "cores the ranks share here (os.cpu_count())")
+    body = _set(body, "server_busy", "true" if measured["server_busy"] else "false",
+                "a server rank polls while it waits (MPICH): it counts as a rank for cores" if measured["server_busy"]
+                else "no polling server rank was timed")
     for key, what in (("bandwidth_Bps", "bytes per second of a link"),
                       ("server_Bps", "bytes per second the server applies")):
         if key in measured:

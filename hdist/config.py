@@ -303,6 +303,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "topology.straggler.p": (lambda v: _is_num(v) and 0 <= v <= 1, "a probability in [0, 1]"),
     "topology.workers": (_int_at_least(1), "an integer >= 1"),
     "topology.stages": (_int_at_least(1), "an integer >= 1"),
+    "topology.sim.compute.cores": (_opt(_int_at_least(1)), "null or an integer >= 1 (cores)"),
     "scale.epochs": (_finite_nonneg, "a finite number >= 0"),
     "scale.n_train": (_opt(_int_at_least(1)), "null or an integer >= 1"),
     "scale.n_test": (_opt(_int_at_least(1)), "null or an integer >= 1"),

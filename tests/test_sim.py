@@ -161,3 +161,18 @@ def test_bench_sim_vs_real_reproduces_at_smoke(cli, tmp_path):
         assert side in table
     # process and mpi: 1 and 2 workers from the 1-worker calibration, 2 from the 2-worker one
     assert out.count(") predicts ") == 6
+
+
+def test_ranks_outnumbering_cores_compute_slower():
+    from omegaconf import OmegaConf
+
+    from hdist.backends.sim import CostModel, oversubscription
+
+    assert oversubscription(2, True, 2) == 1.5  # 2 workers and a polling server on 2 cores
+    assert oversubscription(2, False, 2) == 1.0 and oversubscription(1, True, 2) == 1.0
+    assert oversubscription(64, True, None) == 1.0  # a core (or a node) per rank
+    topo = OmegaConf.create({"sim": {"compute": {"per_step_s": 1e-3, "per_sample_s": 1e-5, "cores": 2,
+                                                 "server_busy": True}}})
+    assert CostModel(topo, 0, 2, server=True).compute_s(0, 10)[0] == pytest.approx(1.5 * 1.1e-3)
+    assert CostModel(topo, 0, 2, server=False).compute_s(0, 10)[0] == pytest.approx(1.1e-3)
+    assert CostModel(topo, 0, 4, server=False).compute_s(0, 10)[0] == pytest.approx(2 * 1.1e-3)

@@ -4,8 +4,10 @@ The gradients are real (each rank runs the algorithm's own code on real data, so
 is real); the *time* comes from a cost model (:class:`CostModel`, from ``topology.sim``):
 
 - compute: ``per_step_s + per_sample_s * samples`` per step, times the worker's
-  heterogeneity factor and a seeded log-normal jitter; the straggler model of thesis 3.5
-  (``topology.straggler``) holds chosen workers ``m`` times longer with probability ``p``;
+  heterogeneity factor and a seeded log-normal jitter, and times busy ranks / ``cores`` when the
+  ranks outnumber the cores they share (a polling server rank counts with ``server_busy``);
+  the straggler model of thesis 3.5 (``topology.straggler``) holds chosen workers ``m`` times
+  longer with probability ``p``;
 - a message costs ``latency_s + bytes / bandwidth_Bps``, in FIFO order per link;
 - a parameter server applies (and answers) one request at a time, each costing
   ``bytes / server_Bps``: it serialises the updates;
@@ -47,15 +49,26 @@ class SimDeadlock(RuntimeError):
     """Ranks wait for something that can never happen (e.g. a recv with no matching send)."""
 
 
+def oversubscription(workers: int, busy_server: bool, cores: int | None) -> float:
+    """How much slower each rank computes when the ranks that keep a core busy (the workers, and a
+    server rank that polls while it waits) outnumber the machine's cores: busy ranks / cores, at
+    least 1; 1 when ``cores`` is None (a core, or a node, per rank)."""
+    if not cores:
+        return 1.0
+    return max(1.0, (int(workers) + (1 if busy_server else 0)) / int(cores))
+
+
 class CostModel:
     """Virtual seconds for compute, messages, server work and collectives (see module doc)."""
 
-    def __init__(self, topology, seed: int, n_workers: int):
+    def __init__(self, topology, seed: int, n_workers: int, server: bool = False):
         sim = topology.get("sim") or {}
         comp = sim.get("compute") or {}
         link = sim.get("link") or {}
-        self.per_step_s = float(comp.get("per_step_s") or 0.0)
-        self.per_sample_s = float(comp.get("per_sample_s") or 0.0)
+        # Ranks sharing too few cores (topology.sim.compute.cores) each compute this much slower.
+        self.oversub = oversubscription(n_workers, server and bool(comp.get("server_busy")), comp.get("cores"))
+        self.per_step_s = float(comp.get("per_step_s") or 0.0) * self.oversub
+        self.per_sample_s = float(comp.get("per_sample_s") or 0.0) * self.oversub
         self.jitter = float(comp.get("jitter") or 0.0)
         het = list(comp.get("heterogeneity") or [])
         self.speed = [float(het[w]) if w < len(het) else 1.0 for w in range(n_workers)]
@@ -494,7 +507,7 @@ def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], run_id: str =
     old_threads = torch.get_num_threads()
     if cfg.backend.get("threads"):
         torch.set_num_threads(int(cfg.backend.threads))
-    cost = CostModel(cfg.topology, int(cfg.seed), workers)
+    cost = CostModel(cfg.topology, int(cfg.seed), workers, server)
     world = World(cost, world_size, server)
     ctxs: list[RankCtx] = []
 
