@@ -114,6 +114,10 @@ def test_calibrate_writes_a_usable_topology(cli, tmp_path):
     assert c.per_step_s >= 0 and c.per_sample_s >= 0 and c.per_step_s + c.per_sample_s * 10 > 0
     assert cfg.sim.memory_Bps > 0
     assert cfg.sim.compute.per_step_s != 2.0e-4  # replaced by the measurement
+    import os
+
+    assert c.cores == os.cpu_count() and c.server_busy is False  # serial: one rank, no polling server
+    assert "measured by hdist calibrate" in text.split("per_step_s:")[1].splitlines()[0]
     # Comments survive: every key line still has one.
     for line in text.splitlines()[1:]:
         if line.strip() and not line.strip().endswith(":"):
