@@ -231,9 +231,10 @@ def tables(df: pd.DataFrame, spec: dict = SPEC) -> dict[str, str]:
     a = analyse(df)
     head = (f"**{spec['title']}**: speedup to a common training-loss target, ours ({_setting(df, spec)}) vs the "
             f"poster ({spec['unit']}-K columns).\n\n")
+    where = ("Time is virtual: the simulated cluster's (its topology's cost model)." if a["time"] == "sim_s" else
+             f"Time speedup is meaningful only up to {CORES} workers ({CORES}-core machine).")
     notes = [f"Target rule: 90 % of the way down the slowest run's loss drop (hdist.analysis.speedup.choose_target, "
-             f"margin {MARGIN}). Medians over seeds. Time speedup is meaningful only up to {CORES} workers "
-             f"({CORES}-core machine)."]
+             f"margin {MARGIN}). Medians over seeds. {where}"]
     if not a["progress"] and math.isfinite(a["drop"]):
         head += (f"**The training loss fell only {a['drop']:.2%} (at least {MIN_DROP:.0%} needed): the speedups "
                  f"below are not meaningful.**\n\n")
