@@ -180,3 +180,5 @@ def test_ranks_outnumbering_cores_compute_slower():
     assert CostModel(topo, 0, 2, server=True).compute_s(0, 10)[0] == pytest.approx(1.5 * 1.1e-3)
     assert CostModel(topo, 0, 2, server=False).compute_s(0, 10)[0] == pytest.approx(1.1e-3)
     assert CostModel(topo, 0, 4, server=False).compute_s(0, 10)[0] == pytest.approx(2 * 1.1e-3)
+    topo.sim.memory_Bps = 1e9
+    assert CostModel(topo, 0, 2, server=True).memory_s(10 ** 6) == pytest.approx(1.5e-3)  # copies slow alike

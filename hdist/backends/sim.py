@@ -5,7 +5,8 @@ is real); the *time* comes from a cost model (:class:`CostModel`, from ``topolog
 
 - compute: ``per_step_s + per_sample_s * samples`` per step, times the worker's
   heterogeneity factor and a seeded log-normal jitter, and times busy ranks / ``cores`` when the
-  ranks outnumber the cores they share (a polling server rank counts with ``server_busy``);
+  ranks outnumber the cores they share (a polling server rank counts with ``server_busy``; the
+  copies of messages, updates and shared-memory accesses slow alike);
   the straggler model of thesis 3.5 (``topology.straggler``) holds chosen workers ``m`` times
   longer with probability ``p``;
 - a message costs ``latency_s + bytes / bandwidth_Bps``, in FIFO order per link;
@@ -65,7 +66,7 @@ class CostModel:
         sim = topology.get("sim") or {}
         comp = sim.get("compute") or {}
         link = sim.get("link") or {}
-        # Ranks sharing too few cores (topology.sim.compute.cores) each compute this much slower.
+        # Ranks sharing too few cores (topology.sim.compute.cores) each work this much slower.
         self.oversub = oversubscription(n_workers, server and bool(comp.get("server_busy")), comp.get("cores"))
         self.per_step_s = float(comp.get("per_step_s") or 0.0) * self.oversub
         self.per_sample_s = float(comp.get("per_sample_s") or 0.0) * self.oversub
@@ -73,9 +74,11 @@ class CostModel:
         het = list(comp.get("heterogeneity") or [])
         self.speed = [float(het[w]) if w < len(het) else 1.0 for w in range(n_workers)]
         self.latency_s = float(link.get("latency_s") or 0.0)
-        self.bandwidth = float(link.get("bandwidth_Bps") or math.inf)
-        self.server_Bps = float(sim.get("server_Bps") or math.inf)
-        self.memory_Bps = float(sim.get("memory_Bps") or math.inf)
+        # On shared cores the copies behind a message, an applied update and a shared-memory access
+        # are CPU work too, slowed by the same factor (topologies with cores: ranks on one machine).
+        self.bandwidth = float(link.get("bandwidth_Bps") or math.inf) / self.oversub
+        self.server_Bps = float(sim.get("server_Bps") or math.inf) / self.oversub
+        self.memory_Bps = float(sim.get("memory_Bps") or math.inf) / self.oversub
         st = topology.get("straggler") or {}
         self.stragglers = set(int(w) for w in (st.get("workers") or []))
         self.p = float(st.get("p") or 0.0)
