@@ -59,7 +59,7 @@ def nan_to_none(v):
 class ServerRankChecks:
     """The argument checks of a backend whose parameter server is rank 0 (mpi, torchdist).
 
-    Needs ``has_server``, ``rank``, ``_done`` (this worker called ps_done), ``_numel`` and
+    Needs ``has_server``, ``rank``, ``_done`` (this worker called ps_done), ``_x``, ``_numel`` and
     ``_dtype`` (of x, set by ps_init) on the class it is mixed into, and ``BACKEND`` for messages.
     """
 
@@ -76,6 +76,13 @@ class ServerRankChecks:
             raise RuntimeError(f"{what}: the server rank applies updates, it does not send any")
         if self._done:
             raise RuntimeError(f"{what}: called after ps_done")
+
+    def _server_only(self) -> None:
+        """serve()'s preconditions: the server rank of a run with one, after ps_init (``_x`` set)."""
+        if not (self.has_server and self.rank == 0):
+            raise RuntimeError("serve: only the server rank (rank 0 of a run with a server) serves")
+        if self._x is None:
+            raise RuntimeError("serve: call ps_init first")
 
     def _check_delta(self, delta: torch.Tensor) -> None:
         if delta.numel() != self._numel or delta.dtype != self._dtype:

@@ -684,10 +684,7 @@ class MPIComm(ServerRankChecks, RealClock):
 
     def serve(self, on_apply: Callable[[int, torch.Tensor, int], None] | None = None) -> None:
         """The server loop: one request at a time, in arrival order, until every worker is done."""
-        if not (self.has_server and self.rank == 0):
-            raise RuntimeError("serve: only the server rank (rank 0 of a run with a server) serves")
-        if self._x is None:
-            raise RuntimeError("serve: call ps_init first")
+        self._server_only()
         ps, wait, st = self.ps, self._wait, self._status
         x, xn, delta = self._x, self._xn, self._delta
         dn = delta.numpy()

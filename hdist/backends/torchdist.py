@@ -389,10 +389,7 @@ class TorchComm(ServerRankChecks, RealClock):
 
     def serve(self, on_apply: Callable[[int, torch.Tensor, int], None] | None = None) -> None:
         """The server loop: one request at a time, in arrival order, until every worker is done."""
-        if not (self.has_server and self.rank == 0):
-            raise RuntimeError("serve: only the server rank (rank 0 of a run with a server) serves")
-        if self._x is None:
-            raise RuntimeError("serve: call ps_init first")
+        self._server_only()
         dist, ps, x = self.dist, self.ps, self._x
         hdr, rep = self._hdr, self._rep
         delta = torch.empty_like(x)
