@@ -14,16 +14,14 @@ import pandas as pd
 from hdist.claims import Claim
 from hdist.plots.kavg18 import check_k_sweep, k_sweep_markdown, plot_k_sweep
 
-STEM = "kavg18-fig5"
-
 
 def plot(df: pd.DataFrame):
-    return plot_k_sweep(df, "kavg18 fig. 5: different K for vgg (CIFAR-10)", STEM)
+    return plot_k_sweep(df, "kavg18 fig. 5: different K for vgg (CIFAR-10)")
 
 
 def check(df: pd.DataFrame) -> list[Claim]:
-    return check_k_sweep(df, "fig. 5", STEM, expect_above_one=True)
+    return check_k_sweep(df, "fig. 5", expect_above_one=True)
 
 
 def tables(df: pd.DataFrame) -> dict[str, str]:
-    return {"k": k_sweep_markdown(df, STEM)}
+    return {"k": k_sweep_markdown(df)}

@@ -14,16 +14,14 @@ import pandas as pd
 from hdist.claims import Claim
 from hdist.plots.kavg18 import check_k_sweep, k_sweep_markdown, plot_k_sweep
 
-STEM = "kavg18-fig6"
-
 
 def plot(df: pd.DataFrame):
-    return plot_k_sweep(df, "kavg18 fig. 6: different K for nin (CIFAR-10)", STEM)
+    return plot_k_sweep(df, "kavg18 fig. 6: different K for nin (CIFAR-10)")
 
 
 def check(df: pd.DataFrame) -> list[Claim]:
-    return check_k_sweep(df, "fig. 6", STEM, expect_above_one=False)
+    return check_k_sweep(df, "fig. 6", expect_above_one=False)
 
 
 def tables(df: pd.DataFrame) -> dict[str, str]:
-    return {"k": k_sweep_markdown(df, STEM)}
+    return {"k": k_sweep_markdown(df)}

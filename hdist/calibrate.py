@@ -191,6 +191,7 @@ def calibrate(cfg, overrides: list[str] | None = None, steps: int = 20, reps: in
         # An update is a pull (x comes back) and a push (delta goes out): two messages of x. The sim
         # charges the worker's pull for the server's serving copy of x too (server_s), so that copy
         # is taken out of the measured time first, not counted twice.
+        # (floored at half the measurement: a noisy copy-bandwidth reading must not leave ~0 s of wire)
         wire = max(comm - nbytes / memory, 0.5 * comm)
         out["bandwidth_Bps"] = 2 * nbytes / wire * share
         out["server_Bps"] = memory

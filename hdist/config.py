@@ -315,6 +315,9 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "log.evals_per_epoch": (_finite_nonneg, "a number >= 0"),
     "log.eval_max_samples": (_opt(_int_at_least(1)), "null or an integer >= 1"),
     "log.bn_samples": (_int_at_least(0), "an integer >= 0 (samples)"),
+    "algo.batches": (_int_at_least(2), "an integer >= 2 (mini-batch gradients of kavg_probe's variance)"),
+    "algo.hvp_samples": (_int_at_least(1), "an integer >= 1 (samples)"),
+    "algo.iters": (_int_at_least(1), "an integer >= 1 (power iterations)"),
     "log.flush_s": (_finite_pos, "a number of seconds > 0"),
     "model.num_classes": (_int_at_least(1), "an integer >= 1"),
 }

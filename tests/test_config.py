@@ -104,6 +104,9 @@ BAD = [
     (["topology.workers=4"], "topology.workers"),  # serial runs one worker
     (["dataset=mnist", "model=linear"], "model=linear"),  # 784 pixels into a 22-feature model
     (["algo.lr=0.1,0.2"], "sweep"),  # a sweep without -m
+    (["log.bn_samples=-1"], "log.bn_samples"),
+    (["backend=sim", "topology.sim.compute.cores=0"], "topology.sim.compute.cores"),
+    (["algo=kavg_probe", "algo.batches=1"], "algo.batches"),
 ]
 
 

@@ -57,7 +57,7 @@ def nan_to_none(v):
 
 
 class ServerRankChecks:
-    """The argument checks of a backend whose parameter server is rank 0 (mpi, torchdist).
+    """ps_init and the argument checks of a backend whose parameter server is rank 0 (mpi, torchdist).
 
     Needs ``has_server``, ``rank``, ``_done`` (this worker called ps_done), ``_x``, ``_numel`` and
     ``_dtype`` (of x, set by ps_init) on the class it is mixed into, and ``BACKEND`` for messages.
@@ -76,6 +76,21 @@ class ServerRankChecks:
             raise RuntimeError(f"{what}: the server rank applies updates, it does not send any")
         if self._done:
             raise RuntimeError(f"{what}: called after ps_done")
+
+    def ps_init(self, x0: torch.Tensor) -> None:
+        """Every rank learns x's size and type; the server keeps x (a contiguous CPU copy) and makes its
+        buffers (:meth:`_server_buffers`); all meet at a barrier."""
+        self._need_server("ps_init")
+        self._numel, self._dtype = x0.numel(), x0.dtype
+        if self.rank == 0:
+            self._x = x0.detach().reshape(-1).to("cpu").clone().contiguous()
+            self._server_buffers()
+        self._version = 0
+        self._done = False
+        self.barrier()
+
+    def _server_buffers(self) -> None:
+        """The server's own buffers beside x, made once by ps_init (none by default)."""
 
     def _server_only(self) -> None:
         """serve()'s preconditions: the server rank of a run with one, after ps_init (``_x`` set)."""

@@ -615,16 +615,10 @@ class MPIComm(ServerRankChecks, RealClock):
         self._version += (tag - self._version) % self._mod
         return self._version
 
-    def ps_init(self, x0: torch.Tensor) -> None:
-        self._need_server("ps_init")
-        self._numel, self._dtype = x0.numel(), x0.dtype
-        if self.rank == 0:
-            self._x = x0.detach().reshape(-1).clone().contiguous()
-            self._xn = self._x.numpy()
-            self._delta = torch.empty_like(self._x)
-        self._version = 0
-        self._done = False
-        self.barrier()
+    def _server_buffers(self) -> None:
+        # Buffer calls read and write numpy views: x's own, and one receive buffer for pushed deltas.
+        self._xn = self._x.numpy()
+        self._delta = torch.empty_like(self._x)
 
     def ps_version(self) -> int:
         self._need_server("ps_version")

@@ -332,15 +332,6 @@ class TorchComm(ServerRankChecks, RealClock):
         self._version = int(self._rep[0])
         return self._version
 
-    def ps_init(self, x0: torch.Tensor) -> None:
-        self._need_server("ps_init")
-        self._numel, self._dtype = x0.numel(), x0.dtype
-        if self.rank == 0:
-            self._x = x0.detach().reshape(-1).to("cpu").clone().contiguous()
-        self._version = 0
-        self._done = False
-        self.barrier()
-
     def ps_version(self) -> int:
         self._need_server("ps_version")
         if self.rank == 0 or self._done:

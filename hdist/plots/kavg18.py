@@ -371,7 +371,7 @@ def _bound_note(r) -> str:
     return note
 
 
-def plot_k_sweep(df: pd.DataFrame, title: str, stem: str):
+def plot_k_sweep(df: pd.DataFrame, title: str):
     kt = k_table(df)
     fig, (ax, bx) = figure(2, width=4.6, height=3.6, title=title + data_note(df))
     kopt = measured_k_opt(kt) if len(kt) else {}
@@ -416,7 +416,7 @@ def plot_k_sweep(df: pd.DataFrame, title: str, stem: str):
     return fig
 
 
-def check_k_sweep(df: pd.DataFrame, fig: str, stem: str, expect_above_one: bool) -> list[Claim]:
+def check_k_sweep(df: pd.DataFrame, fig: str, expect_above_one: bool) -> list[Claim]:
     """Claims of fig. 5 (vgg: ``expect_above_one``, K_opt > 1 at every P, falling with P) or fig. 6 (nin: K_opt = 1
     at almost every P); for both: K is critical only at large P, and Theorem 3.4's prediction vs the measurement."""
     kt = k_table(df)
@@ -475,7 +475,7 @@ def check_k_sweep(df: pd.DataFrame, fig: str, stem: str, expect_above_one: bool)
     return claims
 
 
-def k_sweep_markdown(df: pd.DataFrame, stem: str) -> str:
+def k_sweep_markdown(df: pd.DataFrame) -> str:
     """Accuracy per (P, K) with the measured and predicted K_opt, as markdown."""
     kt = k_table(df)
     if kt.empty:
