@@ -57,6 +57,27 @@ def test_same_seed_same_bits_including_virtual_time(tmp_path):
         assert ta[ta["metric"] == m]["value"].tolist() == tb[tb["metric"] == m]["value"].tolist(), m
 
 
+@pytest.mark.parametrize("workers", [1, 4])
+def test_requests_served_in_place_equal_the_event_path(tmp_path, monkeypatch, workers):
+    """The sim serves a pull or push in place (no event, no switch) when no event comes before the
+    server takes it, even while the server still works on earlier requests. That shortcut must
+    give what queueing every request as an event gives: the same bits, virtual times included."""
+    import hdist.backends.sim as sim
+
+    # A slow server: busy past the worker's next request, the case served at the server's free time.
+    ovs = ["algo=asysg_con", "backend=sim", f"topology.workers={workers}", "topology.sim.compute.jitter=0.3",
+           "topology.sim.server_Bps=1e8", "log.bn_samples=0"]
+    a = _run(tmp_path / "in_place", *ovs)
+    calls = []
+    monkeypatch.setattr(sim.SimComm, "_server_now", lambda self, arrival, nbytes: calls.append(1))
+    b = _run(tmp_path / "events", *ovs)
+    assert calls
+    ta, tb = read_run_metrics(a.run_dir).to_pandas(), read_run_metrics(b.run_dir).to_pandas()
+    pd.testing.assert_frame_equal(_frame(a.run_dir), _frame(b.run_dir), check_exact=True)
+    for m in ("compute_s", "comm_s", "train_s"):
+        assert ta[ta["metric"] == m]["value"].tolist() == tb[tb["metric"] == m]["value"].tolist(), m
+
+
 def test_staleness_comes_from_timing(tmp_path):
     _run(tmp_path, "algo=asysg_con", "backend=sim", "topology.workers=8")
     df = load_results(tmp_path)
@@ -153,6 +174,8 @@ def test_bench_sim_cost_reproduces_at_smoke(cli, tmp_path):
     assert code == 0, err
     assert (tmp_path / "figures" / "bench-sim-cost.png").exists()
     assert "simulating 8 workers costs" in out
+    # the MLP's cost split: what is there at 1 worker, what 8 workers in flight add
+    assert "already with 1 worker" in out and "the sim's cost at 1 worker" in out
 
 
 @pytest.mark.mpi
@@ -182,3 +205,32 @@ def test_ranks_outnumbering_cores_compute_slower():
     assert CostModel(topo, 0, 4, server=False).compute_s(0, 10)[0] == pytest.approx(2 * 1.1e-3)
     topo.sim.memory_Bps = 1e9
     assert CostModel(topo, 0, 2, server=True).memory_s(10 ** 6) == pytest.approx(1.5e-3)  # copies slow alike
+
+
+def test_ps_version_is_read_at_the_rank_clock(tmp_path):
+    """compute_done moves a rank's clock past the world's without yielding; a version read after it
+    must still see every update the server applied by that clock (here worker 0's, at ~1 us)."""
+    import torch
+
+    from hdist.backends import sim
+
+    cfg = prepare([*SMOKE, f"results_dir={tmp_path}", "algo=asysg_con", "backend=sim", "topology.workers=2",
+                   "topology.sim.compute.per_step_s=0.01"])
+    seen = {}
+
+    def rank_fn(ctx):
+        comm = ctx.comm
+        comm.ps_init(torch.zeros(4))
+        if comm.worker_index is None:
+            comm.serve()
+        else:
+            if comm.worker_index == 0:
+                comm.push(torch.ones(4), 0)
+            else:
+                comm.compute_done(10)  # 10 ms: long after worker 0's update reached the server
+                seen["version"] = comm.ps_version()
+            comm.ps_done()
+        comm.barrier()
+
+    sim.launch(tmp_path, cfg, rank_fn, server=True)
+    assert seen["version"] == 1

@@ -347,6 +347,8 @@ class SimComm:
         self.barrier()
 
     def ps_version(self) -> int:
+        # The version at this rank's clock, which compute_done may have moved past the world's.
+        self._sync("ps_version")
         return self.w.version
 
     def _nbytes(self) -> int:
@@ -392,10 +394,11 @@ class SimComm:
         # arrival, as a queued event (virtual-time order), or in place when nothing is queued
         # before it (_server_now). One suspension per pull instead of two.
         request = self._arrival(0, 8)
-        if self._server_now(request, self._nbytes()):
+        start = self._server_now(request, self._nbytes())
+        if start is not None:
             # Nothing can happen before the request is served: serve it in place, no events.
             out.copy_(w.x)
-            self._set_clock(request + w.cost.message_s(self._nbytes()))
+            self._set_clock(start + w.cost.message_s(self._nbytes()))
             version = w.version
             self._sync("pull")  # anything due before the reply happens first
             return version
@@ -408,17 +411,20 @@ class SimComm:
         self._serve(request, serve)
         return self._suspend("pull")
 
-    def _server_now(self, arrival: float, nbytes: int) -> bool:
-        """True (and the server booked) when a request arriving at ``arrival`` can be served in
-        place: no queued event is due before it and the server is idle by then. Nothing else can
-        then observe or change x before ``arrival``: other ranks only act at queued events (all
-        later), and this rank's own later requests reach the server after this one (FIFO)."""
+    def _server_now(self, arrival: float, nbytes: int) -> float | None:
+        """The virtual time the server starts on a request arriving at ``arrival`` (and the server
+        booked), when the request can be served in place: no queued event is due by that start
+        (the arrival, or later when the server is still busy with requests it already took).
+        Nothing else can then observe or change x before the start: other ranks only act at queued
+        events (all later), and this rank's own later requests reach the server after this one
+        (FIFO). None when an event comes first: the request must queue as an event."""
         w = self.w
+        start = arrival if w.server_free <= arrival else w.server_free
         q = w._q
-        if (q and q[0][0] <= arrival) or w.server_free > arrival:
-            return False
-        w.server_free = arrival + w.cost.server_s(nbytes)
-        return True
+        if q and q[0][0] <= start:
+            return None
+        w.server_free = start + w.cost.server_s(nbytes)
+        return start
 
     def _apply(self, delta: torch.Tensor, version: int, at: float | None = None) -> int:
         w = self.w
@@ -443,9 +449,10 @@ class SimComm:
         # As in pull: the update acts at its arrival (an event, or in place), so no _sync first;
         # the worker goes on without suspending.
         arrival = self._arrival(0, self._nbytes())
-        if self._server_now(arrival, self._nbytes()):
-            # Applied in place at its virtual arrival time (see _server_now): no copy, no events.
-            self._apply(delta, version, at=arrival)
+        start = self._server_now(arrival, self._nbytes())
+        if start is not None:
+            # Applied in place at the virtual time the server takes it (see _server_now): no copy, no events.
+            self._apply(delta, version, at=start)
         else:
             # The worker runs on before the server applies this: keep a copy, unless the caller
             # donated delta (it never touches it again).
