@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from hdist.claims import Claim, not_checked
-from hdist.plots import data_note, figure
+from hdist.plots import data_note, figure, legend
 
 
 def mk(df: pd.DataFrame) -> pd.DataFrame:
@@ -39,8 +39,7 @@ def plot(df: pd.DataFrame):
         ax.set_ylabel("M_k")
         ax.set_title(model, fontsize=9)
         ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=6)
+        legend(ax, fontsize=6)
     fig.tight_layout()
     return fig
 

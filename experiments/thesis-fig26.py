@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from hdist.claims import Claim, not_checked
-from hdist.plots import data_note, figure
+from hdist.plots import data_note, figure, legend
 from hdist.plots.pipeline_mem import stage_rows
 
 #: "Close to 1" for the second half's mean sigma of the lowest module (the figure shows about 0.8-1 late).
@@ -37,8 +37,7 @@ def plot(df: pd.DataFrame):
         ax.set_ylabel("sigma")
         ax.set_title(model, fontsize=9)
         ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
+        legend(ax)
     fig.tight_layout()
     return fig
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from hdist.claims import Claim, not_checked
-from hdist.plots import data_note, figure
+from hdist.plots import data_note, figure, legend
 from hdist.plots.pipeline_mem import ALGO_LABEL, ALGO_ORDER, STYLE, md_table, memory_model, mib
 
 #: Largest relative deviation of measured from predicted memory accepted (the model leaves out small buffers:
@@ -37,8 +37,7 @@ def plot(df: pd.DataFrame):
     for a in (ax, ax2):
         a.set_xlabel("modules K")
         a.grid(alpha=0.3)
-        if a.get_legend_handles_labels()[0]:
-            a.legend(fontsize=7)
+        legend(a)
     models = ", ".join(sorted(mm["model"].unique()))
     ax.set_ylabel("activation memory (MiB)")
     ax.set_title(models, fontsize=9)

@@ -62,8 +62,13 @@ def curves(ax, df: pd.DataFrame, metric: str, x: str = "epoch", by: list[str] | 
     if logy:
         ax.set_yscale("log")
     ax.grid(alpha=0.3)
+    legend(ax)
+
+
+def legend(ax, fontsize: float = 7) -> None:
+    """A legend on ``ax`` if anything on it has a label (matplotlib warns on an empty one)."""
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=fontsize)
 
 
 def speedup(ax, workers: Iterable[float], values: Iterable[float], label: str = "measured",

@@ -35,7 +35,7 @@ import pandas as pd
 
 from hdist.analysis import kavg_bound as kb
 from hdist.claims import Claim, not_checked
-from hdist.plots import data_note, figure
+from hdist.plots import data_note, figure, legend
 
 #: Accuracy of a random guess on CIFAR-10: the score of a run that diverged.
 CHANCE = 0.1
@@ -168,8 +168,7 @@ def plot_accuracy_vs_p(df: pd.DataFrame, title: str):
     ax.set_xlabel("learners P")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(_setting_note(runs[runs["algo"] == "kavg"], "final accuracy"), fontsize=8)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
+    legend(ax)
     fig.tight_layout()
     return fig
 
@@ -254,8 +253,7 @@ def plot_speedup(df: pd.DataFrame, title: str):
     runs = run_table(df)
     ax.set_title(_setting_note(runs[runs["algo"] == "kavg"], "simulated seconds" if "sim_s" in df.columns
                                and df["sim_s"].notna().any() else "wall seconds"), fontsize=8)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
+    legend(ax)
     fig.tight_layout()
     return fig
 
@@ -387,8 +385,7 @@ def plot_k_sweep(df: pd.DataFrame, title: str):
     ax.set_xlabel("K (local steps between averages)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("measured (star: K_opt)", fontsize=8)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
+    legend(ax)
     est = probe_estimates(df) if len(kt) else None
     bt = bound_table(df, est)
     _log2_axis(bx, kt["k"] if len(kt) else [])
@@ -544,8 +541,7 @@ def plot_gap(df: pd.DataFrame, title: str):
     bx.set_ylabel("epoch-time speedup over SGD")
     bx.set_title("time of sequential SGD / K-AVG, same epochs", fontsize=8)
     for a in (ax, bx):
-        if a.get_legend_handles_labels()[0]:
-            a.legend(fontsize=7)
+        legend(a)
     fig.tight_layout()
     return fig
 

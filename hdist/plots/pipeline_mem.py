@@ -24,6 +24,8 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
+from hdist.plots import legend
+
 ALGO_ORDER = ["bp", "dni", "ddg", "fr"]
 ALGO_LABEL = {"bp": "BP", "dni": "DNI", "ddg": "DDG", "fr": "FR"}
 STYLE = {"bp": {"color": "k"}, "dni": {"color": "tab:purple"}, "ddg": {"color": "tab:blue"},
@@ -230,5 +232,4 @@ def memory_panel(ax, mm: pd.DataFrame, model: str, y: str = "measured") -> None:
     if len(g):
         ax.set_xticks(sorted(int(k) for k in g["K"].unique()))
     ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
+    legend(ax)
