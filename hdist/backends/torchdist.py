@@ -44,6 +44,7 @@ process backends).
 
 from __future__ import annotations
 
+import atexit
 import datetime
 import os
 import queue
@@ -616,6 +617,7 @@ def _control():
     if not dist.is_initialized():
         dist.init_process_group("gloo", init_method="env://",
                                 timeout=datetime.timedelta(seconds=_CONTROL_TIMEOUT_S))
+        atexit.register(_leave_world)
     return dist
 
 
@@ -651,6 +653,25 @@ def release(result) -> None:
     followers how it ended so that they return too. ``result`` is a RunResult-like object."""
     _tell_followers({"kind": "end", "run_id": result.run_id, "run_dir": str(result.run_dir),
                      "status": result.status, "reason": result.reason, "skipped": bool(result.skipped)})
+
+
+def _leave_world() -> None:
+    """At exit, every rank of an external world: wait until all are leaving, then free the default group.
+
+    It must go while the interpreter is whole: gloo's worker threads left to interpreter teardown
+    abort the process ("terminate called without an active exception", SIGABRT;
+    pytorch/pytorch#179291), which torchrun reports as a failed job after a good run. Sync point:
+    the barrier keeps a rank from closing its sockets while a peer still reads the last message.
+    Once per process, not per run, so a sweep under torchrun keeps one rendezvous.
+    """
+    dist = _dist()
+    if not dist.is_initialized():
+        return
+    try:
+        dist.barrier()
+    except Exception:  # a peer already gone (it failed and exited): nothing left to wait for
+        pass
+    dist.destroy_process_group()
 
 
 def _launch_in_place(run_dir: Path, cfg, rank_fn, run_id: str, server: bool, ranks: int | None = None) -> None:
