@@ -218,6 +218,30 @@ def test_bench_ps_mpi_smoke(tmp_path):
     assert len(claims) == 1 and claims[0].passed is not None
 
 
+def test_thread_sigterm_in_rank_0_is_an_interruption(tmp_path):
+    """Rank 0 of the thread backend runs on the main thread (its OpenMP team): a SIGTERM lands in
+    its step, stops the other rank, and the run is recorded interrupted with every metrics file."""
+    import signal
+
+    proc = subprocess.Popen([sys.executable, "-m", "hdist.cli", "run", "algo=asysg_con", "backend=thread",
+                             "topology.workers=2", "scale=smoke", "scale.epochs=1000", "progress=quiet",
+                             f"results_dir={tmp_path}"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob("adhoc/*/status.json")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (run_dir,) = list((tmp_path / "adhoc").iterdir())
+    time.sleep(1.5)  # into the training loop
+    proc.send_signal(signal.SIGTERM)
+    t0 = time.monotonic()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and time.monotonic() - t0 < 15, err[-2000:]
+    st = json.loads((run_dir / "status.json").read_text())
+    assert st["status"] == "failed" and "interrupted" in st["reason"], st
+    for rank in range(2):
+        assert len(read_run_metrics(run_dir).to_pandas().query(f"rank == {rank}"))
+
+
 @mpi
 def test_mpi_sigterm_stops_every_rank_and_keeps_their_metrics(tmp_path):
     import signal

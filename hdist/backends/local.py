@@ -150,6 +150,8 @@ class LocalComm(RealClock):
         return int(self.s.counts.sum())
 
     def pull(self, out: torch.Tensor, consistent: bool = True) -> int:
+        # A failed or interrupted peer stops this rank at its next read of x, not at the run's end.
+        self._check()
         if consistent:
             self._acquire()
             try:

@@ -33,7 +33,13 @@ def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], run_id: str =
     block = cfg.algo.get("block")
     errors: list[tuple[int, BaseException]] = []
     old_threads = torch.get_num_threads()
-    torch.set_num_threads(threads_per_rank(cfg, 1))  # one process: the threads share its pool
+    # Cores shared out among the rank threads, as processes get them: an intra-op pool is not shared
+    # between threads. OpenMP gives every calling thread a team of its own; a second team beside the main
+    # thread's (built with the model) oversubscribes the cores and libgomp falls back to sleeping helpers:
+    # the MLP step at batch 10 took 1185 us per update with 2 pool threads in 1 rank thread on 2 cores,
+    # 338 us with 1 (serial: 334 us). So rank 0 runs on this thread, whose team already exists: one
+    # worker keeps the whole pool (288 us with 2 threads, as serial), more get one thread each here.
+    torch.set_num_threads(threads_per_rank(cfg, world))
 
     def body(rank: int) -> None:
         comm = LocalComm(state, rank, world, block=block, seed=int(cfg.seed) * 7919 + rank)
@@ -45,10 +51,11 @@ def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], run_id: str =
             state.abort.set()
             state.barrier.abort()
 
-    threads = [threading.Thread(target=body, args=(r,), name=f"hdist-rank{r}", daemon=True) for r in range(world)]
+    threads = [threading.Thread(target=body, args=(r,), name=f"hdist-rank{r}", daemon=True) for r in range(1, world)]
     try:
         for t in threads:
             t.start()
+        body(0)
         for t in threads:
             t.join()
     finally:
@@ -57,6 +64,6 @@ def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], run_id: str =
         # The first real error, not the PeerFailed of the ranks it stopped.
         real = [e for e in errors if not isinstance(e[1], PeerFailed)] or errors
         rank, err = real[0]
-        if isinstance(err, Exception) and not isinstance(err, PeerFailed):
-            raise err
+        if not isinstance(err, PeerFailed):
+            raise err  # a Ctrl-C or SIGTERM that landed in rank 0 (on this thread) stays an interruption
         raise RuntimeError(f"rank {rank}: {err}")
