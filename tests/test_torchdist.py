@@ -266,6 +266,30 @@ def test_external_world_is_torchrun_environment(monkeypatch):
     assert not td.in_external_world(cfg)
 
 
+def test_external_world_frees_its_default_group_at_exit(monkeypatch):
+    """The leader's control group is freed by an exit handler registered once per process: gloo
+    threads left to interpreter teardown aborted a rank after a good run (SIGABRT under torchrun)."""
+    import socket
+
+    registered = []
+    monkeypatch.setattr(td.atexit, "register", registered.append)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {"RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+           "GLOO_SOCKET_IFNAME": td._loopback() or "lo"}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    dist = td._control()
+    try:
+        td._control()  # a second run in the same process joins nothing new
+        assert dist.is_initialized() and registered == [td._leave_world]
+    finally:
+        td._leave_world()
+    assert not dist.is_initialized()
+    td._leave_world()  # nothing left to free: a no-op
+
+
 def _torchrun(tmp_path: Path, *extra: str):
     import subprocess
 
