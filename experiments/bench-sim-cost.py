@@ -6,7 +6,8 @@ where the sim's fixed cost per event is a large share) and lian15's CIFAR10-full
 step, as the lian15 stems run it). The ratio's excess over 1, times the no-sim time per update, is the sim's
 own cost per update, reported in microseconds. Where the MLP also ran with 1 sim worker vs 1 replica, that
 cost is split: the part already there at 1 worker (events, greenlet switches, the parameter-server frame's
-bookkeeping: a fixed cost per update) and the part 8 workers add (8 parameter versions held at once)."""
+bookkeeping: a fixed cost per update) and the part 8 workers add (the simulated server's queue and the
+switches between 8 ranks)."""
 
 from __future__ import annotations
 
@@ -76,7 +77,7 @@ def check(df: pd.DataFrame) -> list[Claim]:
         r, text = ratio_text(part, "s_per_update", SIM8, RR8, unit_scale=1e6, unit=" us/update")
         if r is not None:
             extra, fixed = overhead_us(part, SIM8, RR8), overhead_us(part, SIM1, RR1)
-            split = (f" ({fixed:.0f} us already with 1 worker, {extra - fixed:.0f} us added by 8 workers in flight)"
+            split = (f" ({fixed:.0f} us already with 1 worker, {extra - fixed:.0f} us added at 8 workers)"
                      if fixed is not None else "")
             out.append(Claim(f"{m}: simulating 8 workers costs <= {GOAL}x computing the same gradients serially "
                              "(8 replicas, no simulator)", f"<= {GOAL}",

@@ -174,7 +174,7 @@ def test_bench_sim_cost_reproduces_at_smoke(cli, tmp_path):
     assert code == 0, err
     assert (tmp_path / "figures" / "bench-sim-cost.png").exists()
     assert "simulating 8 workers costs" in out
-    # the MLP's cost split: what is there at 1 worker, what 8 workers in flight add
+    # the MLP's cost split: what is there at 1 worker, what 8 workers add
     assert "already with 1 worker" in out and "the sim's cost at 1 worker" in out
 
 
