@@ -36,9 +36,9 @@ def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], run_id: str =
     # Cores shared out among the rank threads, as processes get them: an intra-op pool is not shared
     # between threads. OpenMP gives every calling thread a team of its own; a second team beside the main
     # thread's (built with the model) oversubscribes the cores and libgomp falls back to sleeping helpers:
-    # the MLP step at batch 10 took 1185 us per update with 2 pool threads in 1 rank thread on 2 cores,
-    # 338 us with 1 (serial: 334 us). So rank 0 runs on this thread, whose team already exists: one
-    # worker keeps the whole pool (288 us with 2 threads, as serial), more get one thread each here.
+    # AsySG-con's MLP update at batch 10 took 1185 us with 2 pool threads in 1 rank thread on 2 cores,
+    # 374 us with 1 (serial: 331 us). So rank 0 runs on this thread, whose team already exists: one
+    # worker keeps the whole pool (317 us with 2 threads), more get one thread each here.
     torch.set_num_threads(threads_per_rank(cfg, world))
 
     def body(rank: int) -> None:
