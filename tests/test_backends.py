@@ -218,6 +218,27 @@ def test_bench_ps_mpi_smoke(tmp_path):
     assert len(claims) == 1 and claims[0].passed is not None
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_thread_rank_0_runs_on_the_calling_thread_with_its_share_of_cores(tmp_path, workers):
+    """OpenMP gives each calling thread its own team: rank 0 keeps the calling thread's, and the
+    null threads_per_rank shares the cores out among the rank threads (cores / workers)."""
+    import threading
+
+    import torch
+
+    from hdist.backends import thread
+
+    seen = {}
+
+    def rank_fn(ctx):
+        seen[ctx.rank] = (threading.current_thread() is threading.main_thread(), torch.get_num_threads())
+
+    cfg = prepare(["algo=conformance", "backend=thread", f"topology.workers={workers}"])
+    thread.launch(tmp_path, cfg, rank_fn, n_params=4)
+    share = max(1, (os.cpu_count() or 1) // workers)
+    assert seen == {r: (r == 0, share) for r in range(workers)}
+
+
 def test_thread_sigterm_in_rank_0_is_an_interruption(tmp_path):
     """Rank 0 of the thread backend runs on the main thread (its OpenMP team): a SIGTERM lands in
     its step, stops the other rank, and the run is recorded interrupted with every metrics file."""
