@@ -149,6 +149,32 @@ def close(a, b, tol=1e-5):
 # --- (b) one Downpour K=3 cycle by hand --------------------------------------------------------
 
 
+@pytest.mark.parametrize("fast", [True, False], ids=["engine", "public-call"])
+@pytest.mark.parametrize("scale", [None, -0.05])
+def test_flat_model_grad_is_torch_autograd_grad_bit_for_bit(monkeypatch, fast, scale):
+    """FlatModel.grad seeds the backward pass with the scale and calls the engine directly (the
+    fast path), or torch.autograd.grad (older torches): both give the bits of
+    torch.autograd.grad(scale * loss), concatenated in parameter order."""
+    from hdist.algos import _ps
+
+    if not fast:
+        monkeypatch.setattr(_ps, "_run_backward", None)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.ReLU(), torch.nn.Linear(5, 3))
+    fm = FlatModel(model)
+    x, y = torch.randn(4, 6), torch.randint(0, 3, (4,))
+
+    def loss():
+        return torch.nn.functional.cross_entropy(fm.model(x), y)
+
+    want = torch.autograd.grad(loss() if scale is None else scale * loss(), fm.params)
+    got = fm.grad(loss(), scale=scale)
+    assert got.shape == (fm.numel,)
+    assert torch.equal(got, torch.cat([g.reshape(-1) for g in want]))
+    with pytest.raises(ValueError, match="must be a scalar"):
+        fm.grad(torch.nn.functional.cross_entropy(fm.model(x), y, reduction="none"))
+
+
 def test_downpour_k3_cycle_by_hand():
     w0, lr, l2 = [0.5, -0.25], 0.1, 0.1
     data = [([1.0, 2.0], 1.0), ([-1.0, 0.5], 0.0), ([2.0, -1.0], 2.0), ([0.5, 0.5], -1.0)]
