@@ -286,3 +286,13 @@ def test_mpi_sigterm_stops_every_rank_and_keeps_their_metrics(tmp_path):
     for rank in range(3):  # every rank closed its metrics file on the way out
         assert (run_dir / f"metrics-r{rank}.parquet").exists()
     _assert_nothing_left(before, run_dir)
+
+
+def test_bench_thread_reproduces_at_smoke(cli, tmp_path):
+    code, out, err = cli("reproduce", "bench-thread", "scale=smoke", "scale.n_train=300", "progress=quiet",
+                         f"results_dir={tmp_path}")
+    assert code == 0, err
+    assert (tmp_path / "figures" / "bench-thread.png").exists()
+    # one claim with its goal, the 2-worker reference beside it; both sides measured 5 times
+    assert "one thread worker costs <= 1.25x the serial backend" in out and "5 and 5 reps" in out
+    assert "2 thread workers vs serial" in out
