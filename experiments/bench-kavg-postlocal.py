@@ -6,7 +6,7 @@ import pandas as pd
 
 from hdist.claims import Claim, not_checked
 from hdist.plots import figure
-from hdist.plots.bench import ratio_text, sides_panel
+from hdist.plots.bench import ratio_panel, ratio_text
 
 GOAL = 1.0
 SIDES = {"kavg": "hdist K-AVG", "bench_postlocal": "PyTorch PostLocalSGD"}
@@ -22,10 +22,8 @@ def epoch_times(df: pd.DataFrame) -> pd.DataFrame:
 def plot(df: pd.DataFrame):
     t = epoch_times(df)
     fig, (ax,) = figure(1, width=5.0, title="bench-kavg-postlocal: MLP, K=16, B=16, 2 ranks (gloo)")
-    sides_panel(ax, t, "epoch_s", list(SIDES.values()), "seconds per epoch (bar: median)")
-    r, _ = ratio_text(t, "epoch_s", SIDES["kavg"], SIDES["bench_postlocal"])
-    if r is not None:
-        ax.set_title(f"hdist / PyTorch = {r:.3f} (goal <= {GOAL})", fontsize=8)
+    ratio_panel(ax, t, "epoch_s", list(SIDES.values()), SIDES["kavg"], SIDES["bench_postlocal"],
+                "seconds per epoch (bar: median)", "hdist / PyTorch", GOAL)
     fig.tight_layout()
     return fig
 

@@ -33,3 +33,12 @@ def ratio_text(t: pd.DataFrame, value: str, num: str, den: str, unit_scale: floa
     reps = int((t["side"] == num).sum()), int((t["side"] == den).sum())
     return r, (f"{r:.3f} (medians {med[num] * unit_scale:.4g} vs {med[den] * unit_scale:.4g}{unit}; "
                f"{reps[0]} and {reps[1]} reps)")
+
+
+def ratio_panel(ax, t: pd.DataFrame, value: str, order: list[str], num: str, den: str, ylabel: str, label: str,
+                goal: float, scale: float = 1.0) -> None:
+    """:func:`sides_panel`, titled ``label = ratio (goal <= goal)`` with the ratio of the medians num / den."""
+    sides_panel(ax, t, value, order, ylabel, scale=scale)
+    r, _ = ratio_text(t, value, num, den)
+    if r is not None:
+        ax.set_title(f"{label} = {r:.3f} (goal <= {goal})", fontsize=8)
