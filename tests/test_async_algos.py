@@ -280,3 +280,13 @@ def test_straggler_worker_0_only(tmp_path, algo):
              "topology.straggler.workers=[0]", "topology.straggler.p=1.0", "topology.straggler.m=[1.0,1.0]")
     ev = df[df.metric == "straggle_s"]
     assert set(ev["rank"]) == {0} and len(ev) == 52 and (ev.value > 0).all()
+
+
+def test_bench_flat_grad_reproduces_at_smoke(cli, tmp_path):
+    code, out, err = cli("reproduce", "bench-flat-grad", "scale=smoke", "algo.steps=30", "algo.warmup_steps=5",
+                         "algo.reps=2", "progress=quiet", f"results_dir={tmp_path}")
+    assert code == 0, err
+    assert (tmp_path / "figures" / "bench-flat-grad.png").exists()
+    # the MLP carries the goal; CIFAR10-full is reported beside it; both sides timed every repetition
+    assert "mlp: FlatModel.grad costs <= 1.0x the public autograd call" in out and "2 and 2 reps" in out
+    assert "for reference, cifar10_full" in out

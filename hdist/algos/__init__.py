@@ -40,6 +40,7 @@ ALGOS: dict[str, str] = {
     "bench_ps_mpi": "hdist.bench.ps_mpi",
     "bench_clars": "hdist.bench.clars",
     "bench_postlocal": "hdist.bench.postlocal",
+    "bench_flat_grad": "hdist.bench.flat_grad",
     "conformance": "hdist.backends.conformance",  # a test algorithm: the backend conformance suite
 }
 

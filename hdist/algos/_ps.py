@@ -57,7 +57,8 @@ class FlatModel:
         scale * 1 = scale exactly. The engine is called directly: on a ~0.3 ms MLP step,
         ``torch.autograd.grad``'s Python wrapper (argument and shape checks, one of which imports
         torch's symbolic shapes) costs ~20 us, and ``scale * loss`` another ~19 us, both paid on
-        every update of every parameter-server algorithm (measured in one process, medians of 7)."""
+        every update of every parameter-server algorithm. ``bench-flat-grad`` measures both ways
+        side by side: 189 against 234 us per MLP gradient at batch 10 (medians of 7)."""
         if loss.dim():
             raise ValueError(f"FlatModel.grad: the loss must be a scalar, got shape {tuple(loss.shape)}")
         seed = torch.full((), 1.0 if scale is None else scale, dtype=loss.dtype, device=loss.device)

@@ -18,6 +18,7 @@ import time
 
 import torch
 
+from hdist.bench import alternate
 from hdist.optim import CLARS, LARS, SampleGradStats, layer_param_groups
 from hdist.problems import build_problem
 
@@ -52,7 +53,7 @@ def time_steps(model, opt, stats, problem, x, y, steps: int, sub: int | None) ->
 
 
 def run(ctx) -> None:
-    cfg, log = ctx.cfg, ctx.log
+    cfg = ctx.cfg
     a = cfg.algo
     threads = torch.get_num_threads()
     torch.set_num_threads(int(a.threads))
@@ -67,17 +68,9 @@ def run(ctx) -> None:
         sides = {rule: _side(rule, model, problem, cfg) for rule in ("lars", "clars")}
         for m, opt, st in sides.values():  # untimed: allocator, vmap tracing, caches
             time_steps(m, opt, st, problem, x, y, int(a.warmup_steps), sub)
-        ctx.progress.start(int(a.reps), unit="rep")
-        for rep in range(int(a.reps)):
-            log.step = rep
-            # Alternate which side goes first so that drifts in machine load hit both alike.
-            order = ("lars", "clars") if rep % 2 == 0 else ("clars", "lars")
-            for rule in order:
-                m, opt, st = sides[rule]
-                value = time_steps(m, opt, st, problem, x, y, int(a.steps), sub)
-                log.role = rule
-                log.log("train", "step_s", value)
-            log.role = "bench"
-            ctx.progress.update(rep + 1)
+        def timed(rule: str):
+            return lambda rep: time_steps(*sides[rule], problem, x, y, int(a.steps), sub)
+
+        alternate(ctx, int(a.reps), {rule: timed(rule) for rule in ("lars", "clars")}, "step_s")
     finally:
         torch.set_num_threads(threads)

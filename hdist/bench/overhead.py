@@ -23,6 +23,7 @@ import torch
 from omegaconf import OmegaConf
 
 from hdist.algos import sgd
+from hdist.bench import alternate
 from hdist.config import CONF_DIR
 from hdist.metrics import MetricsLogger
 from hdist.problems import build_problem
@@ -81,26 +82,16 @@ def time_raw(cfg, steps: int, seed: int) -> float:
 
 
 def run(ctx) -> None:
-    cfg, log = ctx.cfg, ctx.log
+    cfg = ctx.cfg
     threads = torch.get_num_threads()
     torch.set_num_threads(int(cfg.algo.threads))
     try:
         steps = int(cfg.algo.steps)
-        ctx.progress.start(int(cfg.algo.reps), unit="rep")
         with tempfile.TemporaryDirectory() as tmp:
             scratch = Path(tmp)
             time_raw(cfg, int(cfg.algo.warmup_steps), ctx.seed)
             time_hdist(cfg, int(cfg.algo.warmup_steps), scratch, -1, ctx.comm)
-            for rep in range(int(cfg.algo.reps)):
-                log.step = rep
-                # Alternate which side goes first so that drifts in machine load hit both alike.
-                sides = [("hdist", lambda r=rep: time_hdist(cfg, steps, scratch, r, ctx.comm)),
-                         ("raw", lambda: time_raw(cfg, steps, ctx.seed))]
-                for role, fn in (sides if rep % 2 == 0 else sides[::-1]):
-                    value = fn()
-                    log.role = role
-                    log.log("train", "steps_per_s", value)
-                log.role = "bench"
-                ctx.progress.update(rep + 1)
+            alternate(ctx, int(cfg.algo.reps), {"hdist": lambda rep: time_hdist(cfg, steps, scratch, rep, ctx.comm),
+                                                "raw": lambda rep: time_raw(cfg, steps, ctx.seed)}, "steps_per_s")
     finally:
         torch.set_num_threads(threads)
