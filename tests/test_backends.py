@@ -136,7 +136,10 @@ def test_a_failing_rank_ends_the_run(tmp_path, backend, workers, key, rank):
     assert want in res.reason, res.reason
     if backend in ("process", "mpi"):
         assert f" {rank}" in res.reason.split(":")[1], res.reason  # "worker N" / "rank N" names the rank
-    assert took < 30, f"the run took {took:.1f} s to fail"
+    # The survivors wake at once (the abort flag, a broken barrier), not at backend.timeout_s: the
+    # process backend used to take ~10 s here (its watcher's cap), now ~1-2 s.
+    limit = 8 if backend == "process" else 30
+    assert took < limit, f"the run took {took:.1f} s to fail"
     assert json.loads((Path(res.run_dir) / "status.json").read_text())["status"] == "failed"
     _assert_nothing_left(before, res.run_dir)
 

@@ -29,6 +29,7 @@ def test_the_worker_counts_follow_the_scale(stem, scale, workers):
                                                                                  "topology.workers=3"]
 
 
+@pytest.mark.slow  # ~14 s: both tables' sweeps
 def test_both_stems_reproduce_at_smoke_scale(cli, tmp_path):
     for stem in STEMS:
         code, out, err = cli("reproduce", stem, "scale=smoke", "progress=quiet", f"results_dir={tmp_path}")

@@ -37,7 +37,9 @@ def _runs(stem: str, scale: str):
 
 @pytest.mark.parametrize("stem,scales", [("thesis-fig17", ["paper"]), ("thesis-fig19", ["paper"]),
                                          ("thesis-table3", ["smoke", "paper"]),
-                                         ("thesis-fig28", ["smoke", "small", "paper"]),
+                                         # ~14 s of composing: the slow suite carries it
+                                         pytest.param("thesis-fig28", ["smoke", "small", "paper"],
+                                                      marks=pytest.mark.slow),
                                          ("bench-pipeline-speedup", ["smoke", "paper"])])
 def test_every_run_has_k_minus_one_cuts(stem, scales):
     # fig17/19 name their cuts in the sweep (any scale); the others choose them by model and K.

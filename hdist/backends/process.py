@@ -53,13 +53,20 @@ def _child(rank: int, world: int, cfg_dict: dict, run_dir: str, run_id: str, sta
         errq.put((rank, "peer", str(e)))
         raise SystemExit(3) from None
     except Diverged as e:
-        state.abort.set()
+        _abort(state)
         errq.put((rank, "diverged", str(e)))
         raise SystemExit(4) from None
     except BaseException as e:
-        state.abort.set()
+        _abort(state)
         errq.put((rank, "error", f"{type(e).__name__}: {e}\n{traceback.format_exc()}"))
         raise SystemExit(1) from None
+
+
+def _abort(state: LocalState) -> None:
+    """Tell every rank that the run failed: the abort flag, and a broken barrier so that ranks
+    waiting in one wake now instead of at ``backend.timeout_s`` (as on the thread backend)."""
+    state.abort.set()
+    state.barrier.abort()
 
 
 def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], run_id: str = "", n_params: int = 0,
@@ -102,7 +109,7 @@ def _watch(procs, errq, errors, state, timeout_s: float) -> None:
         dead_bad = [p for p in procs if not p.is_alive() and p.exitcode not in (0, None)]
         if (errors or dead_bad) and failed_at is None:
             # A worker failed (or died without a word, e.g. SIGKILL): tell the others.
-            state.abort.set()
+            _abort(state)
             failed_at = time.monotonic()
         if not alive:
             break
