@@ -7,7 +7,10 @@ step, as the lian15 stems run it). The ratio's excess over 1, times the no-sim t
 own cost per update, reported in microseconds. Where the MLP also ran with 1 sim worker vs 1 replica, that
 cost is split: the part already there at 1 worker (events, greenlet switches, the parameter-server frame's
 bookkeeping: a fixed cost per update) and the part 8 workers add (the simulated server's queue and the
-switches between 8 ranks)."""
+switches between 8 ranks). Two references split it further: AsySG-con on the serial backend (the
+algorithm's own frame with no simulator: what the 1-worker part is made of), and the 8-replica loop with
+untimed interpreter work between its updates (algo.interleave): how much slower torch's calls run after
+Python code of the kind the sim's events are, which the sim pays on top of running that code."""
 
 from __future__ import annotations
 
@@ -20,15 +23,20 @@ from hdist.plots.bench import ratio_text, sides_panel
 GOAL = 1.10
 SIM8, RR8, SGD = "sim, 8 workers", "8 replicas, no sim", "serial SGD, 1 model"
 SIM1, RR1 = "sim, 1 worker", "1 replica, no sim"
-ORDER = [SIM8, RR8, SIM1, RR1, SGD]
+SER1, RR8_PY = "AsySG-con on serial, no sim", "8 replicas, Python between updates"
+ORDER = [SIM8, RR8, RR8_PY, SIM1, SER1, RR1, SGD]
 
 
-def side(algo: str, workers: int, replicas) -> str:
+def side(algo: str, workers: int, replicas, backend: str = "sim", interleave=0) -> str:
     """The bar a run belongs to: the sim by worker count, the no-sim loop by replica count."""
     if algo == "asysg_con":
+        if backend == "serial":
+            return SER1
         return SIM1 if workers == 1 else f"sim, {workers} workers"
     if algo == "bench_round_robin":
         n = int(replicas)
+        if not pd.isna(interleave) and int(interleave) and n == 8:
+            return RR8_PY
         return RR1 if n == 1 else f"{n} replicas, no sim"
     return SGD if algo == "sgd" else algo
 
@@ -43,7 +51,8 @@ def per_update(df: pd.DataFrame) -> pd.DataFrame:
         else:
             last = g[g["metric"] == "train_loss_full"].sort_values("updates").iloc[-1]
             v = float(last["wall_s"] / last["updates"])
-        label = side(first["algo"], int(first["workers"]), first.get("algo.replicas", 8))
+        label = side(first["algo"], int(first["workers"]), first.get("algo.replicas", 8), first["backend"],
+                     first.get("algo.interleave", 0))
         rows.append({"run_id": run_id, "model": first["model"], "side": label, "s_per_update": v})
     return pd.DataFrame(rows)
 
@@ -59,7 +68,7 @@ def overhead_us(part: pd.DataFrame, sim: str, no_sim: str) -> float | None:
 def plot(df: pd.DataFrame):
     t = per_update(df)
     models = sorted(t["model"].unique()) if len(t) else ["(no runs)"]
-    fig, axes = figure(len(models), width=5.0, title="bench-sim-cost: 8 sim workers vs the same gradients, no sim")
+    fig, axes = figure(len(models), width=6.0, title="bench-sim-cost: 8 sim workers vs the same gradients, no sim")
     for ax, m in zip(axes, models):
         part = t[t["model"] == m]
         sides_panel(ax, part, "s_per_update", ORDER, "real microseconds per update (bar: median)", scale=1e6)
@@ -86,6 +95,16 @@ def check(df: pd.DataFrame) -> list[Claim]:
         if r is not None:
             out.append(Claim(f"{m}, for reference: the sim's cost at 1 worker (1 replica, no simulator)", "(no goal)",
                              f"{text}; {overhead_us(part, SIM1, RR1):.0f} us per update", None))
+        r, text = ratio_text(part, "s_per_update", SIM1, SER1, unit_scale=1e6, unit=" us/update")
+        if r is not None:
+            out.append(Claim(f"{m}, for reference: the sim at 1 worker vs the same algorithm on the serial backend",
+                             "(no goal)", f"{text}; {overhead_us(part, SIM1, SER1):+.0f} us per update", None))
+        r, text = ratio_text(part, "s_per_update", RR8_PY, RR8, unit_scale=1e6, unit=" us/update")
+        if r is not None:
+            between = df[(df["metric"] == "interleaved_s_per_update") & (df["model"] == m)]["value"].median() * 1e6
+            out.append(Claim(f"{m}, for reference: the 8-replica updates with untimed Python run between them",
+                             "(no goal)", f"{text}; {overhead_us(part, RR8_PY, RR8):+.0f} us per update in the "
+                             f"updates themselves, after {between:.0f} us of Python", None))
         r, text = ratio_text(part, "s_per_update", SIM8, SGD, unit_scale=1e6, unit=" us/update")
         if r is not None:
             out.append(Claim(f"{m}, for reference: sim (8 workers) vs one-model serial SGD", "(no goal)", text, None))

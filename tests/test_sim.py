@@ -177,6 +177,8 @@ def test_bench_sim_cost_reproduces_at_smoke(cli, tmp_path):
     assert "simulating 8 workers costs" in out
     # the MLP's cost split: what is there at 1 worker, what 8 workers add
     assert "already with 1 worker" in out and "the sim's cost at 1 worker" in out
+    # the references that split the cost: the same algorithm on serial, Python run between updates
+    assert "the same algorithm on the serial backend" in out and "untimed Python run between them" in out
 
 
 @pytest.mark.mpi

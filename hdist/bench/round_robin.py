@@ -5,10 +5,17 @@ P replicas of the model (one per worker, as the sim keeps them), each with its o
 sample order; update i is worker (i mod P)'s: read the shared x into its replica, take the
 gradient of its next mini-batch, x <- x - lr g. What the sim adds on top of exactly this work
 (events, greenlets, the cost model, the server's bookkeeping) is its cost.
+
+``algo.interleave`` > 0 runs that many rounds of plain interpreter work (a heap of closures, a
+dict of rows: the kind of code an event loop runs) between updates, untimed: the updates' own
+seconds then show what Python run between torch calls does to the torch calls that follow (the
+sim runs its events there; :func:`interleaved_python` is the work).
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import math
 import time
 
@@ -20,6 +27,19 @@ from hdist.train import steps_per_epoch
 from hdist.types import seed_for
 
 FAMILIES = ("bench",)
+
+
+def interleaved_python(rounds: int) -> None:
+    """Interpreter work like an event loop's, touching no tensor: push ``rounds`` closures on a heap
+    and pop and call them, then record a row per round in a dict."""
+    q: list = []
+    seq = itertools.count()
+    rows = {}
+    for i in range(rounds):
+        heapq.heappush(q, ((i * 7919) % rounds * 1e-6, next(seq), lambda i=i: i + 1))
+    while q:
+        t, n, action = heapq.heappop(q)
+        rows[f"e{n}"] = (t, action(), "done")
 
 
 def run(ctx) -> None:
@@ -35,10 +55,17 @@ def run(ctx) -> None:
     orders = [torch.randperm(len(s), generator=g) for s, g in zip(shards, gens)]
     pos = [0] * p
     total = p * math.ceil(float(cfg.scale.epochs) * steps_per_epoch(len(shards[0]), b))
+    rounds = int(cfg.algo.interleave)
     ctx.progress.start(total)
     log.restart_clock()
     t0 = time.perf_counter()
+    between_s = 0.0
     for i in range(total):
+        if rounds:
+            # Untimed: only its effect on the update that follows is measured.
+            tb = time.perf_counter()
+            interleaved_python(rounds)
+            between_s += time.perf_counter() - tb
         w = i % p
         fm = replicas[w]
         if pos[w] >= len(shards[w]):
@@ -50,4 +77,6 @@ def run(ctx) -> None:
         g = fm.grad(problem.data_loss(fm.model(xb), yb))
         x.add_(g, alpha=-lr)
         log.step = log.updates = i + 1
-    log.log("train", "s_per_update", (time.perf_counter() - t0) / total)
+    log.log("train", "s_per_update", (time.perf_counter() - t0 - between_s) / total)
+    if rounds:
+        log.log("train", "interleaved_s_per_update", between_s / total)

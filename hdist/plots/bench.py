@@ -3,6 +3,8 @@ pure functions of a per-run table with a ``side`` column and one value column.""
 
 from __future__ import annotations
 
+import textwrap
+
 import pandas as pd
 
 
@@ -19,7 +21,8 @@ def sides_panel(ax, t: pd.DataFrame, value: str, order: list[str], ylabel: str, 
         v = t.loc[t["side"] == side, value] * scale
         ax.scatter([i] * len(v), v, alpha=0.6)
         ax.hlines(med[side] * scale, i - 0.25, i + 0.25, color="k")
-    ax.set_xticks(range(len(sides)), sides, fontsize=7)
+    # Wrapped: a panel may hold several sides with long names.
+    ax.set_xticks(range(len(sides)), [textwrap.fill(s, 14) for s in sides], fontsize=7)
     ax.set_ylabel(ylabel)
     ax.set_xlim(-0.6, len(sides) - 0.4)
 
