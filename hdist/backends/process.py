@@ -14,6 +14,7 @@ the worker's message; nothing waits longer than ``backend.timeout_s``.
 from __future__ import annotations
 
 import queue
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -62,11 +63,18 @@ def _child(rank: int, world: int, cfg_dict: dict, run_dir: str, run_id: str, sta
         raise SystemExit(1) from None
 
 
-def _abort(state: LocalState) -> None:
+def _abort(state: LocalState, from_watcher: bool = False) -> None:
     """Tell every rank that the run failed: the abort flag, and a broken barrier so that ranks
-    waiting in one wake now instead of at ``backend.timeout_s`` (as on the thread backend)."""
+    waiting in one wake now instead of at ``backend.timeout_s`` (as on the thread backend).
+
+    Breaking the barrier takes its lock. A rank killed while holding it (SIGKILL) would leave the
+    watcher waiting forever, so the watcher breaks it from a daemon thread and goes on: the
+    ranks still see the flag, and it stops them all after its grace period anyway."""
     state.abort.set()
-    state.barrier.abort()
+    if from_watcher:
+        threading.Thread(target=state.barrier.abort, name="hdist-abort-barrier", daemon=True).start()
+    else:
+        state.barrier.abort()
 
 
 def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], run_id: str = "", n_params: int = 0,
@@ -109,7 +117,7 @@ def _watch(procs, errq, errors, state, timeout_s: float) -> None:
         dead_bad = [p for p in procs if not p.is_alive() and p.exitcode not in (0, None)]
         if (errors or dead_bad) and failed_at is None:
             # A worker failed (or died without a word, e.g. SIGKILL): tell the others.
-            _abort(state)
+            _abort(state, from_watcher=True)
             failed_at = time.monotonic()
         if not alive:
             break
