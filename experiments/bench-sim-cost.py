@@ -5,8 +5,9 @@ Two workloads, one panel and one claim each: the MLP 784-100-10 at batch 10 (a ~
 where the sim's fixed cost per event is a large share) and lian15's CIFAR10-full network at batch 10 (a ~12 ms
 step, as the lian15 stems run it). The ratio's excess over 1, times the no-sim time per update, is the sim's
 own cost per update, reported in microseconds. Where the MLP also ran with 1 sim worker vs 1 replica, that
-cost is split: the part already there at 1 worker (events, greenlet switches, the parameter-server frame's
-bookkeeping: a fixed cost per update) and the part 8 workers add (the simulated server's queue and the
+cost is split: the part already there at 1 worker (the parameter-server frame's bookkeeping, and the sim's
+clock and cost model: a fixed cost per update; one worker's requests are served in place, with no event or
+switch) and the part 8 workers add (the simulated server's queue and the
 switches between 8 ranks). Two references split it further: AsySG-con on the serial backend (the
 algorithm's own frame with no simulator: what the 1-worker part is made of), and the 8-replica loop with
 untimed interpreter work between its updates (algo.interleave): how much slower torch's calls run after

@@ -112,6 +112,8 @@ BAD = [
     (["log.bn_samples=-1"], "log.bn_samples"),
     (["backend=sim", "topology.sim.compute.cores=0"], "topology.sim.compute.cores"),
     (["algo=kavg_probe", "algo.batches=1"], "algo.batches"),
+    (["algo=bench_round_robin", "algo.replicas=0"], "algo.replicas"),
+    (["algo=bench_round_robin", "algo.interleave=-3"], "algo.interleave"),
 ]
 
 

@@ -168,7 +168,7 @@ def test_shared_memory_lock_serialises_consistent_accesses(tmp_path, algo, locke
     assert _train_s(tmp_path) == pytest.approx(expected, rel=1e-4)  # + microseconds of barriers
 
 
-@pytest.mark.slow  # ~13 s: 35 runs
+@pytest.mark.slow  # ~20 s: 45 runs
 def test_bench_sim_cost_reproduces_at_smoke(cli, tmp_path):
     code, out, err = cli("reproduce", "bench-sim-cost", "scale=smoke", "scale.n_train=200", "seed=0",
                          "progress=quiet", f"results_dir={tmp_path}")

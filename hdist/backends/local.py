@@ -45,6 +45,13 @@ class LocalState:
     inboxes: list  # one queue per rank
     timeout_s: float
 
+    def fail(self) -> None:
+        """Tell every rank that the run failed: the abort flag (checked at every pull, send, recv and
+        barrier), and a broken barrier, so that ranks already waiting in one wake now instead of at
+        ``timeout_s``. Breaking it takes the barrier's lock (see the process backend's watcher)."""
+        self.abort.set()
+        self.barrier.abort()
+
 
 class LocalComm(RealClock):
     """:class:`~hdist.types.Comm` over a :class:`LocalState` (threads or processes)."""
@@ -77,7 +84,7 @@ class LocalComm(RealClock):
 
     def _acquire(self):
         if not self.s.lock.acquire(timeout=self.s.timeout_s):
-            self.s.abort.set()
+            self.s.fail()
             raise PeerFailed(f"lock not acquired within {self.s.timeout_s:.0f} s")
 
     # --- collectives --------------------------------------------------------------------------
@@ -130,7 +137,7 @@ class LocalComm(RealClock):
                 s, t, payload = self.s.inboxes[self.rank].get(timeout=0.5)
             except queue_mod.Empty:
                 if time.monotonic() > deadline:
-                    self.s.abort.set()
+                    self.s.fail()
                     raise PeerFailed(f"recv from {src} tag {tag}: nothing within {self.s.timeout_s:.0f} s") from None
                 continue
             if (src is None or s == src) and t == tag:

@@ -64,17 +64,14 @@ def _child(rank: int, world: int, cfg_dict: dict, run_dir: str, run_id: str, sta
 
 
 def _abort(state: LocalState, from_watcher: bool = False) -> None:
-    """Tell every rank that the run failed: the abort flag, and a broken barrier so that ranks
-    waiting in one wake now instead of at ``backend.timeout_s`` (as on the thread backend).
-
-    Breaking the barrier takes its lock. A rank killed while holding it (SIGKILL) would leave the
-    watcher waiting forever, so the watcher breaks it from a daemon thread and goes on: the
-    ranks still see the flag, and it stops them all after its grace period anyway."""
-    state.abort.set()
+    """:meth:`LocalState.fail`. Breaking the barrier takes its lock; a rank killed while holding it
+    (SIGKILL) would leave the watcher waiting forever, so the watcher does it from a daemon thread and
+    goes on: the ranks still see the abort flag, and the watcher stops them all after its grace period."""
     if from_watcher:
-        threading.Thread(target=state.barrier.abort, name="hdist-abort-barrier", daemon=True).start()
+        state.abort.set()
+        threading.Thread(target=state.fail, name="hdist-abort-barrier", daemon=True).start()
     else:
-        state.barrier.abort()
+        state.fail()
 
 
 def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], run_id: str = "", n_params: int = 0,

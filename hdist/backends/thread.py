@@ -50,8 +50,7 @@ def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], run_id: str =
             run_rank(ctx, rank_fn)
         except BaseException as e:  # recorded and re-raised by the launcher below
             errors.append((rank, e))
-            state.abort.set()
-            state.barrier.abort()
+            state.fail()
 
     threads = [threading.Thread(target=body, args=(r,), name=f"hdist-rank{r}", daemon=True) for r in range(1, world)]
     try:
