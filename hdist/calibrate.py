@@ -5,12 +5,17 @@ Measured, with the torch threads one rank of the configured backend and worker c
 process's default):
 
 - compute: the real seconds of one update of the configured algorithm, run by hdist itself on
-  one worker of the serial backend (its own data pipeline, gradient, bookkeeping and a
-  cache-hot read and write of x), at the batch size and at twice it, fitted as
-  ``per_step_s + per_sample_s * batch``. Algorithms without ``algo.max_steps`` are timed as a
-  plain SGD step of the model instead;
+  the configured backend and worker count (serial and sim: one serial worker), less its time in
+  communication, at the batch size and at twice it, fitted as ``per_step_s + per_sample_s *
+  batch``. Algorithms without ``algo.max_steps`` are timed as a plain SGD step of the model;
 - ``memory_Bps``: the bandwidth of copying the model's vector from memory that is not in this
-  core's cache (what a rank reads after another rank wrote x);
+  core's cache; on the thread and process backends instead the measured cost of an update's
+  read and write of the shared x, lock included, timed with one worker (with more, lock waits
+  and cache handoffs would be in it, and the sim models those itself);
+- on the thread and process backends and with ``local_links`` (ranks on this machine's cores):
+  ``jitter``, the spread of single steps' times (:func:`step_jitter`), and a two-process probe
+  (:func:`shared_memory_probe`) for what one worker cannot show: ``handoff_Bps`` (touching x
+  after another core wrote it) and ``wake_s`` (a rank that slept on a held lock resuming);
 - with ``local_links`` (``hdist calibrate --local-links``: the ranks are processes on this
   machine, talking through shared memory, as MPI does on one box): the link bandwidth and the
   server's rate from that copy bandwidth (a message is two copies: into and out of the shared
@@ -23,6 +28,7 @@ header saying what was measured, where and when.
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import os
 import re
 import socket
@@ -38,12 +44,8 @@ from hdist.metrics import atomic_write_text
 from hdist.problems import build_problem
 
 
-def step_times(cfg, batches: list[int], steps: int, reps: int) -> list[float]:
-    """Median seconds per training step at each of ``batches`` (one warm-up step each first).
-
-    The batch sizes are timed in alternation, repetition by repetition, so that a change in the
-    machine's load during the measurement hits all of them alike rather than biasing the fit.
-    """
+def _step_fns(cfg, batches: list[int]) -> list:
+    """One plain SGD step of ``cfg``'s model per batch size, as a function (each warmed up once)."""
     problem = build_problem(cfg)
     model = problem.build_model(0)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3)
@@ -59,9 +61,19 @@ def step_times(cfg, batches: list[int], steps: int, reps: int) -> list[float]:
         return step
 
     fns = [make_step(b) for b in batches]
-    times: list[list[float]] = [[] for _ in batches]
     for fn in fns:
         fn()
+    return fns
+
+
+def step_times(cfg, batches: list[int], steps: int, reps: int) -> list[float]:
+    """Median seconds per training step at each of ``batches`` (one warm-up step each first).
+
+    The batch sizes are timed in alternation, repetition by repetition, so that a change in the
+    machine's load during the measurement hits all of them alike rather than biasing the fit.
+    """
+    fns = _step_fns(cfg, batches)
+    times: list[list[float]] = [[] for _ in batches]
     for _ in range(reps):
         for fn, ts in zip(fns, times):
             t0 = time.perf_counter()
@@ -69,6 +81,23 @@ def step_times(cfg, batches: list[int], steps: int, reps: int) -> list[float]:
                 fn()
             ts.append((time.perf_counter() - t0) / steps)
     return [statistics.median(ts) for ts in times]
+
+
+def step_jitter(cfg, batch: int, steps: int = 2000) -> float:
+    """The sim's ``jitter``: the spread of single steps' seconds on this machine, as the sigma of
+    their logarithm. Estimated from the 5-95 % range (a normal's is 3.29 sigma), so that rare long
+    stalls (garbage collection, preemption) do not set it. Ranks that time their steps alike
+    still drift apart by this spread, which is what makes them collide on a lock."""
+    (fn,) = _step_fns(cfg, [batch])
+    for _ in range(steps // 10):
+        fn()
+    logs = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        fn()
+        logs.append(math.log(time.perf_counter() - t0))
+    q = statistics.quantiles(logs, n=20)  # q[0]: 5 %, q[-1]: 95 %
+    return max(0.0, (q[-1] - q[0]) / 3.29)
 
 
 def memory_bandwidth(nbytes: int, pool_bytes: int = 64 << 20, reps: int = 5) -> float:
@@ -88,6 +117,103 @@ def memory_bandwidth(nbytes: int, pool_bytes: int = 64 << 20, reps: int = 5) -> 
         times.append((time.perf_counter() - t0) / len(pool))
     # A copy reads and writes every byte.
     return 2 * n * 4 / statistics.median(times)
+
+
+def _probe_rank(rank: int, x: torch.Tensor, delta: torch.Tensor, turn, lock, released, rounds: int, q) -> None:
+    """One of the two processes of :func:`shared_memory_probe` (module level: spawned)."""
+    torch.set_num_threads(1)
+    out = torch.empty_like(x)
+    reads, rmws, wakes = [], [], []
+    for i in range(rounds):
+        # Busy-wait for this rank's turn: sleeping here would time the OS, not the caches.
+        while turn.value != rank:
+            pass
+        # The other rank wrote x last: time this rank's first touch, a read or a read-modify-write
+        # in alternate rounds; the second op only hands x back written.
+        t0 = time.perf_counter()
+        if i % 2 == 0:
+            out.copy_(x)
+            reads.append(time.perf_counter() - t0)
+        else:
+            x.add_(delta)
+            rmws.append(time.perf_counter() - t0)
+        x.add_(delta)
+        turn.value = 1 - rank
+    # Wake-up: rank 0 holds the lock long enough for rank 1 to block (sleep) on it, then frees it;
+    # rank 1 times from the release to its acquire returning. CLOCK_MONOTONIC is system-wide.
+    for i in range(rounds // 10):
+        if rank == 0:
+            while turn.value != 2:
+                pass
+            lock.acquire()
+            turn.value = 3
+            until = time.perf_counter() + 300e-6
+            while time.perf_counter() < until:
+                pass
+            released.value = time.perf_counter()
+            lock.release()
+            while turn.value != 4:
+                pass
+            turn.value = 2
+        else:
+            if i == 0:
+                turn.value = 2
+            while turn.value != 3:
+                pass
+            lock.acquire()
+            t = time.perf_counter()
+            lock.release()
+            wakes.append(t - released.value)
+            turn.value = 4
+    q.put((rank, reads, rmws, wakes))
+
+
+def shared_memory_probe(nbytes: int, rounds: int = 2000) -> dict:
+    """The two costs of ranks on different cores of this machine that a one-rank run cannot show
+    (the sim's ``handoff_Bps`` and ``wake_s``), measured by two processes sharing an
+    ``nbytes`` vector x:
+
+    - handoff: a read, or a read-modify-write, of x just after the other process wrote it, less
+      the same access after this process wrote it (its cache lines come from the other core);
+      ``handoff_Bps`` = nbytes / that extra time (mean of read and read-modify-write);
+    - ``wake_s``: from one process freeing a lock to the other, which blocked on it, holding it.
+
+    Medians over ``rounds`` accesses and ``rounds / 10`` wake-ups."""
+    import torch.multiprocessing as mp
+
+    n = max(1, nbytes // 4)
+    x = torch.zeros(n).share_memory_()
+    delta = torch.full((n,), 1e-7).share_memory_()
+    out = torch.empty_like(x)
+    own: list[list[float]] = [[], []]
+    for _ in range(rounds):
+        x.add_(delta)
+        t0 = time.perf_counter()
+        out.copy_(x)
+        own[0].append(time.perf_counter() - t0)
+        x.add_(delta)
+        t0 = time.perf_counter()
+        x.add_(delta)
+        own[1].append(time.perf_counter() - t0)
+    ctx = mp.get_context("spawn")
+    turn = ctx.Value("i", 0, lock=False)
+    released = ctx.Value("d", 0.0, lock=False)
+    lock, q = ctx.Lock(), ctx.Queue()
+    procs = [ctx.Process(target=_probe_rank, args=(r, x, delta, turn, lock, released, rounds, q), daemon=True)
+             for r in range(2)]
+    for p in procs:
+        p.start()
+    got = [q.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=30)
+    reads = [t for _, r, _, _ in got for t in r]
+    rmws = [t for _, _, w, _ in got for t in w]
+    wakes = [t for _, _, _, k in got for t in k]
+    extra = 0.5 * ((statistics.median(reads) - statistics.median(own[0]))
+                   + (statistics.median(rmws) - statistics.median(own[1])))
+    # An extra at or below 0 (caches shared by the two cores): no handoff to model.
+    return {"handoff_Bps": nbytes / extra if extra > 0 else None, "wake_s": max(0.0, statistics.median(wakes)),
+            "handoff_s": max(0.0, extra)}
 
 
 def run_timers(overrides: list[str], batches: list[int], updates: int, reps: int) -> list[dict] | None:
@@ -154,8 +280,15 @@ def calibrate(cfg, overrides: list[str] | None = None, steps: int = 20, reps: in
     ovs = list(overrides or [])
     if "threads_per_rank" in cfg.backend:
         ovs.append(f"backend.threads_per_rank={threads}")  # the real ranks, timed with the threads they get
+    shared = cfg.backend.name in ("thread", "process")
+    workers_timed = int(cfg.topology.workers) if cfg.backend.name not in ("serial", "sim") else 1
     try:
         timed = run_timers(ovs, [b, 2 * b], updates=50 * steps, reps=3)  # ~1,000 updates: warm-up < 2 %
+        # Shared memory with several workers: their measured access time holds lock waits and cache
+        # handoffs, which the sim models (from the probe below). The base cost of an access is
+        # timed where neither happens: one worker.
+        timed_alone = (run_timers([*ovs, "topology.workers=1"], [b], updates=50 * steps, reps=3)
+                       if shared and timed is not None and workers_timed > 1 else timed)
         n_params = sum(p.numel() for p in build_problem(cfg).build_model(0).parameters())
         nbytes = 4 * n_params
         memory = memory_bandwidth(nbytes)
@@ -170,6 +303,11 @@ def calibrate(cfg, overrides: list[str] | None = None, steps: int = 20, reps: in
             # Everything but communication is the step's compute (data, gradient, bookkeeping).
             t1, t2 = (d["update_s"] - d["comm_s"] for d in timed)
             comm = timed[0]["comm_s"]
+        # Ranks on this machine's cores (shared memory, or local links): what moving x between
+        # cores and waking a blocked rank cost; needs two cores.
+        on_cores = shared or local_links
+        probe = shared_memory_probe(nbytes) if on_cores and (os.cpu_count() or 1) >= 2 else None
+        jitter = step_jitter(cfg, b) if on_cores else None
     finally:
         torch.set_num_threads(old)
     per_sample = max(0.0, (t2 - t1) / b)
@@ -178,15 +316,21 @@ def calibrate(cfg, overrides: list[str] | None = None, steps: int = 20, reps: in
     # (the sim applies the same factor back for the same ranks, and carries it to other counts).
     cores = os.cpu_count() or 1
     busy_server = timed is not None and cfg.backend.name in ("mpi", "torchdist") and _has_server(cfg)
-    workers = int(cfg.topology.workers) if timed is not None and cfg.backend.name not in ("serial", "sim") else 1
+    workers = workers_timed if timed is not None else 1
     share = oversubscription(workers, busy_server, cores)
     out = {"per_step_s": per_step / share, "per_sample_s": per_sample / share, "memory_Bps": memory,
            "step_s_at_batch": t1, "batch": b, "threads": threads, "what": what, "comm_s": comm,
            "cores": cores, "server_busy": busy_server, "oversubscription": share}
-    if comm > 0 and cfg.backend.name in ("thread", "process"):
-        # An update reads and writes the shared x once each: their measured cost, lock included
-        # (on a core of its own: the same normalisation as the compute).
-        out["memory_Bps"] = 2 * nbytes / comm * share
+    if comm > 0 and shared:
+        # An update reads and writes the shared x once each: their measured cost, lock included,
+        # with one worker (on a core of its own: no oversubscription to take out).
+        out["memory_Bps"] = 2 * nbytes / timed_alone[0]["comm_s"]
+        out["comm_s"] = timed_alone[0]["comm_s"]
+        out["memory_what"] = "an update's read + write of shared x, lock included (1 worker)"
+    if jitter is not None:
+        out["jitter"] = jitter
+    if probe is not None:
+        out["handoff_Bps"], out["wake_s"], out["handoff_s"] = probe["handoff_Bps"], probe["wake_s"], probe["handoff_s"]
     if comm > 0 and cfg.backend.name in ("mpi", "torchdist"):
         # An update is a pull (x comes back) and a push (delta goes out): two messages of x. The sim
         # charges the worker's pull for the server's serving copy of x too (server_s), so that copy
@@ -224,7 +368,8 @@ def write_topology(cfg, measured: dict, out: str) -> Path:
     here = "measured by hdist calibrate (see the first line)"
     body = _set(body, "per_step_s", f"{measured['per_step_s']:.4g}", f"seconds per step: {here}")
     body = _set(body, "per_sample_s", f"{measured['per_sample_s']:.4g}", f"seconds per sample on top: {here}")
-    body = _set(body, "memory_Bps", f"{measured['memory_Bps']:.4g}", f"bytes per second of cache-cold copies: {here}")
+    body = _set(body, "memory_Bps", f"{measured['memory_Bps']:.4g}",
+                f"bytes per second of {measured.get('memory_what', 'cache-cold copies')}: {here}")
     body = _set(body, "cores", str(measured["cores"]), "cores the ranks share here (os.cpu_count())")
     body = _set(body, "server_busy", "true" if measured["server_busy"] else "false",
                 "a server rank polls while it waits (MPICH): it counts as a rank for cores" if measured["server_busy"]
@@ -233,6 +378,15 @@ def write_topology(cfg, measured: dict, out: str) -> Path:
                       ("server_Bps", "bytes per second the server applies")):
         if key in measured:
             body = _set(body, key, f"{measured[key]:.4g}", f"{what}: {here}")
+    if "jitter" in measured:
+        body = _set(body, "jitter", f"{measured['jitter']:.3g}",
+                    f"sigma of log seconds of single steps here (5-95 % range / 3.29): {here}")
+    if "wake_s" in measured:
+        hb = measured["handoff_Bps"]
+        body = _set(body, "handoff_Bps", "null" if hb is None else f"{hb:.4g}",
+                    f"bytes per second of the extra cost of touching x another core wrote: {here}")
+        body = _set(body, "wake_s", f"{measured['wake_s']:.4g}",
+                    f"seconds from a lock's release to a rank that slept on it holding it: {here}")
     header = (f"# Calibrated by `hdist calibrate` on {socket.gethostname()} at "
               f"{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M UTC}: model {cfg.model.name}, batch "
               f"{measured['batch']} ({measured['step_s_at_batch'] * 1e3:.3f} ms per step of {measured['what']}, "

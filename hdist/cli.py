@@ -143,9 +143,12 @@ def cmd_reproduce(args: list[str]) -> int:
     if "--no-figures" not in flags:
         from hdist.figures import draw_stem, print_claims
 
-        out = draw_stem(results_dir, stem)
+        out = draw_stem(results_dir, stem, {r.run_id for r in results})
         if out:
             print(f"figure: {out['png']}")
+            if out["others"]:
+                print(f"[hdist] {stem}: drawn from this sweep's {out['runs']} run(s); {out['others']} other run(s) in "
+                      f"{results_dir / stem} (another config, topology or scale) left out", file=sys.stderr)
             print_claims(stem, out["claims"])
     return 1 if any(r.status == "failed" for r in results) else 0
 
@@ -268,7 +271,9 @@ def cmd_calibrate(args: list[str]) -> int:
     print(f"{cfg.model.name} batch {measured['batch']}: {measured['step_s_at_batch'] * 1e3:.3f} ms/step "
           f"({measured['what']}) "
           f"(per_step_s={measured['per_step_s']:.4g}, per_sample_s={measured['per_sample_s']:.4g}), "
-          f"memory {measured['memory_Bps'] / 1e9:.1f} GB/s")
+          f"memory {measured['memory_Bps'] / 1e9:.1f} GB/s"
+          + (f", handoff {measured['handoff_s'] * 1e6:.1f} us per x, wake-up {measured['wake_s'] * 1e6:.1f} us"
+             if "wake_s" in measured else ""))
     if path.parent.resolve() == (CONF_DIR / "topology").resolve():
         print(f"topology: {path}  (use: topology={path.stem} backend=sim)")
     else:

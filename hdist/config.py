@@ -306,6 +306,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "topology.workers": (_int_at_least(1), "an integer >= 1"),
     "topology.stages": (_int_at_least(1), "an integer >= 1"),
     "topology.sim.compute.cores": (_opt(_int_at_least(1)), "null or an integer >= 1 (cores)"),
+    "topology.sim.handoff_Bps": (_opt(_finite_pos), "null or a number > 0 (bytes per second)"),
+    "topology.sim.wake_s": (_finite_nonneg, "a number of seconds >= 0"),
     "scale.epochs": (_finite_nonneg, "a finite number >= 0"),
     "scale.n_train": (_opt(_int_at_least(1)), "null or an integer >= 1"),
     "scale.n_test": (_opt(_int_at_least(1)), "null or an integer >= 1"),

@@ -73,10 +73,17 @@ def _save(fig, out_dir: Path, stem: str) -> dict:
     return paths
 
 
-def draw_stem(results_dir: Path, stem: str) -> dict | None:
-    """Draw one stem's figure and write its claims; None when it has no finished runs."""
+def draw_stem(results_dir: Path, stem: str, run_ids: set[str] | None = None) -> dict | None:
+    """Draw one stem's figure and write its claims; None when it has no finished runs.
+
+    ``run_ids``: draw only these runs (``hdist reproduce``: the runs of the experiment as it is
+    now, not those an earlier version of its config or topology left in the same folder)."""
     results_dir = Path(results_dir)
     df = load_results(results_dir, [stem])
+    others = 0
+    if run_ids is not None and not df.empty:
+        others = int((~df["run_id"].drop_duplicates().isin(run_ids)).sum())
+        df = df[df["run_id"].isin(run_ids)]
     if df.empty:
         return None
     mod = load_experiment(stem)
@@ -94,7 +101,7 @@ def draw_stem(results_dir: Path, stem: str) -> dict | None:
     claims_d = [c.to_dict() if isinstance(c, Claim) else dict(c) for c in claims]
     atomic_write_json(results_dir / stem / "claims.json", claims_d)
     return {"png": paths["png"], "pdf": paths["pdf"], "claims": claims_d, "runs": int(df["run_id"].nunique()),
-            "tables": table_paths}
+            "tables": table_paths, "others": others}
 
 
 def draw_all(results_dir: Path, stems: list[str] | None = None) -> dict[str, dict]:

@@ -102,6 +102,13 @@ def test_reproduce_figures_ls_report(cli, tmp_path):
     # Resumable: a second reproduce runs nothing.
     code, _, err = cli("reproduce", "huo17-fig1", *fast)
     assert code == 0 and f"{n} skipped" in err
+    # A run of another config in the stem's folder (as an earlier version of the experiment, or of
+    # a topology it uses, leaves behind) is not drawn by reproduce, and reproduce says so.
+    code, _, err = cli("run", "experiment=huo17-fig1", "algo=sgd", "algo.lr=0.123", *fast)
+    assert code == 0, err
+    assert len(_runs(tmp_path, "huo17-fig1")) == n + 1
+    code, _, err = cli("reproduce", "huo17-fig1", *fast)
+    assert code == 0 and f"drawn from this sweep's {n} run(s); 1 other run(s)" in err
 
     code, out, _ = cli("run", *SMOKE, f"results_dir={tmp_path}")
     assert code == 0
@@ -111,12 +118,12 @@ def test_reproduce_figures_ls_report(cli, tmp_path):
     code, out, _ = cli("ls", f"results_dir={tmp_path}")
     assert code == 0 and "huo17-fig1" in out and "adhoc" in out
     code, out, _ = cli("ls", "huo17-fig1", f"results_dir={tmp_path}")
-    assert code == 0 and out.count("done") == n and "algo.lr" in out
+    assert code == 0 and out.count("done") == n + 1 and "algo.lr" in out
     code, out, _ = cli("report", f"results_dir={tmp_path}")
     assert code == 0
     report = (tmp_path / "REPORT.md").read_text()
     assert "## huo17-fig1" in report and "figures/huo17-fig1.png" in report
-    assert "| PASS |" in report and f"Runs: {n}" in report
+    assert "| PASS |" in report and f"Runs: {n + 1}" in report  # report and figures draw every run
 
 
 def test_diverged_run_is_marked_and_the_sweep_goes_on(cli, tmp_path):

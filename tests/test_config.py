@@ -111,6 +111,8 @@ BAD = [
     (["algo.lr=0.1,0.2"], "sweep"),  # a sweep without -m
     (["log.bn_samples=-1"], "log.bn_samples"),
     (["backend=sim", "topology.sim.compute.cores=0"], "topology.sim.compute.cores"),
+    (["backend=sim", "topology.sim.handoff_Bps=0"], "topology.sim.handoff_Bps"),
+    (["backend=sim", "topology.sim.wake_s=-1e-6"], "topology.sim.wake_s"),
     (["algo=kavg_probe", "algo.batches=1"], "algo.batches"),
     (["algo=bench_round_robin", "algo.replicas=0"], "algo.replicas"),
     (["algo=bench_round_robin", "algo.interleave=-3"], "algo.interleave"),

@@ -145,6 +145,28 @@ def test_calibrate_writes_a_usable_topology(cli, tmp_path):
             assert "#" in line, line
 
 
+def test_calibrate_with_local_links_measures_the_costs_of_sharing_cores(cli, tmp_path):
+    """Ranks on this machine's cores: the steps' spread (jitter) and the two-process probe's
+    handoff and wake-up are measured and written with their comments."""
+    import os
+
+    from omegaconf import OmegaConf
+
+    out = tmp_path / "local.yaml"
+    code, stdout, err = cli("calibrate", str(out), "scale=smoke", "--local-links")
+    assert code == 0, err
+    text = out.read_text()
+    cfg = OmegaConf.load(out)
+    assert 0 < cfg.sim.compute.jitter < 2
+    assert "measured by hdist calibrate" in text.split("jitter:")[1].splitlines()[0]
+    if (os.cpu_count() or 1) >= 2:  # the probe needs two cores
+        for key in ("wake_s:", "handoff_Bps:"):
+            assert "measured by hdist calibrate" in text.split(key)[1].splitlines()[0]
+        assert 0 < cfg.sim.wake_s < 0.1  # seconds: a wake-up is micro- to milliseconds
+        assert cfg.sim.handoff_Bps is None or cfg.sim.handoff_Bps > 0
+        assert "wake-up" in stdout
+
+
 # --- a parameter-server algorithm against shared memory (backend.ps=shared) ------------------------
 
 
@@ -166,6 +188,40 @@ def test_shared_memory_lock_serialises_consistent_accesses(tmp_path, algo, locke
     updates = df[df["metric"] == "updates_total"]["value"].sum()
     expected = (2 * updates if locked else 2 * updates / 2) * 1e-3
     assert _train_s(tmp_path) == pytest.approx(expected, rel=1e-4)  # + microseconds of barriers
+
+
+def test_shared_access_pays_the_handoff_and_the_wake_up():
+    """Touching x another rank wrote last costs the handoff on top of the copy; a rank that finds
+    the lock held resumes wake_s after it is freed; a lock-free access never waits."""
+    from omegaconf import OmegaConf
+
+    from hdist.backends.sim import CostModel, SimComm, World
+
+    # x of 1,000 bytes: a copy 1 ms, a handoff 0.25 ms; a wake-up 0.1 ms.
+    topo = OmegaConf.create({"sim": {"memory_Bps": 1e6, "handoff_Bps": 4e6, "wake_s": 1e-4}})
+    w = World(CostModel(topo, 0, 2), 2, server=False)
+    a, b = (SimComm(w, r, None, None) for r in range(2))
+    w.x_nbytes, w.x_cached = 1000, {0}  # rank 0 wrote x (ps_init)
+    a._shared_access(True, write=False)  # own x, free lock: the copy only
+    assert a.clock == pytest.approx(1e-3)
+    b._shared_access(True, write=True)  # at 0: the lock is held to 1 ms; x is not in b's cache
+    assert b.clock == pytest.approx(1e-3 + 1e-4 + 1.25e-3)
+    a._shared_access(True, write=True)  # at 1 ms: waits for b; b wrote x since a read it
+    assert a.clock == pytest.approx(b.clock + 1e-4 + 1.25e-3)
+    t = a.clock
+    a._shared_access(True, write=False)  # free lock, a wrote x last
+    assert a.clock == pytest.approx(t + 1e-3)
+    b.clock = 0.0
+    b._shared_access(False, write=False)  # lock-free: no wait, but the handoff (a wrote x)
+    assert b.clock == pytest.approx(1.25e-3)
+
+
+def test_one_worker_pays_no_handoff_or_wake_up(tmp_path):
+    """One rank never finds x in another core's cache nor the lock held: the same virtual times."""
+    base = ["algo=asysg_con", "backend=sim", "backend.ps=shared", "topology.workers=1"]
+    _run(tmp_path / "a", *base)
+    _run(tmp_path / "b", *base, "topology.sim.handoff_Bps=1e6", "topology.sim.wake_s=0.01")
+    assert _train_s(tmp_path / "a") == _train_s(tmp_path / "b")
 
 
 @pytest.mark.slow  # ~20 s: 45 runs

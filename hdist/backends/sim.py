@@ -14,7 +14,11 @@ is real); the *time* comes from a cost model (:class:`CostModel`, from ``topolog
   ``bytes / server_Bps``: it serialises the updates;
 - an all-reduce costs the ring formula ``2 (P-1) latency + 2 (P-1)/P bytes / bandwidth``;
 - shared-memory reads and writes cost ``bytes / memory_Bps``; consistent ones hold a lock
-  (one at a time, like the thread and process backends' lock), lock-free ones do not.
+  (one at a time, like the thread and process backends' lock), lock-free ones do not. Two
+  costs of ranks on one machine's cores come on top (0 unless a topology sets them; ``hdist
+  calibrate`` measures both): touching x when another rank wrote it last costs
+  ``bytes / handoff_Bps`` more (its cache lines move from the writer's core), and a rank that
+  found the lock held resumes ``wake_s`` after it is freed (it slept; the OS wakes it).
 
 A parameter-server algorithm runs, by ``backend.ps``, against a server rank (``server``: the
 MPI architecture) or against shared memory (``shared``: the thread and process architecture).
@@ -79,6 +83,8 @@ class CostModel:
         self.bandwidth = float(link.get("bandwidth_Bps") or math.inf) / self.oversub
         self.server_Bps = float(sim.get("server_Bps") or math.inf) / self.oversub
         self.memory_Bps = float(sim.get("memory_Bps") or math.inf) / self.oversub
+        self.handoff_Bps = float(sim.get("handoff_Bps") or math.inf) / self.oversub
+        self.wake_s = float(sim.get("wake_s") or 0.0)
         st = topology.get("straggler") or {}
         self.stragglers = set(int(w) for w in (st.get("workers") or []))
         self.p = float(st.get("p") or 0.0)
@@ -112,6 +118,9 @@ class CostModel:
 
     def memory_s(self, nbytes: int) -> float:
         return nbytes / self.memory_Bps
+
+    def handoff_s(self, nbytes: int) -> float:
+        return nbytes / self.handoff_Bps
 
     def allreduce_s(self, nbytes: int, p: int) -> float:
         if p <= 1:
@@ -148,8 +157,10 @@ class World:
         self.on_apply: Callable | None = None
         self.done_workers = 0
         self.server_waiting = False
-        # Shared memory: when the lock guarding x is next free (consistent reads and writes).
+        # Shared memory: when the lock guarding x is next free (consistent reads and writes), and
+        # the ranks whose caches hold x as it is now (a write leaves only the writer's).
         self.lock_free = 0.0
+        self.x_cached: set[int] = set()
         # Collectives: the n-th call of every rank meets the n-th call of the others.
         self.coll: dict[int, dict] = {}
         # Point to point.
@@ -344,6 +355,7 @@ class SimComm:
             self.w.x = x0.detach().clone().view(-1)
             self.w.x_nbytes = self.w.x.numel() * self.w.x.element_size()  # read on every pull and push
             self.w.version = 0
+            self.w.x_cached = {0}
         self.barrier()
 
     def ps_version(self) -> int:
@@ -369,13 +381,25 @@ class SimComm:
 
         w.at(arrival, arrive)
 
-    def _shared_access(self, consistent: bool) -> None:
+    def _shared_access(self, consistent: bool, write: bool) -> None:
         """The time of one shared-memory read or write of x by this rank: a consistent access
-        waits for the lock and holds it for the copy; a lock-free one only pays the copy."""
+        waits for the lock and holds it for the copy; a lock-free one only pays the copy. The copy
+        costs the handoff on top when another rank's write is the last this rank has not seen, and
+        a rank that waited for the lock resumes ``wake_s`` after it is freed."""
         w = self.w
-        cost = w.cost.memory_s(self._nbytes())
-        start = max(self.clock, w.lock_free) if consistent else self.clock
+        nbytes = self._nbytes()
+        cost = w.cost.memory_s(nbytes)
+        if self.rank not in w.x_cached:
+            cost += w.cost.handoff_s(nbytes)
+        # A write leaves x in the writer's cache alone; a read adds a copy to this rank's.
+        if write:
+            w.x_cached = {self.rank}
+        else:
+            w.x_cached.add(self.rank)
+        start = self.clock
         if consistent:
+            if w.lock_free > start:
+                start = w.lock_free + w.cost.wake_s  # found the lock held: slept until woken
             w.lock_free = start + cost
         self._set_clock(start + cost)
 
@@ -388,7 +412,7 @@ class SimComm:
             # the delay, not torn or later reads).
             out.copy_(w.x)
             if self.worker_index is not None:
-                self._shared_access(consistent)
+                self._shared_access(consistent, write=False)
             return w.version
         # A request to the server rank needs no _sync first: it acts on shared state only at its
         # arrival, as a queued event (virtual-time order), or in place when nothing is queued
@@ -444,7 +468,7 @@ class SimComm:
             staleness = w.version - version
             w.x.add_(delta)
             w.version += 1
-            self._shared_access(consistent)
+            self._shared_access(consistent, write=True)
             return staleness
         # As in pull: the update acts at its arrival (an event, or in place), so no _sync first;
         # the worker goes on without suspending.
