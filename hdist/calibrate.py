@@ -30,6 +30,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import os
+import queue as queue_mod
 import re
 import socket
 import statistics
@@ -201,11 +202,19 @@ def shared_memory_probe(nbytes: int, rounds: int = 2000) -> dict:
     lock, q = ctx.Lock(), ctx.Queue()
     procs = [ctx.Process(target=_probe_rank, args=(r, x, delta, turn, lock, released, rounds, q), daemon=True)
              for r in range(2)]
-    for p in procs:
-        p.start()
-    got = [q.get(timeout=120) for _ in procs]
-    for p in procs:
-        p.join(timeout=30)
+    try:
+        for p in procs:
+            p.start()
+        # The ranks busy-wait on each other: one that dies leaves the other spinning, so the wait
+        # for their results is bounded and the ranks are stopped on any way out.
+        got = [q.get(timeout=120) for _ in procs]
+    except queue_mod.Empty:
+        raise RuntimeError("shared-memory probe: a probe process gave no result within 120 s") from None
+    finally:
+        for p in procs:
+            p.join(timeout=5)
+            if p.is_alive():
+                p.terminate()
     reads = [t for _, r, _, _ in got for t in r]
     rmws = [t for _, _, w, _ in got for t in w]
     wakes = [t for _, _, _, k in got for t in k]
