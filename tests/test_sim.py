@@ -247,6 +247,27 @@ def test_bench_sim_vs_real_reproduces_at_smoke(cli, tmp_path):
         assert side in table
     # process and mpi: 1 and 2 workers from the 1-worker calibration, 2 from the 2-worker one
     assert out.count(") predicts ") == 6
+    # the reference arm (no handoff, wake-up or jitter) is in the table, without a claim
+    assert "sim shared, cal. w1, no core costs | 2 |" in table and "(reference, no claim)" in table
+
+
+def test_bench_sim_vs_real_labels_the_reference_arm_and_claims_nothing_for_it():
+    import math
+
+    from hdist.figures import load_experiment
+
+    mod = load_experiment("bench-sim-vs-real")
+    df = pd.DataFrame({"backend": ["sim", "sim", "process"], "backend.ps": ["shared", "shared", None],
+                       "topology.name": ["laptop_process_w1"] * 2 + ["laptop"],
+                       "topology.sim.wake_s": [3e-5, 0.0, 0.0], "topology.sim.handoff_Bps": [3e10, math.nan, math.nan],
+                       "topology.sim.compute.jitter": [0.17, 0.0, 0.0], "sim_s": [1.0, 1.0, 0.0],
+                       "wall_s": [9.0, 9.0, 2.0]})
+    d = mod.labelled(df)
+    assert list(d["side"]) == ["sim shared, cal. w1", "sim shared, cal. w1, no core costs", "process"]
+    assert list(d["time"]) == [1.0, 1.0, 2.0]  # the sim's virtual clock, the real run's wall clock
+    med = pd.DataFrame({side: [1.0] for side in d["side"]}, index=[2])
+    assert mod.pairs(med) == [("process", "sim shared, cal. w1"), ("process", "sim shared, cal. w1, no core costs")]
+    assert mod.pairs(med, references=False) == [("process", "sim shared, cal. w1")]
 
 
 def test_ranks_outnumbering_cores_compute_slower():
