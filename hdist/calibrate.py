@@ -15,7 +15,8 @@ process's default):
 - on the thread and process backends and with ``local_links`` (ranks on this machine's cores):
   ``jitter``, the spread of single steps' times (:func:`step_jitter`), and a two-process probe
   (:func:`shared_memory_probe`) for what one worker cannot show: ``handoff_Bps`` (touching x
-  after another core wrote it) and ``wake_s`` (a rank that slept on a held lock resuming);
+  after another core wrote it) and ``wake_s`` (a rank that slept on a held lock resuming), and,
+  copied from the backend's config, ``spin_s`` (how long its ranks poll a lock before sleeping);
 - with ``local_links`` (``hdist calibrate --local-links``: the ranks are processes on this
   machine, talking through shared memory, as MPI does on one box): the link bandwidth and the
   server's rate from that copy bandwidth (a message is two copies: into and out of the shared
@@ -340,6 +341,9 @@ def calibrate(cfg, overrides: list[str] | None = None, steps: int = 20, reps: in
         out["jitter"] = jitter
     if probe is not None:
         out["handoff_Bps"], out["wake_s"], out["handoff_s"] = probe["handoff_Bps"], probe["wake_s"], probe["handoff_s"]
+        # Not measured: how long the calibrated backend polls a held lock before sleeping (process:
+        # backend.spin_s; thread and mpi: 0). The sim skips the wake-up for shorter waits.
+        out["spin_s"] = float(cfg.backend.get("spin_s") or 0.0)
     if comm > 0 and cfg.backend.name in ("mpi", "torchdist"):
         # An update is a pull (x comes back) and a push (delta goes out): two messages of x. The sim
         # charges the worker's pull for the server's serving copy of x too (server_s), so that copy
@@ -396,6 +400,9 @@ def write_topology(cfg, measured: dict, out: str) -> Path:
                     f"bytes per second of the extra cost of touching x another core wrote: {here}")
         body = _set(body, "wake_s", f"{measured['wake_s']:.4g}",
                     f"seconds from a lock's release to a rank that slept on it holding it: {here}")
+    if "spin_s" in measured:
+        body = _set(body, "spin_s", f"{measured['spin_s']:.4g}",
+                    f"seconds a rank polls a held lock before it sleeps: backend.spin_s of backend={cfg.backend.name}")
     header = (f"# Calibrated by `hdist calibrate` on {socket.gethostname()} at "
               f"{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M UTC}: model {cfg.model.name}, batch "
               f"{measured['batch']} ({measured['step_s_at_batch'] * 1e3:.3f} ms per step of {measured['what']}, "

@@ -13,6 +13,7 @@ the worker's message; nothing waits longer than ``backend.timeout_s``.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -74,6 +75,14 @@ def _abort(state: LocalState, from_watcher: bool = False) -> None:
         state.fail()
 
 
+def spin_s(cfg, world: int) -> float:
+    """``backend.spin_s`` while the ranks have a core each, else 0: a rank polling a held lock on an
+    oversubscribed machine would take the core its holder needs to release it."""
+    if world > (os.cpu_count() or 1):
+        return 0.0
+    return float(cfg.backend.get("spin_s") or 0.0)
+
+
 def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], run_id: str = "", n_params: int = 0,
            server: bool = False, ranks: int | None = None) -> None:
     from omegaconf import OmegaConf
@@ -85,7 +94,8 @@ def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], run_id: str =
         t.share_memory_()
     timeout_s = float(cfg.backend.timeout_s)
     state = LocalState(x=x, counts=counts, scratch=scratch, lock=mp.Lock(), barrier=mp.Barrier(world),
-                       abort=mp.Event(), inboxes=[mp.Queue() for _ in range(world)], timeout_s=timeout_s)
+                       abort=mp.Event(), inboxes=[mp.Queue() for _ in range(world)], timeout_s=timeout_s,
+                       spin_s=spin_s(cfg, world))
     errq = mp.Queue()
     cfg_dict = OmegaConf.to_container(cfg, resolve=True)
     threads = threads_per_rank(cfg, world)

@@ -18,7 +18,9 @@ is real); the *time* comes from a cost model (:class:`CostModel`, from ``topolog
   costs of ranks on one machine's cores come on top (0 unless a topology sets them; ``hdist
   calibrate`` measures both): touching x when another rank wrote it last costs
   ``bytes / handoff_Bps`` more (its cache lines move from the writer's core), and a rank that
-  found the lock held resumes ``wake_s`` after it is freed (it slept; the OS wakes it).
+  found the lock held resumes ``wake_s`` after it is freed (it slept; the OS wakes it) unless
+  it was freed within ``spin_s`` (the process backend's ``backend.spin_s``: the rank polled it,
+  awake; only while the ranks have a core each, as on that backend).
 
 A parameter-server algorithm runs, by ``backend.ps``, against a server rank (``server``: the
 MPI architecture) or against shared memory (``shared``: the thread and process architecture).
@@ -85,6 +87,8 @@ class CostModel:
         self.memory_Bps = float(sim.get("memory_Bps") or math.inf) / self.oversub
         self.handoff_Bps = float(sim.get("handoff_Bps") or math.inf) / self.oversub
         self.wake_s = float(sim.get("wake_s") or 0.0)
+        # The real backend polls a held lock only while every rank has a core (process.spin_s).
+        self.spin_s = float(sim.get("spin_s") or 0.0) if self.oversub <= 1 else 0.0
         st = topology.get("straggler") or {}
         self.stragglers = set(int(w) for w in (st.get("workers") or []))
         self.p = float(st.get("p") or 0.0)
@@ -385,7 +389,7 @@ class SimComm:
         """The time of one shared-memory read or write of x by this rank: a consistent access
         waits for the lock and holds it for the copy; a lock-free one only pays the copy. The copy
         costs the handoff on top when another rank's write is the last this rank has not seen, and
-        a rank that waited for the lock resumes ``wake_s`` after it is freed."""
+        a rank that waited for the lock longer than ``spin_s`` resumes ``wake_s`` after it is freed."""
         w = self.w
         nbytes = self._nbytes()
         cost = w.cost.memory_s(nbytes)
@@ -399,7 +403,9 @@ class SimComm:
         start = self.clock
         if consistent:
             if w.lock_free > start:
-                start = w.lock_free + w.cost.wake_s  # found the lock held: slept until woken
+                # Found the lock held: polled it until it was freed, or, past spin_s, slept until woken.
+                waited = w.lock_free - start
+                start = w.lock_free + (w.cost.wake_s if waited > w.cost.spin_s else 0.0)
             w.lock_free = start + cost
         self._set_clock(start + cost)
 
