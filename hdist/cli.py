@@ -141,9 +141,11 @@ def cmd_reproduce(args: list[str]) -> int:
     _summarise(results, True)
     results_dir = Path(cfgs[0].results_dir) if cfgs else _results_dir(ovs)
     if "--no-figures" not in flags:
-        from hdist.figures import draw_stem, print_claims
+        from hdist.figures import draw_stem, print_claims, write_sweep
 
-        out = draw_stem(results_dir, stem, {r.run_id for r in results})
+        ids = {r.run_id for r in results}
+        write_sweep(results_dir, stem, ids, ovs)  # what a later `hdist figures` draws for this stem
+        out = draw_stem(results_dir, stem, ids)
         if out:
             print(f"figure: {out['png']}")
             if out["others"]:
@@ -192,14 +194,25 @@ def _override_value(v) -> str:
 def cmd_figures(args: list[str]) -> int:
     from hdist.figures import draw_all, print_claims
 
-    pos, ovs, _ = _split(args)
+    pos, ovs, flags = _split(args)
+    bad = [f for f in flags if f != "--all"]
+    if bad:
+        raise ConfigError(f"figures: unknown flag {bad[0]}; allowed: --all (draw every finished run of a stem, "
+                          f"not only its last reproduce's)")
     results_dir = _results_dir(ovs)
-    outs = draw_all(results_dir, pos or None)
+    outs = draw_all(results_dir, pos or None, every_run="--all" in flags)
     if not outs:
         print(f"no results under {results_dir}/ (hdist run writes some)")
         return 0
     for stem, out in outs.items():
+        if not out["runs"]:
+            print(f"{stem}: not drawn: none of the {out['sweep_runs']} run(s) of its last `hdist reproduce` has "
+                  f"finished (hdist figures --all draws the folder's other runs)")
+            continue
         print(f"{stem}: {out['png']}  ({out['runs']} run(s))")
+        if out["others"]:
+            print(f"[hdist] {stem}: drawn from its last `hdist reproduce` sweep; {out['others']} other run(s) in "
+                  f"{results_dir / stem} left out (hdist figures --all draws them)", file=sys.stderr)
         print_claims(stem, out["claims"])
     return 0
 
@@ -220,8 +233,12 @@ def cmd_ls(args: list[str]) -> int:
 def cmd_report(args: list[str]) -> int:
     from hdist.report import write_report
 
-    _, ovs, _ = _split(args)
-    path = write_report(_results_dir(ovs))
+    _, ovs, flags = _split(args)
+    bad = [f for f in flags if f != "--all"]
+    if bad:
+        raise ConfigError(f"report: unknown flag {bad[0]}; allowed: --all (draw every finished run of a stem, "
+                          f"not only its last reproduce's)")
+    path = write_report(_results_dir(ovs), every_run="--all" in flags)
     print(f"report: {path}")
     return 0
 

@@ -104,12 +104,43 @@ def draw_stem(results_dir: Path, stem: str, run_ids: set[str] | None = None) -> 
             "tables": table_paths, "others": others}
 
 
-def draw_all(results_dir: Path, stems: list[str] | None = None) -> dict[str, dict]:
+SWEEP_FILE = "sweep.json"  # in a stem's folder: the run ids of its last `hdist reproduce`
+
+
+def write_sweep(results_dir: Path, stem: str, run_ids: set[str], overrides: list[str]) -> Path:
+    """Record the runs of the stem's sweep as ``hdist reproduce`` just ran it (what ``figures`` draws)."""
+    import datetime as _dt
+
+    path = Path(results_dir) / stem / SWEEP_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, {"run_ids": sorted(run_ids), "overrides": list(overrides),
+                             "written": f"{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M:%S UTC}"})
+    return path
+
+
+def last_sweep(results_dir: Path, stem: str) -> set[str] | None:
+    """The run ids of the stem's last ``hdist reproduce``; None when it has none (or it is unreadable)."""
+    path = Path(results_dir) / stem / SWEEP_FILE
+    try:
+        return set(json.loads(path.read_text())["run_ids"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def draw_all(results_dir: Path, stems: list[str] | None = None, every_run: bool = False) -> dict[str, dict]:
+    """Draw each stem (default: every stem with results). A stem that ``hdist reproduce`` ran is
+    drawn from that sweep's runs (``sweep`` in its result: their number), unless ``every_run``:
+    a folder also holds the runs of earlier configs, topologies or scales, and of single
+    ``hdist run`` calls, whose medians must not mix with the sweep's. A stem none of whose sweep
+    runs has finished is left out (``{"runs": 0, ...}``)."""
     out = {}
     for stem in stems or stems_with_results(results_dir):
-        res = draw_stem(results_dir, stem)
+        ids = None if every_run else last_sweep(results_dir, stem)
+        res = draw_stem(results_dir, stem, ids)
         if res is not None:
-            out[stem] = res
+            out[stem] = {**res, "sweep": ids is not None}
+        elif ids is not None:
+            out[stem] = {"runs": 0, "sweep": True, "sweep_runs": len(ids), "claims": [], "tables": {}}
     return out
 
 

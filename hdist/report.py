@@ -9,9 +9,10 @@ from hdist.figures import draw_all, stems_with_results, verdict
 from hdist.metrics import atomic_write_text, iter_runs
 
 
-def write_report(results_dir: Path, redraw: bool = True) -> Path:
+def write_report(results_dir: Path, redraw: bool = True, every_run: bool = False) -> Path:
+    """``every_run``: draw every finished run of a stem, not only its last ``hdist reproduce``'s."""
     results_dir = Path(results_dir)
-    drawn = draw_all(results_dir) if redraw else {}
+    drawn = draw_all(results_dir, every_run=every_run) if redraw else {}
     lines = ["# hdist report", "",
              f"Generated {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M UTC} from `{results_dir}`.", ""]
     stems = stems_with_results(results_dir)
@@ -25,8 +26,11 @@ def write_report(results_dir: Path, redraw: bool = True) -> Path:
         n_pass = sum(1 for c in claims if c["passed"] is True)
         n_fail = sum(1 for c in claims if c["passed"] is False)
         summary.append(f"| {stem} | {n_runs} | {n_pass} | {n_fail} | {len(claims) - n_pass - n_fail} |")
-        lines += [f"## {stem}", "", f"Runs: {n_runs} ({out['runs'] if out else 0} finished)", ""]
-        if out:
+        n_drawn = out["runs"] if out else 0
+        sweep = " (of its last `hdist reproduce`; `hdist report --all` draws every finished run)" \
+            if out and out["sweep"] else ""
+        lines += [f"## {stem}", "", f"Runs: {n_runs}; drawn: {n_drawn} finished{sweep}", ""]
+        if n_drawn:
             lines += [f"![{stem}](figures/{stem}.png)", ""]
             for path in out.get("tables", {}).values():
                 lines += [path.read_text().rstrip("\n"), ""]

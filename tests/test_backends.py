@@ -299,3 +299,42 @@ def test_bench_thread_reproduces_at_smoke(cli, tmp_path):
     # one claim with its goal, the 2-worker reference beside it; both sides measured 5 times
     assert "one thread worker costs <= 1.25x the serial backend" in out and "5 and 5 reps" in out
     assert "2 thread workers vs serial" in out
+
+
+def test_process_ranks_poll_a_held_lock_only_with_a_core_each():
+    """LocalComm polls the lock (non-blocking tries) for spin_s before a blocking acquire; the process
+    launcher turns polling off when the ranks outnumber the cores."""
+    from omegaconf import OmegaConf
+
+    from hdist.backends.local import LocalComm, LocalState
+    from hdist.backends.process import spin_s
+
+    class Lock:
+        def __init__(self, busy_tries: int):
+            self.busy, self.calls = busy_tries, []
+
+        def acquire(self, block=True, timeout=None):
+            self.calls.append(block)
+            if not block:
+                self.busy -= 1
+                return self.busy < 0
+            return True
+
+        def release(self):
+            pass
+
+    def acquire(spin: float, busy_tries: int) -> list:
+        lock = Lock(busy_tries)
+        state = LocalState(x=None, counts=None, scratch=None, lock=lock, barrier=None, abort=None, inboxes=[],
+                           timeout_s=1.0, spin_s=spin)
+        LocalComm(state, 0, 1)._acquire()
+        return lock.calls
+
+    assert acquire(10.0, 3) == [False] * 4  # freed on the 4th poll: never slept
+    assert acquire(0.0, 3) == [True]  # no polling: sleeps at once
+    calls = acquire(1e-3, 10 ** 9)  # held past spin_s: polls, then sleeps
+    assert calls[-1] is True and len(calls) > 1 and not any(calls[:-1])
+    cores = os.cpu_count() or 1
+    cfg = OmegaConf.create({"backend": {"spin_s": 2e-4}})
+    assert spin_s(cfg, cores) == 2e-4
+    assert spin_s(cfg, cores + 1) == 0.0

@@ -112,9 +112,17 @@ def test_reproduce_figures_ls_report(cli, tmp_path):
 
     code, out, _ = cli("run", *SMOKE, f"results_dir={tmp_path}")
     assert code == 0
-    code, out, _ = cli("figures", f"results_dir={tmp_path}")
+    code, out, err = cli("figures", f"results_dir={tmp_path}")
     assert code == 0 and "huo17-fig1" in out and "adhoc" in out
     assert (tmp_path / "figures" / "adhoc.png").exists()
+    # figures draws a stem from its last reproduce's runs too (sweep.json), and --all from every run
+    assert f"huo17-fig1.png  ({n} run(s))" in out and "1 other run(s)" in err and "--all" in err
+    assert json.loads((tmp_path / "huo17-fig1" / "sweep.json").read_text())["run_ids"] == \
+        sorted(p.name for p in _runs(tmp_path, "huo17-fig1") if "0.123" not in (p / "config.yaml").read_text())
+    code, out, _ = cli("figures", "--all", f"results_dir={tmp_path}")
+    assert code == 0 and f"huo17-fig1.png  ({n + 1} run(s))" in out
+    code, _, err = cli("figures", "--every", f"results_dir={tmp_path}")
+    assert code == 2 and "--every" in err and "--all" in err and "Traceback" not in err
     code, out, _ = cli("ls", f"results_dir={tmp_path}")
     assert code == 0 and "huo17-fig1" in out and "adhoc" in out
     code, out, _ = cli("ls", "huo17-fig1", f"results_dir={tmp_path}")
@@ -123,7 +131,9 @@ def test_reproduce_figures_ls_report(cli, tmp_path):
     assert code == 0
     report = (tmp_path / "REPORT.md").read_text()
     assert "## huo17-fig1" in report and "figures/huo17-fig1.png" in report
-    assert "| PASS |" in report and f"Runs: {n + 1}" in report  # report and figures draw every run
+    assert "| PASS |" in report and f"Runs: {n + 1}; drawn: {n} finished (of its last `hdist reproduce`" in report
+    code, out, _ = cli("report", "--all", f"results_dir={tmp_path}")
+    assert code == 0 and f"Runs: {n + 1}; drawn: {n + 1} finished\n" in (tmp_path / "REPORT.md").read_text()
 
 
 def test_diverged_run_is_marked_and_the_sweep_goes_on(cli, tmp_path):

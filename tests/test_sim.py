@@ -164,6 +164,8 @@ def test_calibrate_with_local_links_measures_the_costs_of_sharing_cores(cli, tmp
             assert "measured by hdist calibrate" in text.split(key)[1].splitlines()[0]
         assert 0 < cfg.sim.wake_s < 0.1  # seconds: a wake-up is micro- to milliseconds
         assert cfg.sim.handoff_Bps is None or cfg.sim.handoff_Bps > 0
+        # not measured: copied from the backend (serial has no lock to poll)
+        assert cfg.sim.spin_s == 0 and "backend.spin_s of backend=serial" in text.split("spin_s:")[1].splitlines()[0]
         assert "wake-up" in stdout
 
 
@@ -214,6 +216,31 @@ def test_shared_access_pays_the_handoff_and_the_wake_up():
     b.clock = 0.0
     b._shared_access(False, write=False)  # lock-free: no wait, but the handoff (a wrote x)
     assert b.clock == pytest.approx(1.25e-3)
+
+
+def test_a_rank_that_polls_the_lock_pays_no_wake_up():
+    """Within spin_s of finding the lock held a rank polls it (the process backend's backend.spin_s) and
+    takes it as it is freed; a longer wait sleeps and pays wake_s; ranks that outnumber the cores never poll."""
+    from omegaconf import OmegaConf
+
+    from hdist.backends.sim import CostModel, SimComm, World
+
+    def second_access(spin_s: float, cores: int | None = None) -> float:
+        # x of 1,000 bytes: a copy holds the lock 1 ms; a wake-up 0.1 ms; x in both caches (no handoff)
+        topo = OmegaConf.create({"sim": {"memory_Bps": 1e6, "wake_s": 1e-4, "spin_s": spin_s,
+                                         "compute": {"cores": cores}}})
+        w = World(CostModel(topo, 0, 2), 2, server=False)
+        a, b = (SimComm(w, r, None, None) for r in range(2))
+        w.x_nbytes, w.x_cached = 1000, {0, 1}
+        a._shared_access(True, write=False)  # holds the lock from 0 to 1 ms
+        b._shared_access(True, write=False)  # at 0: waits 1 ms for it
+        return b.clock
+
+    assert second_access(0.0) == pytest.approx(2e-3 + 1e-4)  # slept: woken after the release
+    assert second_access(5e-4) == pytest.approx(2e-3 + 1e-4)  # polled 0.5 ms, then slept
+    assert second_access(2e-3) == pytest.approx(2e-3)  # polled through the 1 ms wait
+    # 2 ranks on 1 core: no polling (copies 2x slower: the lock is held 2 ms, the next copy 2 ms more)
+    assert second_access(2e-3, cores=1) == pytest.approx(4e-3 + 1e-4)
 
 
 def test_one_worker_pays_no_handoff_or_wake_up(tmp_path):
