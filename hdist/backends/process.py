@@ -9,6 +9,9 @@ Children are started by a forkserver that has imported torch once, so a run does
 torch import per worker. A worker that raises or dies ends the run: the launcher sees it,
 sets the shared abort flag (blocked peers give up), terminates what is left and raises with
 the worker's message; nothing waits longer than ``backend.timeout_s``.
+
+A worker that finds the lock on x held polls it for ``backend.spin_s`` before it sleeps on it
+(:meth:`LocalComm._acquire`), while every worker has a core of its own (:func:`spin_s`).
 """
 
 from __future__ import annotations
