@@ -140,11 +140,11 @@ def cmd_reproduce(args: list[str]) -> int:
         results.append(execute(cfg))
     _summarise(results, True)
     results_dir = Path(cfgs[0].results_dir) if cfgs else _results_dir(ovs)
-    if "--no-figures" not in flags:
-        from hdist.figures import draw_stem, print_claims, write_sweep
+    from hdist.figures import draw_stem, print_claims, write_sweep
 
-        ids = {r.run_id for r in results}
-        write_sweep(results_dir, stem, ids, ovs)  # what a later `hdist figures` draws for this stem
+    ids = {r.run_id for r in results}
+    write_sweep(results_dir, stem, ids, ovs)  # what a later `hdist figures` draws for this stem
+    if "--no-figures" not in flags:
         out = draw_stem(results_dir, stem, ids)
         if out:
             print(f"figure: {out['png']}")
@@ -191,14 +191,18 @@ def _override_value(v) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
+def _only_all_flag(verb: str, flags: list[str]) -> None:
+    bad = [f for f in flags if f != "--all"]
+    if bad:
+        raise ConfigError(f"{verb}: unknown flag {bad[0]}; allowed: --all (draw every finished run of a stem, "
+                          f"not only its last reproduce's)")
+
+
 def cmd_figures(args: list[str]) -> int:
     from hdist.figures import draw_all, print_claims
 
     pos, ovs, flags = _split(args)
-    bad = [f for f in flags if f != "--all"]
-    if bad:
-        raise ConfigError(f"figures: unknown flag {bad[0]}; allowed: --all (draw every finished run of a stem, "
-                          f"not only its last reproduce's)")
+    _only_all_flag("figures", flags)
     results_dir = _results_dir(ovs)
     outs = draw_all(results_dir, pos or None, every_run="--all" in flags)
     if not outs:
@@ -234,10 +238,7 @@ def cmd_report(args: list[str]) -> int:
     from hdist.report import write_report
 
     _, ovs, flags = _split(args)
-    bad = [f for f in flags if f != "--all"]
-    if bad:
-        raise ConfigError(f"report: unknown flag {bad[0]}; allowed: --all (draw every finished run of a stem, "
-                          f"not only its last reproduce's)")
+    _only_all_flag("report", flags)
     path = write_report(_results_dir(ovs), every_run="--all" in flags)
     print(f"report: {path}")
     return 0

@@ -121,6 +121,10 @@ def test_reproduce_figures_ls_report(cli, tmp_path):
         sorted(p.name for p in _runs(tmp_path, "huo17-fig1") if "0.123" not in (p / "config.yaml").read_text())
     code, out, _ = cli("figures", "--all", f"results_dir={tmp_path}")
     assert code == 0 and f"huo17-fig1.png  ({n + 1} run(s))" in out
+    # --no-figures still records the sweep (a later `figures` draws it)
+    (tmp_path / "huo17-fig1" / "sweep.json").unlink()
+    code, out, _ = cli("reproduce", "huo17-fig1", "--no-figures", *fast)
+    assert code == 0 and "figure:" not in out and (tmp_path / "huo17-fig1" / "sweep.json").exists()
     code, _, err = cli("figures", "--every", f"results_dir={tmp_path}")
     assert code == 2 and "--every" in err and "--all" in err and "Traceback" not in err
     code, out, _ = cli("ls", f"results_dir={tmp_path}")
