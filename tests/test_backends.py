@@ -338,3 +338,27 @@ def test_process_ranks_poll_a_held_lock_only_with_a_core_each():
     cfg = OmegaConf.create({"backend": {"spin_s": 2e-4}})
     assert spin_s(cfg, cores) == 2e-4
     assert spin_s(cfg, cores + 1) == 0.0
+
+
+def test_bench_process_speedup_claims_the_lock_polling_against_sleeping():
+    """bench-process-speedup's second claim: 2 AsySG-con workers polling the lock (default spin_s) vs
+    sleeping on it (spin_s 0), the ratio of their median training times; the lock-free claim as before."""
+    import pandas as pd
+
+    from hdist.figures import load_experiment
+
+    mod = load_experiment("bench-process-speedup")
+    rows = []
+    for i, (algo, workers, spin, train_s) in enumerate(
+            [("asysg_incon", 1, 2e-4, 1.0), ("asysg_incon", 2, 2e-4, 0.52), ("asysg_con", 1, 2e-4, 1.0),
+             ("asysg_con", 2, 2e-4, 0.5), ("asysg_con", 2, 0.0, 0.65)]):
+        base = {"run_id": f"r{i}", "algo": algo, "workers": workers, "seed": 0, "backend.spin_s": spin}
+        rows += [{**base, "metric": "train_s", "value": train_s}, {**base, "metric": "updates_total", "value": 1000.0}]
+    claims = mod.check(pd.DataFrame(rows))
+    assert [c.passed for c in claims] == [True, True]
+    assert claims[0].measured.startswith("1.92") and claims[1].measured.startswith("1.30 (0.65 s vs 0.50 s")
+    assert "2 workers vs 1: 2.00x" in claims[1].measured
+    slower = pd.DataFrame([{**r, "value": 0.52} if r["run_id"] == "r4" and r["metric"] == "train_s" else r
+                           for r in rows])
+    assert mod.check(slower)[1].passed is False  # 0.52 / 0.50 = 1.04 < 1.1
+    mod.plot(pd.DataFrame(rows))
