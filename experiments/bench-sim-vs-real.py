@@ -6,8 +6,9 @@ calibrated on this machine at 1 and at 2 workers (``laptop_<backend>_w<P>``, ``m
 Time to target is read on each run's own clock (real seconds, or the sim's virtual seconds),
 interpolated between evaluations (:mod:`hdist.analysis.speedup`); the target is one loss every run
 reaches. The prediction error of a pairing is |T_sim - T_real| / T_real on the medians over seeds.
-A reference arm (``, no core costs``, in the table, without a claim) runs the 1-worker process
-calibration at 2 workers with the handoff, wake-up and jitter switched off: what they add.
+Two reference arms (``, no core costs``, in the table, without a claim) run the 1-worker process and
+mpi calibrations at 2 workers with the costs of sharing cores switched off (handoff, wake-up, jitter,
+and the wait of a message for a core, ``link.desched_s``): what they add.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from hdist.claims import Claim, not_checked
 from hdist.plots import curves, data_note, figure
 
 GOAL = 0.15
-NO_CORE_COSTS = ", no core costs"  # side suffix of the reference runs without handoff, wake-up and jitter
+NO_CORE_COSTS = ", no core costs"  # side suffix of the reference runs without the costs of sharing cores
 ARCH = {"process": "shared", "mpi": "server"}  # real backend -> the sim's backend.ps in the same architecture
 
 
@@ -34,7 +35,7 @@ def labelled(df: pd.DataFrame) -> pd.DataFrame:
     ps, topo = col("backend.ps", None), col("topology.name", "")
     # The reference arm: a calibrated topology with the costs of sharing cores switched off.
     bare = (col("topology.sim.wake_s", None) == 0) & col("topology.sim.handoff_Bps", None).isna() \
-        & (col("topology.sim.compute.jitter", None) == 0)
+        & (col("topology.sim.compute.jitter", None) == 0) & (col("topology.sim.link.desched_s", 0.0).fillna(0.0) == 0)
     d["side"] = [f"sim {p or 'server'}, cal. {str(t).rsplit('_', 1)[-1]}{NO_CORE_COSTS if n else ''}" if b == "sim"
                  else b for b, p, t, n in zip(d["backend"], ps, topo, bare)]
     d["time"] = d["sim_s"].where(d["backend"] == "sim", d["wall_s"])

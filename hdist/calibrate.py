@@ -20,7 +20,12 @@ process's default):
 - with ``local_links`` (``hdist calibrate --local-links``: the ranks are processes on this
   machine, talking through shared memory, as MPI does on one box): the link bandwidth and the
   server's rate from that copy bandwidth (a message is two copies: into and out of the shared
-  buffer; an applied update is one pass).
+  buffer; an applied update is one pass);
+- with ``local_links`` on a backend whose server rank polls (mpi, torchdist), timed with its ranks
+  on a core each: ``desched_s`` (:func:`desched_probe`), the same runs' pull + push timed again
+  with busy processes beside them until there is one busy process more than cores. One of them is
+  then off its core at any instant, and a message waits for its rank to be scheduled; the sim adds
+  this per message and per busy rank beyond the cores.
 
 The new file is the current topology's YAML with those values replaced (comments kept) and a
 header saying what was measured, where and when.
@@ -35,12 +40,14 @@ import queue as queue_mod
 import re
 import socket
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import torch
 
-from hdist.backends.sim import oversubscription
+from hdist.backends.sim import excess_ranks, oversubscription
 from hdist.config import CONF_DIR
 from hdist.metrics import atomic_write_text
 from hdist.problems import build_problem
@@ -263,6 +270,27 @@ def run_timers(overrides: list[str], batches: list[int], updates: int, reps: int
     return [{k: statistics.median(v) for k, v in d.items()} for d in out]
 
 
+# One busy process beside the timed ranks: a torch thread computing, as a worker does between messages.
+_BUSY = ("import torch\ntorch.set_num_threads(1)\na = torch.randn(256, 256)\n"
+         "while True:\n    a = torch.tanh(a @ a * 0.01)\n")
+
+
+def desched_probe(overrides: list[str], batch: int, updates: int, busy: int, reps: int = 3) -> dict:
+    """The configured run's timers (:func:`run_timers`, at ``batch``) with ``busy`` more processes
+    computing beside its ranks: with one busy process more than the cores, one of them is off its core
+    at any instant, and a message waits for the rank that must take it or answer it to be scheduled
+    again (MPICH's ranks poll: the OS cannot tell a waiting rank from a computing one)."""
+    procs = [subprocess.Popen([sys.executable, "-c", _BUSY], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for _ in range(busy)]
+    try:
+        loaded = run_timers(overrides, [batch], updates, reps)
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+    return loaded[0]
+
+
 def _has_server(cfg) -> bool:
     """Whether ``cfg``'s algorithm runs with a parameter-server rank."""
     from hdist.algos import get_algo
@@ -318,14 +346,19 @@ def calibrate(cfg, overrides: list[str] | None = None, steps: int = 20, reps: in
         on_cores = shared or local_links
         probe = shared_memory_probe(nbytes) if on_cores and (os.cpu_count() or 1) >= 2 else None
         jitter = step_jitter(cfg, b) if on_cores else None
+        # Ranks on this machine with a polling server: what a message waits when one busy rank more
+        # than the cores runs (more workers here), timed with a busy process beside the same ranks.
+        cores = os.cpu_count() or 1
+        busy_server = timed is not None and cfg.backend.name in ("mpi", "torchdist") and _has_server(cfg)
+        busy_timed = workers_timed + (1 if busy_server else 0)
+        loaded = (desched_probe(ovs, b, updates=50 * steps, busy=cores + 1 - busy_timed)
+                  if local_links and busy_server and busy_timed <= cores and cores >= 2 else None)
     finally:
         torch.set_num_threads(old)
     per_sample = max(0.0, (t2 - t1) / b)
     per_step = max(0.0, t1 - per_sample * b)
     # The timed ranks shared this machine's cores: a step on a core of its own is that much faster
     # (the sim applies the same factor back for the same ranks, and carries it to other counts).
-    cores = os.cpu_count() or 1
-    busy_server = timed is not None and cfg.backend.name in ("mpi", "torchdist") and _has_server(cfg)
     workers = workers_timed if timed is not None else 1
     share = oversubscription(workers, busy_server, cores)
     out = {"per_step_s": per_step / share, "per_sample_s": per_sample / share, "memory_Bps": memory,
@@ -352,6 +385,13 @@ def calibrate(cfg, overrides: list[str] | None = None, steps: int = 20, reps: in
         wire = max(comm - nbytes / memory, 0.5 * comm)
         out["bandwidth_Bps"] = 2 * nbytes / wire * share
         out["server_Bps"] = memory
+        if loaded is not None:
+            # In the sim a worker waits on two messages per update (a pull's request and its reply; a
+            # push only puts its bytes on the wire): the extra of the loaded pull + push, split over both.
+            out["desched_s"] = max(0.0, loaded["comm_s"] - comm) / 2
+            out["comm_loaded_s"] = loaded["comm_s"]
+        elif local_links and excess_ranks(workers, busy_server, cores):
+            out["desched_s"] = 0.0  # the timed ranks outnumbered the cores: the link's measured time holds it
     elif local_links:
         out["bandwidth_Bps"] = out["memory_Bps"] / 2  # a message: copied into the shared buffer, then out of it
         out["server_Bps"] = out["memory_Bps"]  # an applied update: one pass over x
@@ -400,6 +440,11 @@ def write_topology(cfg, measured: dict, out: str) -> Path:
                     f"bytes per second of the extra cost of touching x another core wrote: {here}")
         body = _set(body, "wake_s", f"{measured['wake_s']:.4g}",
                     f"seconds from a lock's release to a rank that slept on it holding it: {here}")
+    if "desched_s" in measured:
+        body = _set(body, "desched_s", f"{measured['desched_s']:.4g}",
+                    f"seconds more per message per busy rank beyond cores: {here}, 1 busy process too many"
+                    if "comm_loaded_s" in measured else
+                    "0: the timed ranks outnumbered the cores, so the link's measured time already holds the wait")
     if "spin_s" in measured:
         body = _set(body, "spin_s", f"{measured['spin_s']:.4g}",
                     f"seconds a rank polls a held lock before it sleeps: backend.spin_s of backend={cfg.backend.name}")

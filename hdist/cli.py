@@ -291,7 +291,9 @@ def cmd_calibrate(args: list[str]) -> int:
           f"(per_step_s={measured['per_step_s']:.4g}, per_sample_s={measured['per_sample_s']:.4g}), "
           f"memory {measured['memory_Bps'] / 1e9:.1f} GB/s"
           + (f", handoff {measured['handoff_s'] * 1e6:.1f} us per x, wake-up {measured['wake_s'] * 1e6:.1f} us"
-             if "wake_s" in measured else ""))
+             if "wake_s" in measured else "")
+          + (f", a message {measured['desched_s'] * 1e6:.1f} us more per busy rank beyond the cores"
+             if measured.get("comm_loaded_s") else ""))
     if path.parent.resolve() == (CONF_DIR / "topology").resolve():
         print(f"topology: {path}  (use: topology={path.stem} backend=sim)")
     else:

@@ -310,6 +310,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "topology.sim.handoff_Bps": (_opt(_finite_pos), "null or a number > 0 (bytes per second)"),
     "topology.sim.wake_s": (_finite_nonneg, "a number of seconds >= 0"),
     "topology.sim.spin_s": (_finite_nonneg, "a number of seconds >= 0"),
+    "topology.sim.link.desched_s": (_finite_nonneg, "a number of seconds >= 0"),
     "scale.epochs": (_finite_nonneg, "a finite number >= 0"),
     "scale.n_train": (_opt(_int_at_least(1)), "null or an integer >= 1"),
     "scale.n_test": (_opt(_int_at_least(1)), "null or an integer >= 1"),

@@ -114,6 +114,7 @@ BAD = [
     (["backend=sim", "topology.sim.handoff_Bps=0"], "topology.sim.handoff_Bps"),
     (["backend=sim", "topology.sim.wake_s=-1e-6"], "topology.sim.wake_s"),
     (["backend=sim", "topology.sim.spin_s=-1"], "topology.sim.spin_s"),
+    (["backend=sim", "topology.sim.link.desched_s=-1e-4"], "topology.sim.link.desched_s"),
     (["backend=process", "algo=asysg_con", "backend.spin_s=-0.001"], "backend.spin_s"),
     (["algo=kavg_probe", "algo.batches=1"], "algo.batches"),
     (["algo=bench_round_robin", "algo.replicas=0"], "algo.replicas"),

@@ -252,6 +252,32 @@ def test_one_worker_pays_no_handoff_or_wake_up(tmp_path):
 
 
 @pytest.mark.slow  # ~20 s: 45 runs
+@pytest.mark.mpi
+@pytest.mark.parametrize("workers", [1, 2])
+def test_calibrate_mpi_measures_the_wait_for_a_core(cli, tmp_path, workers):
+    """MPI on local links: timed with a core per rank (1 worker and the server on 2 cores), calibrate
+    times the same runs again with one busy process too many and writes the extra wait per message;
+    timed with more ranks than cores (2 workers), the wait is already in the link's time: 0."""
+    import os
+
+    from omegaconf import OmegaConf
+
+    if (os.cpu_count() or 1) != 2:
+        pytest.skip("the branch taken depends on the cores: written for this project's 2-core machines")
+    out = tmp_path / "mpi.yaml"
+    code, stdout, err = cli("calibrate", str(out), "--local-links", "scale=smoke", "model=mlp", "algo=asysg_con",
+                            "backend=mpi", "backend.threads_per_rank=1", f"topology.workers={workers}")
+    assert code == 0, err
+    line = out.read_text().split("desched_s:")[1].splitlines()[0]
+    desched = OmegaConf.load(out).sim.link.desched_s
+    if workers == 1:
+        # MPICH's ranks poll: a message to a rank off its core waits tens to hundreds of microseconds
+        assert 1e-6 < desched < 0.05 and "1 busy process too many" in line
+        assert "more per busy rank beyond the cores" in stdout
+    else:
+        assert desched == 0 and "already holds the wait" in line
+
+
 def test_bench_sim_cost_reproduces_at_smoke(cli, tmp_path):
     code, out, err = cli("reproduce", "bench-sim-cost", "scale=smoke", "scale.n_train=200", "seed=0",
                          "progress=quiet", f"results_dir={tmp_path}")
@@ -274,8 +300,9 @@ def test_bench_sim_vs_real_reproduces_at_smoke(cli, tmp_path):
         assert side in table
     # process and mpi: 1 and 2 workers from the 1-worker calibration, 2 from the 2-worker one
     assert out.count(") predicts ") == 6
-    # the reference arm (no handoff, wake-up or jitter) is in the table, without a claim
+    # the reference arms (no handoff, wake-up, jitter or wait for a core) are in the table, without a claim
     assert "sim shared, cal. w1, no core costs | 2 |" in table and "(reference, no claim)" in table
+    assert "sim server, cal. w1, no core costs | 2 |" in table
 
 
 def test_bench_sim_vs_real_labels_the_reference_arm_and_claims_nothing_for_it():
@@ -291,6 +318,10 @@ def test_bench_sim_vs_real_labels_the_reference_arm_and_claims_nothing_for_it():
                        "wall_s": [9.0, 9.0, 2.0]})
     d = mod.labelled(df)
     assert list(d["side"]) == ["sim shared, cal. w1", "sim shared, cal. w1, no core costs", "process"]
+    # a calibration whose only core cost is the wait for a core (mpi, server) is not the reference
+    served = df.assign(**{"backend.ps": "server", "topology.name": "laptop_mpi_w1",
+                          "topology.sim.link.desched_s": [0.0, 2e-4, 0.0]})
+    assert list(mod.labelled(served)["side"])[:2] == ["sim server, cal. w1", "sim server, cal. w1"]
     assert list(d["time"]) == [1.0, 1.0, 2.0]  # the sim's virtual clock, the real run's wall clock
     med = pd.DataFrame({side: [1.0] for side in d["side"]}, index=[2])
     assert mod.pairs(med) == [("process", "sim shared, cal. w1"), ("process", "sim shared, cal. w1, no core costs")]
@@ -312,6 +343,43 @@ def test_ranks_outnumbering_cores_compute_slower():
     assert CostModel(topo, 0, 4, server=False).compute_s(0, 10)[0] == pytest.approx(2 * 1.1e-3)
     topo.sim.memory_Bps = 1e9
     assert CostModel(topo, 0, 2, server=True).memory_s(10 ** 6) == pytest.approx(1.5e-3)  # copies slow alike
+
+
+def test_messages_wait_for_a_core_per_busy_rank_beyond_the_cores():
+    """desched_s: with more busy ranks than cores, every message and every latency term of a
+    collective waits desched_s more per busy rank beyond the cores; with a core each, nothing."""
+    from omegaconf import OmegaConf
+
+    from hdist.backends.sim import CostModel, excess_ranks
+
+    assert excess_ranks(2, True, 2) == 1 and excess_ranks(1, True, 2) == 0 and excess_ranks(4, True, 2) == 3
+    assert excess_ranks(2, False, 2) == 0 and excess_ranks(64, True, None) == 0
+    topo = OmegaConf.create({"sim": {"compute": {"cores": 2, "server_busy": True},
+                                     "link": {"latency_s": 1e-6, "bandwidth_Bps": 1e9, "desched_s": 2e-4}}})
+    alone, shared, crowded = (CostModel(topo, 0, w, server=True) for w in (1, 2, 4))
+    assert alone.message_s(8) == pytest.approx(1e-6 + 8e-9)
+    # 2 workers + a polling server on 2 cores: one rank too many (copies slow by 1.5x as before)
+    assert shared.message_s(8) == pytest.approx(1e-6 + 2e-4 + 1.5 * 8e-9)
+    assert crowded.message_s(0) == pytest.approx(1e-6 + 3 * 2e-4)
+    assert shared.allreduce_s(0, 2) == pytest.approx(2 * (1e-6 + 2e-4))
+    assert shared.wire_s(1000) == pytest.approx(1.5e-6)  # the sender's own time does not wait
+    # a server that sleeps while it waits keeps no core busy: 2 workers on 2 cores wait for nothing
+    topo.sim.compute.server_busy = False
+    assert CostModel(topo, 0, 2, server=True).message_s(8) == pytest.approx(1e-6 + 8e-9)
+
+
+def test_a_pull_waits_for_both_messages_when_ranks_outnumber_cores(tmp_path):
+    """End to end: 2 AsySG-con workers against a polling server on 1 core (two busy ranks too
+    many): the same run with desched_s takes, per update, at least a pull's two messages' wait
+    longer (queueing at the server can only add)."""
+    base = ["algo=asysg_con", "backend=sim", "topology.workers=2", "topology.sim.compute.cores=1",
+            "topology.sim.compute.server_busy=true", "topology.sim.compute.per_step_s=1e-4"]
+    _run(tmp_path / "a", *base)
+    _run(tmp_path / "b", *base, "topology.sim.link.desched_s=1e-4")
+    df = load_results(tmp_path / "a")
+    updates_per_worker = df[df["metric"] == "updates_total"]["value"].max()
+    extra = _train_s(tmp_path / "b") - _train_s(tmp_path / "a")
+    assert extra >= updates_per_worker * 2 * 2 * 1e-4 * 0.99
 
 
 def test_ps_version_is_read_at_the_rank_clock(tmp_path):

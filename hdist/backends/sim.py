@@ -9,7 +9,11 @@ is real); the *time* comes from a cost model (:class:`CostModel`, from ``topolog
   copies of messages, updates and shared-memory accesses slow alike);
   the straggler model of thesis 3.5 (``topology.straggler``) holds chosen workers ``m`` times
   longer with probability ``p``;
-- a message costs ``latency_s + bytes / bandwidth_Bps``, in FIFO order per link;
+- a message costs ``latency_s + bytes / bandwidth_Bps``, in FIFO order per link; when busy ranks
+  outnumber the ``cores`` they share, every message (and every latency term of a collective)
+  waits ``desched_s`` more per busy rank beyond the cores: the rank that must act on it is
+  often off its core then (``hdist calibrate --local-links`` measures it on MPI with one busy
+  process too many);
 - a parameter server applies (and answers) one request at a time, each costing
   ``bytes / server_Bps``: it serialises the updates;
 - an all-reduce costs the ring formula ``2 (P-1) latency + 2 (P-1)/P bytes / bandwidth``;
@@ -65,6 +69,13 @@ def oversubscription(workers: int, busy_server: bool, cores: int | None) -> floa
     return max(1.0, (int(workers) + (1 if busy_server else 0)) / int(cores))
 
 
+def excess_ranks(workers: int, busy_server: bool, cores: int | None) -> int:
+    """Busy ranks beyond the cores they share (0 when each has one, or ``cores`` is None)."""
+    if not cores:
+        return 0
+    return max(0, int(workers) + (1 if busy_server else 0) - int(cores))
+
+
 class CostModel:
     """Virtual seconds for compute, messages, server work and collectives (see module doc)."""
 
@@ -73,13 +84,17 @@ class CostModel:
         comp = sim.get("compute") or {}
         link = sim.get("link") or {}
         # Ranks sharing too few cores (topology.sim.compute.cores) each work this much slower.
-        self.oversub = oversubscription(n_workers, server and bool(comp.get("server_busy")), comp.get("cores"))
+        busy_server = server and bool(comp.get("server_busy"))
+        self.oversub = oversubscription(n_workers, busy_server, comp.get("cores"))
         self.per_step_s = float(comp.get("per_step_s") or 0.0) * self.oversub
         self.per_sample_s = float(comp.get("per_sample_s") or 0.0) * self.oversub
         self.jitter = float(comp.get("jitter") or 0.0)
         het = list(comp.get("heterogeneity") or [])
         self.speed = [float(het[w]) if w < len(het) else 1.0 for w in range(n_workers)]
-        self.latency_s = float(link.get("latency_s") or 0.0)
+        # With more busy ranks than cores, one of them is off its core at any instant: a message
+        # waits for the rank that must take it (or answer it) to be scheduled again.
+        self.desched_s = float(link.get("desched_s") or 0.0) * excess_ranks(n_workers, busy_server, comp.get("cores"))
+        self.latency_s = float(link.get("latency_s") or 0.0) + self.desched_s
         # On shared cores the copies behind a message, an applied update and a shared-memory access
         # are CPU work too, slowed by the same factor (topologies with cores: ranks on one machine).
         self.bandwidth = float(link.get("bandwidth_Bps") or math.inf) / self.oversub
