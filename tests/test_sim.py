@@ -251,7 +251,6 @@ def test_one_worker_pays_no_handoff_or_wake_up(tmp_path):
     assert _train_s(tmp_path / "a") == _train_s(tmp_path / "b")
 
 
-@pytest.mark.slow  # ~20 s: 45 runs
 @pytest.mark.mpi
 @pytest.mark.parametrize("workers", [1, 2])
 def test_calibrate_mpi_measures_the_wait_for_a_core(cli, tmp_path, workers):
@@ -278,6 +277,7 @@ def test_calibrate_mpi_measures_the_wait_for_a_core(cli, tmp_path, workers):
         assert desched == 0 and "already holds the wait" in line
 
 
+@pytest.mark.slow  # ~20 s: 45 runs
 def test_bench_sim_cost_reproduces_at_smoke(cli, tmp_path):
     code, out, err = cli("reproduce", "bench-sim-cost", "scale=smoke", "scale.n_train=200", "seed=0",
                          "progress=quiet", f"results_dir={tmp_path}")
