@@ -51,6 +51,7 @@ from hdist.backends.sim import excess_ranks, oversubscription
 from hdist.config import CONF_DIR
 from hdist.metrics import atomic_write_text
 from hdist.problems import build_problem
+from hdist.types import ConfigError
 
 
 def _step_fns(cfg, batches: list[int]) -> list:
@@ -271,7 +272,8 @@ def run_timers(overrides: list[str], batches: list[int], updates: int, reps: int
 
 
 # One busy process beside the timed ranks: a torch thread computing, as a worker does between messages.
-_BUSY = ("import torch\ntorch.set_num_threads(1)\na = torch.randn(256, 256)\n"
+# It says "ready" once torch is imported, so that no timed run overlaps its start.
+_BUSY = ("import torch\ntorch.set_num_threads(1)\na = torch.randn(256, 256)\nprint('ready', flush=True)\n"
          "while True:\n    a = torch.tanh(a @ a * 0.01)\n")
 
 
@@ -280,9 +282,12 @@ def desched_probe(overrides: list[str], batch: int, updates: int, busy: int, rep
     computing beside its ranks: with one busy process more than the cores, one of them is off its core
     at any instant, and a message waits for the rank that must take it or answer it to be scheduled
     again (MPICH's ranks poll: the OS cannot tell a waiting rank from a computing one)."""
-    procs = [subprocess.Popen([sys.executable, "-c", _BUSY], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-             for _ in range(busy)]
+    procs = [subprocess.Popen([sys.executable, "-c", _BUSY], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                              text=True) for _ in range(busy)]
     try:
+        for proc in procs:
+            if proc.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"desched probe: a busy process exited before computing (code {proc.wait()})")
         loaded = run_timers(overrides, [batch], updates, reps)
     finally:
         for proc in procs:
@@ -411,8 +416,30 @@ def _set(text: str, key: str, value: str, comment: str | None = None) -> str:
     return text[:m.start(1)] + line + " " * max(1, 28 - len(line)) + "# " + comment + text[m.end():]
 
 
-def write_topology(cfg, measured: dict, out: str) -> Path:
+# The keys calibrate may rewrite in the topology file it starts from (each on its own line).
+WRITTEN_KEYS = ("name", "per_step_s", "per_sample_s", "jitter", "cores", "server_busy", "bandwidth_Bps", "desched_s",
+                "server_Bps", "memory_Bps", "handoff_Bps", "wake_s", "spin_s")
+
+
+def check_source_topology(cfg) -> Path:
+    """The topology file calibrate rewrites (``conf/topology/<topology.name>.yaml``), checked before
+    anything is measured: a ConfigError naming the missing file or keys (a file written before a
+    key was added: conf/topology/laptop.yaml has them all)."""
     src = CONF_DIR / "topology" / f"{cfg.topology.name}.yaml"
+    if not src.is_file():
+        raise ConfigError(f"calibrate: topology.name={cfg.topology.name}: no file {src} to start from; allowed: "
+                          f"a topology in {src.parent}")
+    text = src.read_text()
+    missing = [k for k in WRITTEN_KEYS if not re.search(rf"^\s*{re.escape(k)}:", text, re.M)]
+    if missing:
+        raise ConfigError(f"calibrate: topology {src} has no line for {', '.join(missing)}; allowed: a topology "
+                          f"with every key calibrate writes (copy them, with their comments, from "
+                          f"{src.parent / 'laptop.yaml'})")
+    return src
+
+
+def write_topology(cfg, measured: dict, out: str) -> Path:
+    src = check_source_topology(cfg)
     text = src.read_text()
     path = Path(out) if (out.endswith(".yaml") or "/" in out) else CONF_DIR / "topology" / f"{out}.yaml"
     name = path.stem

@@ -273,7 +273,7 @@ def cmd_models(args: list[str]) -> int:
 
 def cmd_calibrate(args: list[str]) -> int:
     """hdist calibrate [NAME|PATH.yaml] [--local-links] [key=value ...]: time a training step, write a topology file."""
-    from hdist.calibrate import calibrate, write_topology
+    from hdist.calibrate import calibrate, check_source_topology, write_topology
     from hdist.config import CONF_DIR
     from hdist.launch import prepare
 
@@ -284,6 +284,7 @@ def cmd_calibrate(args: list[str]) -> int:
         return 2
     out = pos[0] if pos else "calibrated"
     cfg = prepare(ovs)
+    check_source_topology(cfg)  # before a minute of measuring, not after
     measured = calibrate(cfg, ovs, local_links="--local-links" in flags)
     path = write_topology(cfg, measured, out)
     print(f"{cfg.model.name} batch {measured['batch']}: {measured['step_s_at_batch'] * 1e3:.3f} ms/step "

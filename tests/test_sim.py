@@ -145,6 +145,25 @@ def test_calibrate_writes_a_usable_topology(cli, tmp_path):
             assert "#" in line, line
 
 
+def test_calibrate_refuses_a_topology_it_cannot_rewrite_before_measuring(cli, tmp_path, monkeypatch):
+    """A topology file written before a key calibrate writes existed (or none at all): one line naming
+    the file and the missing keys, exit 2, nothing measured or written."""
+    import hdist.calibrate as cal
+
+    conf = tmp_path / "conf"
+    (conf / "topology").mkdir(parents=True)
+    old = (cal.CONF_DIR / "topology" / "laptop.yaml").read_text()
+    (conf / "topology" / "old.yaml").write_text("\n".join(ln for ln in old.splitlines() if "desched_s:" not in ln))
+    monkeypatch.setattr(cal, "CONF_DIR", conf)
+    monkeypatch.setattr(cal, "calibrate", lambda *a, **k: pytest.fail("measured before the check"))
+    out = tmp_path / "new.yaml"
+    code, _, err = cli("calibrate", str(out), "scale=smoke", "topology.name=old")
+    assert code == 2 and "desched_s" in err and "old.yaml" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+    code, _, err = cli("calibrate", str(out), "scale=smoke", "topology.name=nosuch")
+    assert code == 2 and "nosuch" in err and "Traceback" not in err and not out.exists()
+
+
 def test_calibrate_with_local_links_measures_the_costs_of_sharing_cores(cli, tmp_path):
     """Ranks on this machine's cores: the steps' spread (jitter) and the two-process probe's
     handoff and wake-up are measured and written with their comments."""
