@@ -296,6 +296,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "algo.synth_width": (_opt(_int_at_least(1)), "null or an integer >= 1 (filters)"),
     "algo.replicas": (_int_at_least(1), "an integer >= 1 (model replicas of bench_round_robin)"),
     "algo.interleave": (_int_at_least(0), "an integer >= 0 (rounds of Python between updates; 0 = none)"),
+    "algo.delay": (_int_at_least(0), "an integer >= 0 (updates a gradient waits before it is applied; 0 = none)"),
     "log.layer_every": (_int_at_least(0), "an integer >= 0 (steps; 0 = never)"),
     "log.m_k_samples": (_int_at_least(0), "an integer >= 0 (samples; 0 or 1 = no M_k)"),
     "backend.timeout_s": (_finite_pos, "a number of seconds > 0"),

@@ -119,6 +119,7 @@ BAD = [
     (["algo=kavg_probe", "algo.batches=1"], "algo.batches"),
     (["algo=bench_round_robin", "algo.replicas=0"], "algo.replicas"),
     (["algo=bench_round_robin", "algo.interleave=-3"], "algo.interleave"),
+    (["algo=bench_round_robin", "algo.delay=-1"], "algo.delay"),
 ]
 
 

@@ -307,6 +307,28 @@ def test_bench_sim_cost_reproduces_at_smoke(cli, tmp_path):
     assert "already with 1 worker" in out and "the sim's cost at 1 worker" in out
     # the references that split the cost: the same algorithm on serial, Python run between updates
     assert "the same algorithm on the serial backend" in out and "untimed Python run between them" in out
+    # asynchrony with no simulator: 8 replicas applying each gradient 7 updates late keep 8 gradients alive,
+    # and what the goal leaves a simulator after it and the algorithm's frame
+    assert "applied 7 late" in out and "a simulator costing nothing would measure" in out
+    df = load_results(tmp_path, "bench-sim-cost")
+    peaks = df[(df["metric"] == "gradients_alive_peak") & (df["model"] == "mlp")]
+    assert sorted(peaks.groupby("algo.delay")["value"].max().items()) == [(0, 1.0), (7, 8.0)]
+
+
+def test_bench_sim_cost_gives_what_the_goal_leaves_a_simulator():
+    """The goal's budget over the 8-replica loop, less asynchrony's late updates and the algorithm's frame,
+    both measured with no simulator: what a simulator running the algorithm's code has left."""
+    from hdist.figures import load_experiment
+
+    mod = load_experiment("bench-sim-cost")
+    part = pd.DataFrame({"side": [mod.RR8, mod.RR8_LATE, mod.SER1, mod.RR1],
+                         "s_per_update": [300e-6, 312e-6, 290e-6, 276e-6]})
+    text = mod.floor_text(part)
+    assert "30 us per update" in text and "+12 us" in text and "frame +14 us" in text
+    assert "leaving the simulator +4 us" in text and "would measure 1.09x" in text
+    assert mod.floor_text(part[part["side"] != mod.RR8_LATE]) is None
+    assert mod.side("bench_round_robin", 1, 8, "serial", 0, 7) == mod.RR8_LATE
+    assert mod.side("bench_round_robin", 1, 8, "serial", float("nan"), float("nan")) == mod.RR8
 
 
 @pytest.mark.mpi

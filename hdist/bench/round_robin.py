@@ -6,6 +6,11 @@ sample order; update i is worker (i mod P)'s: read the shared x into its replica
 gradient of its next mini-batch, x <- x - lr g. What the sim adds on top of exactly this work
 (events, greenlets, the cost model, the server's bookkeeping) is its cost.
 
+``algo.delay`` = d > 0 applies each gradient d updates after it was taken, as an asynchronous
+run does (the sim's 8 workers: staleness 7): each replica then reads an x that lacks the d
+updates still in flight, the gradients are stale ones, and d + 1 of them are alive at once. What
+that costs a plain loop is part of asynchrony, not of simulating it (a reference arm).
+
 ``algo.interleave`` > 0 runs that many rounds of plain interpreter work (a heap of closures, a
 dict of rows: the kind of code an event loop runs) between updates, untimed: the updates' own
 seconds then show what Python run between torch calls does to the torch calls that follow (the
@@ -18,6 +23,7 @@ import heapq
 import itertools
 import math
 import time
+from collections import deque
 
 import torch
 
@@ -56,6 +62,9 @@ def run(ctx) -> None:
     pos = [0] * p
     total = p * math.ceil(float(cfg.scale.epochs) * steps_per_epoch(len(shards[0]), b))
     rounds = int(cfg.algo.interleave)
+    delay = int(cfg.algo.delay)
+    in_flight: deque[torch.Tensor] = deque()
+    peak = 1  # the most gradients alive at once (delay + 1 once the loop is past its first updates)
     ctx.progress.start(total)
     log.restart_clock()
     t0 = time.perf_counter()
@@ -75,8 +84,20 @@ def run(ctx) -> None:
         pos[w] += b
         fm.flat.copy_(x)
         g = fm.grad(problem.data_loss(fm.model(xb), yb))
-        x.add_(g, alpha=-lr)
+        if delay:
+            # Stale by design: g lands after the next `delay` gradients are taken, each from an x
+            # that lacks it (x_{k+1} = x_k - lr g(x_{k-delay})), the staleness an asynchronous run logs.
+            in_flight.append(g)
+            peak = max(peak, len(in_flight))
+            if len(in_flight) > delay:
+                x.add_(in_flight.popleft(), alpha=-lr)
+        else:
+            x.add_(g, alpha=-lr)
         log.step = log.updates = i + 1
+    while in_flight:
+        # The updates still in flight when the last gradient is taken land too: as many adds as delay 0.
+        x.add_(in_flight.popleft(), alpha=-lr)
     log.log("train", "s_per_update", (time.perf_counter() - t0 - between_s) / total)
     if rounds:
         log.log("train", "interleaved_s_per_update", between_s / total)
+    log.log("train", "gradients_alive_peak", peak)
