@@ -340,6 +340,27 @@ def test_process_ranks_poll_a_held_lock_only_with_a_core_each():
     assert spin_s(cfg, cores + 1) == 0.0
 
 
+def test_a_rank_waiting_on_a_lock_its_failed_peer_holds_stops_with_the_run():
+    """A peer can fail holding x's lock (a SIGTERM in rank 0 between its acquire and the try that
+    releases it, a killed process): the ranks waiting on it stop once the run is aborted, within
+    ABORT_POLL_S, not after timeout_s."""
+    import threading
+
+    import torch
+
+    from hdist.backends.local import ABORT_POLL_S, LocalComm, LocalState, PeerFailed
+
+    lock = threading.Lock()
+    lock.acquire()  # held by the failed peer: never released
+    state = LocalState(x=torch.zeros(3), counts=torch.zeros(1, dtype=torch.long), scratch=None, lock=lock,
+                       barrier=threading.Barrier(1), abort=threading.Event(), inboxes=[], timeout_s=30.0)
+    threading.Timer(0.2, state.abort.set).start()
+    t0 = time.monotonic()
+    with pytest.raises(PeerFailed, match="another rank failed"):
+        LocalComm(state, 0, 1).pull(torch.zeros(3))
+    assert time.monotonic() - t0 < 0.2 + 2 * ABORT_POLL_S
+
+
 def test_bench_process_speedup_claims_the_lock_polling_against_sleeping():
     """bench-process-speedup's second claim: 2 AsySG-con workers polling the lock (default spin_s) vs
     sleeping on it (spin_s 0), the ratio of their median training times; the lock-free claim as before."""

@@ -29,6 +29,10 @@ import torch
 from hdist.types import PeerFailed as BasePeerFailed
 from hdist.types import RealClock
 
+# Seconds a blocked lock wait or receive sleeps before it looks at the abort flag again: how late a
+# rank notices that a peer failed while it waited (a notified wait wakes at once, not after this).
+ABORT_POLL_S = 0.5
+
 
 class PeerFailed(BasePeerFailed):
     """Another rank failed (or a wait timed out): this rank stops too."""
@@ -97,9 +101,16 @@ class LocalComm(RealClock):
                     return
                 if time.perf_counter() >= until:
                     break
-        if not self.s.lock.acquire(timeout=self.s.timeout_s):
-            self.s.fail()
-            raise PeerFailed(f"lock not acquired within {self.s.timeout_s:.0f} s")
+        # Sleep on it in slices, checking the abort flag between them: a peer can fail holding the
+        # lock and never release it (a SIGTERM raised in rank 0 between its acquire and the try
+        # that releases it, a killed process), and the ranks waiting must stop with the run, not
+        # timeout_s later (the thread backend's SIGTERM test took 33 s about one run in ten).
+        deadline = time.monotonic() + self.s.timeout_s
+        while not self.s.lock.acquire(timeout=min(ABORT_POLL_S, self.s.timeout_s)):
+            self._check()
+            if time.monotonic() > deadline:
+                self.s.fail()
+                raise PeerFailed(f"lock not acquired within {self.s.timeout_s:.0f} s")
 
     # --- collectives --------------------------------------------------------------------------
     def barrier(self) -> None:
@@ -148,7 +159,7 @@ class LocalComm(RealClock):
         while True:
             self._check()
             try:
-                s, t, payload = self.s.inboxes[self.rank].get(timeout=0.5)
+                s, t, payload = self.s.inboxes[self.rank].get(timeout=ABORT_POLL_S)
             except queue_mod.Empty:
                 if time.monotonic() > deadline:
                     self.s.fail()
