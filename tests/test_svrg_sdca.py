@@ -175,16 +175,7 @@ def test_dfsdca_on_pca_logs_suboptimality(cli, tmp_path):
     assert sub[0] > 1e-3 and -1e-9 <= sub[-1] < 1e-6
 
 
-# --- experiments -------------------------------------------------------------------------------
-@pytest.mark.parametrize("stem", ["thesis-fig6"])
-def test_stem_reproduces_at_smoke(cli, tmp_path, stem):
-    code, out, err = cli("reproduce", stem, "scale=smoke", f"results_dir={tmp_path}", "progress=quiet")
-    assert code == 0, err
-    assert (tmp_path / "figures" / f"{stem}.png").exists()
-    claims = json.loads((tmp_path / stem / "claims.json").read_text())
-    assert claims and all(c["passed"] is not None for c in claims)
-
-
+# --- experiments (thesis-fig6 at smoke: tests/test_thesis_sdca_figs.py, slow) --------------------
 @pytest.mark.slow
 def test_huo17_fig1_reproduces_at_smoke_with_svrg_lines(cli, tmp_path):
     code, out, err = cli("reproduce", "huo17-fig1", "scale=smoke", f"results_dir={tmp_path}", "progress=quiet")
