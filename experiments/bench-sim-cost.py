@@ -79,7 +79,7 @@ def overhead_us(part: pd.DataFrame, sim: str, no_sim: str) -> float | None:
 def floor_text(part: pd.DataFrame) -> str | None:
     """The goal's budget over the 8-replica loop, less two costs no simulator removes: asynchrony's late
     updates (8 replicas, 7 late) and the algorithm's frame (AsySG-con on serial vs 1 replica); both measured
-    with no simulator. None when a side is missing."""
+    with no simulator, apart, and added (an estimate: they may overlap). None when a side is missing."""
     med = part.groupby("side")["s_per_update"].median()
     if any(s not in med.index for s in (RR8, RR8_LATE, SER1, RR1)):
         return None
