@@ -44,6 +44,43 @@ def test_every_experiment_validates_at_every_scale(opt, scale):
             prepare(ovs)
 
 
+@pytest.mark.parametrize("overrides", [
+    ["experiment=bench-sim-cost", "algo=bench_round_robin", "algo.delay=7", "scale.n_train=1000", "seed=3",
+     "dataset=cifar10", "dataset.fallback=synthetic", "dataset.download=false", "topology.sim.link.desched_s=1e-4"],
+    ["experiment=lian15-table-con", "backend=sim", "topology.workers=32", "algo.lr=0.5", "log.train_every=7"],
+    ["model=linear", "model.input_shape=[10]", "dataset=pca", "dataset.d=10", "algo=dfsdca"],
+    ["algo.lr=1", "scale=paper", "scale.epochs=2", "topology.workers=4", "backend=thread", "dataset=mnist",
+     "dataset.fallback=synthetic", "dataset.fallback=null"],
+    ["hydra.job.name=x", "algo.lr=0.1"],
+])
+def test_compose_equals_hydra_composing_every_override(overrides):
+    """compose() applies value overrides on the groups' composition itself (one composition, not two):
+    the config must be Hydra's own for all the overrides (every experiment's points: tests/ and the README)."""
+    mine, ref = C.compose(overrides), C._compose_raw(overrides)
+    assert OmegaConf.to_yaml(mine) == OmegaConf.to_yaml(ref)
+    assert OmegaConf.is_struct(mine) == OmegaConf.is_struct(ref)
+
+
+def test_compositions_are_kept_until_a_conf_file_changes(tmp_path, monkeypatch):
+    """Compositions are cached by the conf files' state and overrides: a file changed in the process
+    (calibrate writes topology files) is read again, and callers get copies they may change."""
+    import shutil
+
+    conf = tmp_path / "conf"
+    shutil.copytree(C.CONF_DIR, conf)
+    monkeypatch.setattr(C, "CONF_DIR", conf)
+    monkeypatch.setattr(C, "_RAW_CACHE", {})
+    first = C.compose(["topology=laptop"])
+    first.topology.workers = 99  # the caller's copy only
+    assert C.compose(["topology=laptop", "topology.workers=5"]).topology.workers == 5  # values go on a copy too
+    assert C.compose(["topology=laptop"]).topology.workers == 1
+    path = conf / "topology" / "laptop.yaml"
+    text = path.read_text()
+    assert "\nworkers: " in text
+    path.write_text(text.replace("\nworkers: ", "\nworkers: 7  # changed in this process\nold_workers: ", 1))
+    assert C.compose(["topology=laptop"]).topology.workers == 7
+
+
 def test_defaults_are_the_documented_ones():
     cfg = C.finalize(C.compose([]))
     assert (cfg.dataset.name, cfg.model.name, cfg.algo.name, cfg.backend.name, cfg.scale.name) == (
