@@ -179,7 +179,8 @@ def compose(overrides: Iterable[str] = ()) -> DictConfig:
             raise ConfigError(_first_line(e)) from None
     # The values on top of the groups' composition, in order, as Hydra applies command-line values
     # after the defaults (OmegaConf.update with merge): the same config as composing all the overrides
-    # (test_config checks it on every experiment's points), at the cost of one composition, not two.
+    # (test_config checks it on every experiment's points at small and paper scale, the first at smoke), at
+    # the cost of one composition, not two.
     try:
         for o in value_ovs:
             OmegaConf.update(base, o.key_or_group, o.value(), merge=True)
