@@ -300,7 +300,7 @@ def _has_server(cfg) -> bool:
     """Whether ``cfg``'s algorithm runs with a parameter-server rank."""
     from hdist.algos import get_algo
 
-    return "ps" in get_algo(cfg.algo.name).FAMILIES
+    return get_algo(cfg.algo.name).needs_server
 
 
 def rank_threads(cfg) -> int:

@@ -377,31 +377,22 @@ def validate(cfg: DictConfig) -> None:
 
     from hdist.algos import get_algo
     from hdist.backends import get_backend
+    from hdist.types import World
 
     algo = get_algo(cfg.algo.name)
     backend = get_backend(cfg.backend.name)
-    common = set(algo.FAMILIES) & set(backend.FAMILIES)
-    if not common:
-        ok = [b for b in _backend_names() if set(get_backend(b).FAMILIES) & set(algo.FAMILIES)]
+    if not set(algo.families) & set(backend.families):
+        ok = [b for b in _backend_names() if set(get_backend(b).families) & set(algo.families)]
         raise ConfigError(f"backend={cfg.backend.name}: algo={cfg.algo.name} does not run on it; "
                           f"allowed backends: {', '.join(ok)}")
-    max_workers = getattr(backend, "MAX_WORKERS", None)
-    if max_workers is not None and cfg.topology.workers > max_workers:
-        raise ConfigError(f"topology.workers={cfg.topology.workers}: backend={cfg.backend.name} runs "
-                          f"at most {max_workers} worker(s); use a parallel backend for more")
-    if hasattr(backend, "validate"):
-        backend.validate(cfg)  # the backend's own keys (torchdist: dist_backend, start_method, external)
-    algo_max = getattr(algo, "MAX_WORKERS", None)
-    if algo_max is not None and cfg.topology.workers > algo_max:
-        raise ConfigError(f"topology.workers={cfg.topology.workers}: algo={cfg.algo.name} runs on "
-                          f"{algo_max} worker(s); choose a parallel algorithm for more")
+    backend.validate(cfg)  # the backend's own keys (torchdist: dist_backend, start_method, external)
+    World.build(cfg, algo, backend)  # workers, stages and servers: the layout can be run
     n_train = cfg.dataset.get("n_train")
     if isinstance(n_train, int) and cfg.topology.workers > n_train:
         raise ConfigError(f"topology.workers={cfg.topology.workers}: dataset.n_train={n_train} leaves workers "
                           f"without data; allowed: workers <= n_train")
     _check_stages(cfg, algo)
-    if hasattr(algo, "validate"):
-        algo.validate(cfg)
+    algo.validate(cfg)
     _check_shapes(cfg)
 
 
@@ -410,20 +401,11 @@ def _backend_names() -> list[str]:
 
 
 def _check_stages(cfg: DictConfig, algo) -> None:
-    """topology.stages = K cuts one model into K pipeline stages: pipeline algorithms only, one
-    replica (topology.workers = 1), at most one stage per block of the model, K-1 algo.cuts."""
-    K = int(cfg.topology.stages)
-    if "pipeline" not in getattr(algo, "FAMILIES", ()):
-        if K > 1:
-            from hdist.algos import ALGOS, get_algo
-
-            names = [n for n in ALGOS if "pipeline" in getattr(get_algo(n), "FAMILIES", ())]
-            raise ConfigError(f"topology.stages={K}: algo={cfg.algo.name} does not cut the model into stages; "
-                              f"stages > 1 need a pipeline algorithm: {', '.join(names)}")
+    """topology.stages = K cuts one model into K pipeline stages (one replica, as World.build
+    checks): at most one stage per block of the model, K-1 algo.cuts."""
+    if not algo.pipeline:
         return
-    if cfg.topology.workers > 1:
-        raise ConfigError(f"topology.workers={cfg.topology.workers}: algo={cfg.algo.name} trains one model cut into "
-                          f"topology.stages stages; set topology.workers=1")
+    K = int(cfg.topology.stages)
     n = _model_blocks(cfg)
     if K > n:
         raise ConfigError(f"topology.stages={K}: model={cfg.model.name} has {n} blocks to cut into stages; "

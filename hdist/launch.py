@@ -92,7 +92,7 @@ def base_meta(cfg: DictConfig, run_id: str) -> dict:
     return {
         "run_id": run_id,
         "stem": cfg.stem,
-        "hdist": getattr(hdist, "__version__", "0"),
+        "hdist": hdist.__version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": numpy.__version__,
@@ -118,7 +118,7 @@ def execute(cfg: DictConfig, *, force: bool = False, quiet_skip: bool = False) -
     from hdist.backends import get_backend
 
     backend = get_backend(cfg.backend.name)
-    if not (hasattr(backend, "in_external_world") and backend.in_external_world(cfg)):
+    if not backend.in_external_world(cfg):
         return _execute(cfg, force=force, quiet_skip=quiet_skip)
     if backend.world_rank() != 0:
         from hdist.algos import get_algo
@@ -145,6 +145,7 @@ def _finished(cfg: DictConfig, rid: str, run_dir: Path, quiet: bool) -> RunResul
 def _execute(cfg: DictConfig, *, force: bool = False, quiet_skip: bool = False) -> RunResult:
     from hdist.algos import get_algo
     from hdist.backends import get_backend
+    from hdist.types import World
 
     rid, run_dir = run_paths(cfg)
     done = None if force else _finished(cfg, rid, run_dir, quiet_skip)
@@ -153,10 +154,12 @@ def _execute(cfg: DictConfig, *, force: bool = False, quiet_skip: bool = False) 
 
     algo = get_algo(cfg.algo.name)
     backend = get_backend(cfg.backend.name)
+    # The parallel layout, computed once: the backend starts world.ranks ranks and recomputes nothing.
+    world = World.build(cfg, algo, backend)
     # Data and model problems (missing files, wrong shapes) are user errors: find them before
     # the run directory exists.
     meta_extra = {}
-    if hasattr(algo, "check"):
+    if algo.check is not None:
         meta_extra = algo.check(cfg) or {}
     else:
         from hdist.models import n_params
@@ -181,23 +184,14 @@ def _execute(cfg: DictConfig, *, force: bool = False, quiet_skip: bool = False) 
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg))
-    meta = {**base_meta(cfg, rid), **meta_extra}
-    if cfg.backend.name in ("mpi",) or hasattr(backend, "mpi_version"):
-        meta["mpi_library"] = backend.mpi_version() if hasattr(backend, "mpi_version") else None
-    if hasattr(backend, "library_meta"):
-        meta.update(backend.library_meta(cfg))
+    meta = {**base_meta(cfg, rid), **meta_extra, **backend.library_meta(cfg)}
     atomic_write_json(run_dir / "meta.json", meta)
     write_status(run_dir, "running")
 
     old = signal.signal(signal.SIGTERM, raise_interrupted) if _main_thread() else None
     status, reason = "failed", ""
     try:
-        # Parameter-server algorithms get a server rank where the backend has one (MPI); pipeline
-        # algorithms one rank per stage (serial runs every stage on its one rank).
-        server = "ps" in getattr(algo, "FAMILIES", ())
-        world = {"ranks": int(cfg.topology.stages)} if "pipeline" in getattr(algo, "FAMILIES", ()) else {}
-        backend.launch(run_dir, cfg, algo.run, run_id=rid, n_params=int(meta.get("n_params") or 0), server=server,
-                       **world)
+        backend.launch(run_dir, cfg, algo.run, world, run_id=rid, n_params=int(meta.get("n_params") or 0))
         status = "done"
     except Diverged as e:
         status, reason = "diverged", str(e)

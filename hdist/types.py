@@ -162,19 +162,133 @@ def seed_for(seed: int, index: int) -> int:
     return int(seed) * 1_000_003 + int(index)
 
 
-class Algorithm(Protocol):
-    """One paper algorithm: ``run`` executes one rank's part of it."""
-
-    name: str
-    families: tuple[str, ...]  # serial | ps | shared | collective | pipeline
-
-    def run(self, ctx: RankCtx) -> None: ...
+#: A config check: ``check(cfg)`` raises :class:`ConfigError` with one line, or returns None.
+ConfigCheck = Callable[[Any], None]
 
 
-class Backend(Protocol):
-    """Starts the ranks of a run and waits for them."""
+@dataclass(frozen=True)
+class AlgoSpec:
+    """What one paper algorithm declares next to its code; :func:`hdist.algos.get_algo` returns it.
 
-    name: str
+    families: the communication families it belongs to (serial | ps | shared | collective |
+    pipeline | bench): it runs on a backend that carries one of them. ``ps`` means it wants a
+    parameter server: a dedicated server rank where the backend has one (:meth:`Backend.server_rank`).
+    run: one rank's part of the algorithm, called on every rank.
+    validate: combination checks of its config keys, run before anything is written (in the parent,
+    on every backend).
+    check: data and model checks that need the data (files, shapes); returns extra ``meta.json``
+    fields. None: hdist builds the problem and records the model's size and the data's source.
+    max_workers: the most ``topology.workers`` it runs on (None: any).
+    """
+
     families: tuple[str, ...]
+    run: Callable[[RankCtx], None]
+    validate: ConfigCheck = lambda cfg: None
+    check: Callable[[Any], dict] | None = None
+    max_workers: int | None = None
 
-    def launch(self, run_dir: Path, cfg: Any, rank_fn: Callable[[RankCtx], None]) -> None: ...
+    @property
+    def needs_server(self) -> bool:
+        return "ps" in self.families
+
+    @property
+    def pipeline(self) -> bool:
+        return "pipeline" in self.families
+
+
+@dataclass(frozen=True)
+class World:
+    """The parallel layout of one run, computed and validated once (:meth:`build`) and handed to
+    the backend, which starts ``ranks`` ranks; no backend recomputes it.
+
+    workers: data-parallel replicas (``topology.workers``); stages: pipeline stages of one replica
+    (``topology.stages``); servers: dedicated parameter-server ranks (0 or 1; the server is rank 0);
+    ranks: every rank the backend starts (one rank plays them all on a single-rank backend).
+    """
+
+    workers: int
+    stages: int
+    servers: int
+    ranks: int
+
+    @property
+    def compute_ranks(self) -> int:
+        """Ranks that compute gradients: the workers, or the stages of a pipeline."""
+        return self.ranks - self.servers
+
+    def role(self, rank: int) -> str:
+        return "server" if self.servers and rank == 0 else "worker"
+
+    @classmethod
+    def build(cls, cfg: Any, spec: AlgoSpec, backend: Backend) -> World:
+        """The layout ``cfg`` asks for, run by ``spec`` on ``backend``; ConfigError if it cannot work."""
+        top = cfg.topology
+        workers, stages = int(top.workers), int(top.stages)
+        if int(top.get("servers", 0) or 0) != 0:
+            raise ConfigError(f"topology.servers={top.servers}: not allowed; expected 0 (hdist adds the one "
+                              f"server rank itself where a parameter-server algorithm runs on a backend with "
+                              f"server ranks: mpi, torchdist, sim with backend.ps=server)")
+        for who, limit in ((f"backend={backend.name}", backend.max_workers), (f"algo={cfg.algo.name}",
+                                                                               spec.max_workers)):
+            if limit is not None and workers > limit:
+                hint = "use a parallel backend" if who.startswith("backend") else "choose a parallel algorithm"
+                raise ConfigError(f"topology.workers={workers}: {who} runs at most {limit} worker(s); {hint} "
+                                  f"for more")
+        if spec.pipeline and workers > 1:
+            raise ConfigError(f"topology.workers={workers}: algo={cfg.algo.name} trains one model cut into "
+                              f"topology.stages stages; set topology.workers=1")
+        if not spec.pipeline and stages > 1:
+            raise ConfigError(f"topology.stages={stages}: algo={cfg.algo.name} does not cut the model into "
+                              f"stages; stages > 1 need a pipeline algorithm")
+        servers = 1 if spec.needs_server and backend.server_rank(cfg) else 0
+        if backend.max_ranks == 1:
+            ranks = 1  # one rank plays every worker, server and stage (serial)
+        else:
+            ranks = (stages if spec.pipeline else workers) + servers
+        return cls(workers=workers, stages=stages, servers=servers, ranks=ranks)
+
+
+class Backend:
+    """Starts the ranks of a run and gives each a :class:`Comm`. A backend module defines one
+    subclass and exposes an instance as ``BACKEND``; :func:`hdist.backends.get_backend` returns it.
+    The hooks below have the defaults of a backend that runs its ranks itself, on this machine.
+    """
+
+    name: str = ""
+    families: tuple[str, ...] = ()  # communication families it carries (see AlgoSpec.families)
+    max_workers: int | None = None  # the most topology.workers it runs (None: any)
+    max_ranks: int | None = None  # 1: one rank plays the whole world (serial)
+
+    def validate(self, cfg: Any) -> None:
+        """The backend's own keys (one-line ConfigError)."""
+
+    def server_rank(self, cfg: Any) -> bool:
+        """Whether a parameter-server algorithm gets a dedicated server rank here (else the shared
+        vector, under a lock or lock-free, is the server)."""
+        return False
+
+    def launch(self, run_dir: Path, cfg: Any, rank_fn: Callable[[RankCtx], None], world: World,
+               run_id: str = "", n_params: int = 0) -> None:
+        """Run ``rank_fn`` on the ``world.ranks`` ranks of ``world`` and wait for them; raise the
+        first rank's error (a :class:`Diverged` as such)."""
+        raise NotImplementedError
+
+    def library_meta(self, cfg: Any) -> dict:
+        """Extra ``meta.json`` fields: the communication library and its version."""
+        return {}
+
+    # An external world: the user's launcher (mpiexec, srun, torchrun) started every rank of the job.
+    def in_external_world(self, cfg: Any) -> bool:
+        """True when this process is one rank of a world the user's launcher started."""
+        return False
+
+    def world_rank(self) -> int:
+        return 0
+
+    def follow(self, rank_fn: Callable[[RankCtx], None]) -> tuple:
+        """World ranks other than 0: run this rank's part of the run world rank 0 announces;
+        returns (run_id, run_dir, status, reason)."""
+        raise NotImplementedError(f"backend={self.name} has no external world")
+
+    def release(self, result: Any) -> None:
+        """World rank 0: tell the followers how the run ended."""

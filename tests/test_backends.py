@@ -230,6 +230,7 @@ def test_thread_rank_0_runs_on_the_calling_thread_with_its_share_of_cores(tmp_pa
     import torch
 
     from hdist.backends import thread
+    from hdist.types import World
 
     seen = {}
 
@@ -237,7 +238,7 @@ def test_thread_rank_0_runs_on_the_calling_thread_with_its_share_of_cores(tmp_pa
         seen[ctx.rank] = (threading.current_thread() is threading.main_thread(), torch.get_num_threads())
 
     cfg = prepare(["algo=conformance", "backend=thread", f"topology.workers={workers}"])
-    thread.launch(tmp_path, cfg, rank_fn, n_params=4)
+    thread.launch(tmp_path, cfg, rank_fn, World(workers=workers, stages=1, servers=0, ranks=workers), n_params=4)
     share = max(1, (os.cpu_count() or 1) // workers)
     assert seen == {r: (r == 0, share) for r in range(workers)}
 

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import types
 from pathlib import Path
@@ -269,8 +270,8 @@ def _run_keeping(monkeypatch, ovs) -> tuple[Path, list[torch.Tensor]]:
     cfg = prepare(ovs)
     real = hdist.algos.get_algo
     algo = real(cfg.algo.name)
-    monkeypatch.setattr(hdist.algos, "get_algo", lambda name: types.SimpleNamespace(
-        FAMILIES=algo.FAMILIES, run=keep_params) if name == cfg.algo.name else real(name))
+    monkeypatch.setattr(hdist.algos, "get_algo", lambda name: dataclasses.replace(
+        algo, run=keep_params) if name == cfg.algo.name else real(name))
     try:
         res = execute(cfg, force=True, quiet_skip=True)
     finally:

@@ -429,6 +429,7 @@ def test_ps_version_is_read_at_the_rank_clock(tmp_path):
     import torch
 
     from hdist.backends import sim
+    from hdist.types import World
 
     cfg = prepare([*SMOKE, f"results_dir={tmp_path}", "algo=asysg_con", "backend=sim", "topology.workers=2",
                    "topology.sim.compute.per_step_s=0.01"])
@@ -448,5 +449,6 @@ def test_ps_version_is_read_at_the_rank_clock(tmp_path):
             comm.ps_done()
         comm.barrier()
 
-    sim.launch(tmp_path, cfg, rank_fn, server=True)
+    workers = int(cfg.topology.workers)
+    sim.launch(tmp_path, cfg, rank_fn, World(workers=workers, stages=1, servers=1, ranks=workers + 1))
     assert seen["version"] == 1

@@ -9,6 +9,7 @@ case carries the ``gpu`` marker and is skipped without two CUDA devices.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import math
@@ -16,7 +17,6 @@ import os
 import re
 import sys
 import time
-import types
 from pathlib import Path
 
 import pytest
@@ -206,8 +206,8 @@ def test_kavg_matches_post_local_sgd(tmp_path, monkeypatch, k):
     # function plus a line that keeps the final parameters.
     kavg = hdist.algos.get_algo("kavg")
     real_get_algo = hdist.algos.get_algo
-    monkeypatch.setattr(hdist.algos, "get_algo", lambda name: types.SimpleNamespace(
-        FAMILIES=kavg.FAMILIES, run=_kavg_keep_params) if name == "kavg" else real_get_algo(name))
+    monkeypatch.setattr(hdist.algos, "get_algo", lambda name: dataclasses.replace(
+        kavg, run=_kavg_keep_params) if name == "kavg" else real_get_algo(name))
     res = execute(cfg, force=True)
     assert res.status == "done", res.reason
     mine = [torch.load(Path(res.run_dir) / f"params-r{r}.pt") for r in range(2)]
@@ -345,8 +345,8 @@ def test_nccl_kavg_and_conformance(tmp_path, monkeypatch):
     _check_conformance(res, 1)
     kavg = hdist.algos.get_algo("kavg")
     real_get_algo = hdist.algos.get_algo
-    monkeypatch.setattr(hdist.algos, "get_algo", lambda name: types.SimpleNamespace(
-        FAMILIES=kavg.FAMILIES, run=_kavg_keep_params) if name == "kavg" else real_get_algo(name))
+    monkeypatch.setattr(hdist.algos, "get_algo", lambda name: dataclasses.replace(
+        kavg, run=_kavg_keep_params) if name == "kavg" else real_get_algo(name))
     params = {}
     for lib, dev in (("nccl", "cuda"), ("gloo", "cpu")):
         cfg = prepare([*KAVG, "algo.k=3", f"backend.dist_backend={lib}", f"topology.devices={dev}",

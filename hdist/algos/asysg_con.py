@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from hdist.algos._ps import run_ps
 from hdist.schedules import lr_at, plain
+from hdist.types import AlgoSpec
 
 FAMILIES = ("ps",)
 CONSISTENT = True
@@ -54,3 +55,6 @@ def worker_loop(ctx, problem, fm, w, snaps, consistent: bool = CONSISTENT) -> No
 
 def run(ctx) -> None:
     run_ps(ctx, worker_loop)
+
+
+SPEC = AlgoSpec(FAMILIES, run)

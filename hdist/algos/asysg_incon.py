@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from hdist.algos import asysg_con
 from hdist.algos._ps import run_ps
+from hdist.types import AlgoSpec
 
 FAMILIES = ("shared",)
 
@@ -30,3 +31,6 @@ def worker_loop(ctx, problem, fm, w, snaps) -> None:
 
 def run(ctx) -> None:
     run_ps(ctx, worker_loop)
+
+
+SPEC = AlgoSpec(FAMILIES, run)

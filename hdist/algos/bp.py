@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from hdist import pipeline
 from hdist.pipeline import FORWARD_SHARE, Stage
+from hdist.types import AlgoSpec
 
 FAMILIES = pipeline.FAMILIES
 
@@ -59,3 +60,6 @@ def validate(cfg) -> None:
 
 def run(ctx) -> None:
     pipeline.run(ctx, BPStage)
+
+
+SPEC = AlgoSpec(FAMILIES, run, validate=validate)

@@ -41,7 +41,7 @@ from hdist.algos._vr import objective_rows
 from hdist.algos.dfsdca import LocalData
 from hdist.problems import build_problem
 from hdist.stragglers import Straggler
-from hdist.types import ConfigError, seed_for
+from hdist.types import AlgoSpec, ConfigError, seed_for
 
 FAMILIES = ("collective",)
 
@@ -138,3 +138,6 @@ def run(ctx) -> None:
         objective_rows(ctx, problem, snaps, spe_global, lambda v: dual_by_version.get(v))
         log.log("event", "duality_gap_exact", obj.primal(w) - obj.dual_from(dual_by_version[rounds], w))
     comm.barrier()
+
+
+SPEC = AlgoSpec(FAMILIES, run, validate=validate)

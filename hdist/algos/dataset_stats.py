@@ -27,6 +27,7 @@ from omegaconf import OmegaConf
 
 from hdist import data as data_mod
 from hdist.problems import build_problem
+from hdist.types import AlgoSpec
 
 FAMILIES = ("serial",)
 
@@ -73,3 +74,6 @@ def run(ctx) -> None:
     rows.update({k: tr[k] for k in ("row_norm_mean", "row_norm_min", "row_norm_max", "mean_norm")})
     log.log_many("event", rows)
     ctx.progress.update(1)
+
+
+SPEC = AlgoSpec(FAMILIES, run)

@@ -34,6 +34,7 @@ from collections import deque
 
 from hdist import pipeline
 from hdist.pipeline import FORWARD_SHARE, Stage
+from hdist.types import AlgoSpec
 
 FAMILIES = pipeline.FAMILIES
 
@@ -95,3 +96,6 @@ def validate(cfg) -> None:
 
 def run(ctx) -> None:
     pipeline.run(ctx, DDGStage)
+
+
+SPEC = AlgoSpec(FAMILIES, run, validate=validate)

@@ -61,7 +61,7 @@ from hdist import objectives
 from hdist.algos._vr import run_frame
 from hdist.data import is_sparse
 from hdist.problems import build_problem
-from hdist.types import ConfigError
+from hdist.types import AlgoSpec, ConfigError
 
 FAMILIES = ("ps",)
 
@@ -264,3 +264,6 @@ def run(ctx) -> None:
     # One update of x is one push of H dual steps: n / H updates make a pass over the data.
     n = len(build_problem(cfg).data.train)
     run_frame(ctx, worker_loop, spe_global=n / int(cfg.algo.h), after=after, zero_init=True)
+
+
+SPEC = AlgoSpec(FAMILIES, run, validate=validate)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from hdist.algos import svrg
 from hdist.algos._vr import run_frame
+from hdist.types import AlgoSpec
 
 FAMILIES = ("ps",)
 
@@ -47,3 +48,6 @@ def worker_loop(ctx, problem, fm, w, snaps) -> None:
 
 def run(ctx) -> None:
     run_frame(ctx, worker_loop, zero_init=bool(ctx.cfg.algo.get("zero_init")))
+
+
+SPEC = AlgoSpec(FAMILIES, run, validate=validate)

@@ -50,7 +50,7 @@ from torch import nn
 from hdist import pipeline
 from hdist.algos.bp import BPStage
 from hdist.pipeline import FORWARD_SHARE, make_optimizer
-from hdist.types import ConfigError, seed_for
+from hdist.types import AlgoSpec, ConfigError, seed_for
 
 FAMILIES = pipeline.FAMILIES
 RMS_DECAY = 0.99  # weight of the old value in the running RMS of the synthesizer's targets
@@ -189,3 +189,6 @@ def validate(cfg) -> None:
 
 def run(ctx) -> None:
     pipeline.run(ctx, DNIStage)
+
+
+SPEC = AlgoSpec(FAMILIES, run, validate=validate)

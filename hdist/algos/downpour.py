@@ -35,7 +35,7 @@ import torch
 
 from hdist.algos._ps import run_ps
 from hdist.schedules import lr_at, plain
-from hdist.types import ConfigError
+from hdist.types import AlgoSpec, ConfigError
 
 FAMILIES = ("ps",)
 
@@ -100,3 +100,6 @@ def worker_loop(ctx, problem, fm, w, snaps) -> None:
 def run(ctx) -> None:
     # One update of x stands for K local steps.
     run_ps(ctx, worker_loop, steps_per_update=int(ctx.cfg.algo.get("k", 1) or 1))
+
+
+SPEC = AlgoSpec(FAMILIES, run, validate=validate)

@@ -49,7 +49,7 @@ from hdist.optim import CLARS, LARS, MNAG, SampleGradStats, layer_param_groups, 
 from hdist.problems import build_problem
 from hdist.schedules import lr_at
 from hdist.train import Evaluator, check_finite, epoch_order, steps_per_epoch
-from hdist.types import ConfigError, seed_for
+from hdist.types import AlgoSpec, ConfigError, seed_for
 
 FAMILIES = ("serial", "collective")
 RULES = ("sgd", "mnag", "lars", "clars")
@@ -270,3 +270,6 @@ def run(ctx) -> None:
     comm.barrier()
     if lead:
         log.log("event", "train_s", comm.now() - start)
+
+
+SPEC = AlgoSpec(FAMILIES, run, validate=validate)

@@ -36,6 +36,7 @@ import torch
 
 from hdist.algos._ps import run_ps
 from hdist.schedules import lr_at, plain
+from hdist.types import AlgoSpec
 
 FAMILIES = ("ps",)
 
@@ -107,3 +108,6 @@ def worker_loop(ctx, problem, fm, w, snaps) -> None:
 def run(ctx) -> None:
     # One elastic exchange (update of the centre) every tau local steps.
     run_ps(ctx, worker_loop, steps_per_update=int(ctx.cfg.algo.get("k", 1) or 1))
+
+
+SPEC = AlgoSpec(FAMILIES, run)

@@ -35,6 +35,7 @@ from collections import deque
 
 from hdist import pipeline
 from hdist.pipeline import FORWARD_SHARE, Stage
+from hdist.types import AlgoSpec
 
 FAMILIES = pipeline.FAMILIES
 
@@ -113,3 +114,6 @@ def validate(cfg) -> None:
 
 def run(ctx) -> None:
     pipeline.run(ctx, FRStage)
+
+
+SPEC = AlgoSpec(FAMILIES, run, validate=validate)

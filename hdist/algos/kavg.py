@@ -26,7 +26,7 @@ import math
 from hdist.algos._ps import FlatModel, Snapshots, Worker
 from hdist.problems import build_problem
 from hdist.schedules import lr_at, plain
-from hdist.types import seed_for
+from hdist.types import AlgoSpec, seed_for
 
 FAMILIES = ("collective",)
 
@@ -86,3 +86,6 @@ def run(ctx) -> None:
         log.log("event", "train_s", train_s)
         snaps.evaluate(ctx, problem, fm)
     comm.barrier()
+
+
+SPEC = AlgoSpec(FAMILIES, run)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from hdist.analysis import kavg_bound as kb
 from hdist.problems import build_problem
-from hdist.types import seed_for
+from hdist.types import AlgoSpec, seed_for
 
 FAMILIES = ("serial",)
 
@@ -33,3 +33,6 @@ def run(ctx) -> None:
     out["n_params"] = float(sum(p.numel() for p in model.parameters()))
     log.log_many("event", {f"probe/{k}": float(v) for k, v in out.items()})
     ctx.progress.update(1)
+
+
+SPEC = AlgoSpec(FAMILIES, run)

@@ -17,6 +17,7 @@ import torch
 from hdist.problems import build_problem
 from hdist.schedules import lr_at
 from hdist.train import Evaluator, check_finite, epoch_order, steps_per_epoch, total_steps
+from hdist.types import AlgoSpec
 
 FAMILIES = ("serial",)
 MAX_WORKERS = 1  # one rank: parallel variants are their own algorithms
@@ -70,3 +71,6 @@ def run(ctx) -> None:
                 ctx.progress.update(step, value, log.epoch)
             if evaluate.due(step):
                 evaluate(model, train)
+
+
+SPEC = AlgoSpec(FAMILIES, run, max_workers=MAX_WORKERS)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from hdist.algos import svrg
 from hdist.algos._vr import run_frame
-from hdist.types import ConfigError
+from hdist.types import AlgoSpec, ConfigError
 
 FAMILIES = svrg.FAMILIES
 
@@ -32,3 +32,6 @@ def validate(cfg) -> None:
 
 def run(ctx) -> None:
     run_frame(ctx, svrg.worker_loop)
+
+
+SPEC = AlgoSpec(FAMILIES, run, validate=validate)

@@ -45,7 +45,7 @@ import torch
 from hdist.algos._ps import FlatModel
 from hdist.algos._vr import Grad, run_frame, worker_allreduce
 from hdist.train import steps_per_epoch
-from hdist.types import ConfigError, seed_for
+from hdist.types import AlgoSpec, ConfigError, seed_for
 
 FAMILIES = ("shared",)
 
@@ -198,3 +198,6 @@ def worker_loop(ctx, problem, fm, w, snaps) -> None:
 
 def run(ctx) -> None:
     run_frame(ctx, worker_loop)
+
+
+SPEC = AlgoSpec(FAMILIES, run, validate=validate)

@@ -1,16 +1,17 @@
 """Backends start the ranks of a run and give them a :class:`~hdist.types.Comm`.
 
-A backend module defines ``NAME``, ``FAMILIES`` (the communication families it can carry),
-optionally ``MAX_WORKERS``, and ``launch(run_dir, cfg, rank_fn)``. It never imports an
-algorithm: it is handed ``rank_fn`` by :mod:`hdist.launch`.
+A backend module defines a subclass of :class:`~hdist.types.Backend` (its name, the communication
+families it carries, ``launch(run_dir, cfg, rank_fn, world, ...)`` and the hooks it overrides) and
+exposes an instance as ``BACKEND``. It never imports an algorithm: :mod:`hdist.launch` hands it
+``rank_fn`` and the run's :class:`~hdist.types.World`. A backend proves itself by passing the
+conformance suite (``algo=conformance``, ``tests/test_backends.py``).
 """
 
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
 
-from hdist.types import ConfigError
+from hdist.types import Backend, ConfigError
 
 BACKENDS: dict[str, str] = {
     "serial": "hdist.backends.serial",
@@ -22,7 +23,11 @@ BACKENDS: dict[str, str] = {
 }
 
 
-def get_backend(name: str) -> ModuleType:
+def get_backend(name: str) -> Backend:
+    """The backend's instance (its module's ``BACKEND``)."""
     if name not in BACKENDS:
         raise ConfigError(f"backend={name}: unknown backend; allowed: {', '.join(sorted(BACKENDS))}")
-    return importlib.import_module(BACKENDS[name])
+    backend = importlib.import_module(BACKENDS[name]).BACKEND
+    if not isinstance(backend, Backend):
+        raise TypeError(f"{BACKENDS[name]}.BACKEND is not a Backend")
+    return backend

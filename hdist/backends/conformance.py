@@ -36,7 +36,7 @@ import sys
 
 import torch
 
-from hdist.types import ConfigError
+from hdist.types import AlgoSpec, ConfigError
 
 FAMILIES = ("ps", "shared", "collective", "serial")
 
@@ -268,3 +268,6 @@ def _check_ps(ctx, c: _Checker, is_server: bool) -> None:
                  "ps_final", f"version {v}, x {buf[:3].tolist()}, expected {total} everywhere")
     comm.barrier()  # nobody leaves before rank 0 has checked
     c.ok("ps_final")
+
+
+SPEC = AlgoSpec(FAMILIES, run, validate=validate, check=check)

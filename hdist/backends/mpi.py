@@ -704,3 +704,34 @@ class MPIComm(ServerRankChecks, RealClock):
                 active -= 1
             else:
                 raise RuntimeError(f"serve: unknown request {op} from rank {src}")
+
+
+from hdist.types import Backend  # noqa: E402  (the class below wraps this module's functions)
+
+
+class MPIBackend(Backend):
+    name, families = NAME, FAMILIES
+
+    def server_rank(self, cfg) -> bool:
+        return True  # rank 0 serves a parameter-server algorithm
+
+    def launch(self, run_dir, cfg, rank_fn, world, run_id="", n_params=0) -> None:
+        launch(run_dir, cfg, rank_fn, run_id=run_id, n_params=n_params, server=bool(world.servers))
+
+    def library_meta(self, cfg) -> dict:
+        return {"mpi_library": mpi_version()}
+
+    def in_external_world(self, cfg) -> bool:
+        return in_external_world(cfg)
+
+    def world_rank(self) -> int:
+        return world_rank()
+
+    def follow(self, rank_fn) -> tuple:
+        return follow(rank_fn)
+
+    def release(self, result) -> None:
+        release(result)
+
+
+BACKEND = MPIBackend()

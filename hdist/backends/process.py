@@ -166,3 +166,17 @@ def _raise_first(errors, procs) -> None:
     if errors:
         rank, _, msg = errors[0]
         raise RuntimeError(f"worker {rank}: {msg}")
+
+
+from hdist.types import Backend  # noqa: E402  (the class below wraps this module's functions)
+
+
+class ProcessBackend(Backend):
+    name, families = NAME, FAMILIES
+
+    def launch(self, run_dir, cfg, rank_fn, world, run_id="", n_params=0) -> None:
+        launch(run_dir, cfg, rank_fn, run_id=run_id, n_params=n_params, server=bool(world.servers),
+               ranks=world.ranks)
+
+
+BACKEND = ProcessBackend()

@@ -9,7 +9,7 @@ import torch
 
 from hdist.metrics import MetricsLogger
 from hdist.progress import make_progress
-from hdist.types import RankCtx, RealClock
+from hdist.types import Backend, RankCtx, RealClock, World
 
 NAME = "serial"
 FAMILIES = ("serial", "bench", "ps", "shared", "collective", "pipeline")
@@ -77,9 +77,9 @@ class SerialComm(RealClock):
         return None
 
 
-def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], run_id: str = "", n_params: int = 0,
-           server: bool = False, ranks: int | None = None) -> None:
-    # ranks: the K stages of a pipeline algorithm; the one rank runs them all (hdist.pipeline).
+def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], world: World, run_id: str = "",
+           n_params: int = 0) -> None:
+    # world.ranks is 1: the one rank plays the server and every stage of a pipeline (hdist.pipeline).
     log = MetricsLogger(run_dir, run_id, rank=0, role="worker", flush_s=cfg.log.flush_s)
     progress = make_progress(cfg.progress, desc=f"{cfg.stem}/{run_id}")
     ctx = RankCtx(cfg=cfg, rank=0, world_size=1, comm=SerialComm(), log=log, run_dir=Path(run_dir),
@@ -94,3 +94,13 @@ def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], run_id: str =
         # Always leave complete files: on success, error, divergence or interrupt.
         progress.close()
         log.close()
+
+
+class SerialBackend(Backend):
+    name, families, max_workers, max_ranks = NAME, FAMILIES, MAX_WORKERS, 1
+
+    def launch(self, run_dir, cfg, rank_fn, world, run_id="", n_params=0) -> None:
+        launch(run_dir, cfg, rank_fn, world, run_id, n_params)
+
+
+BACKEND = SerialBackend()

@@ -50,7 +50,8 @@ from typing import Callable
 import torch
 
 from hdist.backends._ranks import make_ctx
-from hdist.types import RankCtx
+from hdist.types import Backend, RankCtx
+from hdist.types import World as Layout  # this module's World is its event loop
 
 NAME = "sim"
 FAMILIES = ("serial", "ps", "shared", "collective", "pipeline")
@@ -549,13 +550,11 @@ class SimComm:
         self._serve(done_at, done, nbytes=8)
 
 
-def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], run_id: str = "", n_params: int = 0,
-           server: bool = False, ranks: int | None = None) -> None:
-    workers = int(ranks or cfg.topology.workers)  # ranks: one rank per stage of a pipeline algorithm
-    # backend.ps: a parameter-server algorithm against a server rank (as on mpi) or against
-    # shared memory with a lock (as on thread and process).
-    server = server and str(cfg.backend.get("ps") or "server") == "server"
-    world_size = workers + (1 if server else 0)
+def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], layout: Layout, run_id: str = "",
+           n_params: int = 0) -> None:
+    workers = layout.compute_ranks  # the workers, or one rank per stage of a pipeline algorithm
+    server = bool(layout.servers)
+    world_size = layout.ranks
     # One process plays every rank, one at a time. Its torch threads default to the serial
     # backend's (torch's default), so that one worker on sim equals the serial run bit for bit;
     # set backend.threads=1 for many small ranks on a loaded machine.
@@ -582,3 +581,18 @@ def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], run_id: str =
         for ctx in ctxs:
             ctx.progress.close()
             ctx.log.close()
+
+
+class SimBackend(Backend):
+    name, families = NAME, FAMILIES
+
+    def server_rank(self, cfg) -> bool:
+        # backend.ps: a parameter-server algorithm against a server rank (as on mpi) or against
+        # shared memory with a lock (as on thread and process).
+        return str(cfg.backend.get("ps") or "server") == "server"
+
+    def launch(self, run_dir, cfg, rank_fn, world, run_id="", n_params=0) -> None:
+        launch(run_dir, cfg, rank_fn, world, run_id, n_params)
+
+
+BACKEND = SimBackend()

@@ -16,21 +16,21 @@ from typing import Callable
 
 from hdist.backends._ranks import alloc_state_tensors, make_ctx, run_rank, scratch_slot, threads_per_rank
 from hdist.backends.local import LocalComm, LocalState, PeerFailed
-from hdist.types import RankCtx
+from hdist.types import Backend, RankCtx, World
 
 NAME = "thread"
 FAMILIES = ("serial", "ps", "shared", "collective")
 
 
-def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], run_id: str = "", n_params: int = 0,
-           server: bool = False) -> None:
+def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], world: World, run_id: str = "",
+           n_params: int = 0) -> None:
     import torch
 
-    world = int(cfg.topology.workers)
-    x, counts, scratch = alloc_state_tensors(n_params, world, scratch_slot(n_params))
+    size = world.ranks
+    x, counts, scratch = alloc_state_tensors(n_params, size, scratch_slot(n_params))
     state = LocalState(x=x, counts=counts, scratch=scratch, lock=threading.Lock(),
-                       barrier=threading.Barrier(world), abort=threading.Event(),
-                       inboxes=[queue.Queue() for _ in range(world)], timeout_s=float(cfg.backend.timeout_s))
+                       barrier=threading.Barrier(size), abort=threading.Event(),
+                       inboxes=[queue.Queue() for _ in range(size)], timeout_s=float(cfg.backend.timeout_s))
     block = cfg.algo.get("block")
     errors: list[tuple[int, BaseException]] = []
     old_threads = torch.get_num_threads()
@@ -41,18 +41,18 @@ def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], run_id: str =
     # 374 us with 1 (serial: 331 us). So rank 0 runs on this thread, whose team already exists: one
     # worker keeps the whole pool (317 us with 2 threads), more get one thread each here.
     # bench-thread keeps this measured: 1 worker against serial, 1.10x now, 4.25x on the old launcher.
-    torch.set_num_threads(threads_per_rank(cfg, world))
+    torch.set_num_threads(threads_per_rank(cfg, size))
 
     def body(rank: int) -> None:
-        comm = LocalComm(state, rank, world, block=block, seed=int(cfg.seed) * 7919 + rank)
-        ctx = make_ctx(cfg, run_dir, run_id, rank, world, comm)
+        comm = LocalComm(state, rank, size, block=block, seed=int(cfg.seed) * 7919 + rank)
+        ctx = make_ctx(cfg, run_dir, run_id, rank, size, comm)
         try:
             run_rank(ctx, rank_fn)
         except BaseException as e:  # recorded and re-raised by the launcher below
             errors.append((rank, e))
             state.fail()
 
-    threads = [threading.Thread(target=body, args=(r,), name=f"hdist-rank{r}", daemon=True) for r in range(1, world)]
+    threads = [threading.Thread(target=body, args=(r,), name=f"hdist-rank{r}", daemon=True) for r in range(1, size)]
     try:
         for t in threads:
             t.start()
@@ -68,3 +68,13 @@ def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], run_id: str =
         if not isinstance(err, PeerFailed):
             raise err  # a Ctrl-C or SIGTERM that landed in rank 0 (on this thread) stays an interruption
         raise RuntimeError(f"rank {rank}: {err}")
+
+
+class ThreadBackend(Backend):
+    name, families = NAME, FAMILIES
+
+    def launch(self, run_dir, cfg, rank_fn, world, run_id="", n_params=0) -> None:
+        launch(run_dir, cfg, rank_fn, world, run_id, n_params)
+
+
+BACKEND = ThreadBackend()

@@ -716,3 +716,38 @@ def _run_in_place(run_dir: Path, cfg, rank_fn, run_id: str, server: bool, dist_b
         os._exit(4 if isinstance(e, Diverged) else 1)
     finally:
         torch.set_num_threads(old)
+
+
+from hdist.types import Backend  # noqa: E402  (the class below wraps this module's functions)
+
+
+class TorchDistBackend(Backend):
+    name, families = NAME, FAMILIES
+
+    def validate(self, cfg) -> None:
+        validate(cfg)
+
+    def server_rank(self, cfg) -> bool:
+        return True  # rank 0 serves a parameter-server algorithm
+
+    def launch(self, run_dir, cfg, rank_fn, world, run_id="", n_params=0) -> None:
+        launch(run_dir, cfg, rank_fn, run_id=run_id, n_params=n_params, server=bool(world.servers),
+               ranks=world.ranks)
+
+    def library_meta(self, cfg) -> dict:
+        return library_meta(cfg)
+
+    def in_external_world(self, cfg) -> bool:
+        return in_external_world(cfg)
+
+    def world_rank(self) -> int:
+        return world_rank()
+
+    def follow(self, rank_fn) -> tuple:
+        return follow(rank_fn)
+
+    def release(self, result) -> None:
+        release(result)
+
+
+BACKEND = TorchDistBackend()

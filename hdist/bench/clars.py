@@ -21,6 +21,7 @@ import torch
 from hdist.bench import alternate
 from hdist.optim import CLARS, LARS, SampleGradStats, layer_param_groups
 from hdist.problems import build_problem
+from hdist.types import AlgoSpec
 
 FAMILIES = ("bench",)
 
@@ -74,3 +75,6 @@ def run(ctx) -> None:
         alternate(ctx, int(a.reps), {rule: timed(rule) for rule in ("lars", "clars")}, "step_s")
     finally:
         torch.set_num_threads(threads)
+
+
+SPEC = AlgoSpec(FAMILIES, run)

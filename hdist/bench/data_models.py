@@ -25,7 +25,7 @@ import torch
 
 from hdist import data as data_mod
 from hdist.models import build_model
-from hdist.types import ConfigError
+from hdist.types import AlgoSpec, ConfigError
 
 FAMILIES = ("bench",)
 
@@ -131,3 +131,6 @@ def run(ctx) -> None:
 
 def median(values) -> float:
     return statistics.median(values)
+
+
+SPEC = AlgoSpec(FAMILIES, run)

@@ -22,6 +22,7 @@ import torch
 from hdist.algos._ps import FlatModel
 from hdist.bench import alternate
 from hdist.problems import build_problem
+from hdist.types import AlgoSpec
 
 FAMILIES = ("bench",)
 
@@ -68,3 +69,6 @@ def run(ctx) -> None:
         alternate(ctx, int(cfg.algo.reps), {side: timed(side) for side in ("hdist", "public")}, "us_per_step")
     finally:
         torch.set_num_threads(threads)
+
+
+SPEC = AlgoSpec(FAMILIES, run)

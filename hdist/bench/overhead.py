@@ -28,7 +28,7 @@ from hdist.config import CONF_DIR
 from hdist.metrics import MetricsLogger
 from hdist.problems import build_problem
 from hdist.progress import QuietProgress
-from hdist.types import RankCtx
+from hdist.types import AlgoSpec, RankCtx
 
 FAMILIES = ("bench",)
 
@@ -95,3 +95,6 @@ def run(ctx) -> None:
                                                 "raw": lambda rep: time_raw(cfg, steps, ctx.seed)}, "steps_per_s")
     finally:
         torch.set_num_threads(threads)
+
+
+SPEC = AlgoSpec(FAMILIES, run)

@@ -18,7 +18,7 @@ import torch
 
 from hdist.algos._ps import Worker
 from hdist.problems import build_problem
-from hdist.types import seed_for
+from hdist.types import AlgoSpec, seed_for
 
 # Needs torch.distributed's default process group, which only the torchdist backend sets up.
 FAMILIES = ("torch_distributed",)
@@ -56,3 +56,6 @@ def run(ctx) -> None:
     w.log_totals()
     if ctx.rank == 0:
         log.log("event", "train_s", train_s)
+
+
+SPEC = AlgoSpec(FAMILIES, run)

@@ -24,7 +24,7 @@ import time
 import numpy as np
 import torch
 
-from hdist.types import ConfigError
+from hdist.types import AlgoSpec, ConfigError
 
 FAMILIES = ("ps",)
 
@@ -136,3 +136,6 @@ def run(ctx) -> None:
             ctx.progress.update(rep + 1)
     finally:
         raw.Free()
+
+
+SPEC = AlgoSpec(FAMILIES, run, validate=validate, check=check)

@@ -30,7 +30,7 @@ import torch
 from hdist.algos._ps import FlatModel
 from hdist.problems import build_problem
 from hdist.train import steps_per_epoch
-from hdist.types import seed_for
+from hdist.types import AlgoSpec, seed_for
 
 FAMILIES = ("bench",)
 
@@ -101,3 +101,6 @@ def run(ctx) -> None:
     if rounds:
         log.log("train", "interleaved_s_per_update", between_s / total)
     log.log("train", "gradients_alive_peak", peak)
+
+
+SPEC = AlgoSpec(FAMILIES, run)
