@@ -122,10 +122,12 @@ def test_no_hasattr_probing_of_algorithms_or_backends():
 
 
 def test_every_algorithm_declares_a_spec_and_every_backend_is_a_backend():
-    from hdist.algos import ALGOS, get_algo
+    from hdist.algos import algo_names, get_algo
     from hdist.backends import BACKENDS, get_backend
+    from hdist.config import group_options
 
-    for name in ALGOS:
+    assert algo_names() == group_options("algo")  # every algorithm has its config file, and every file its code
+    for name in algo_names():
         spec = get_algo(name)
         assert isinstance(spec, AlgoSpec) and spec.families and callable(spec.run), name
     for name in BACKENDS:

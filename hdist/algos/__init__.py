@@ -9,10 +9,12 @@ through a new one.
 from __future__ import annotations
 
 import importlib
+import pkgutil
 
 from hdist.types import AlgoSpec, ConfigError
 
-#: config name -> module path
+#: config name -> module path, for the algorithms whose module is not ``hdist.algos.<name>``, and the
+#: older ones. A new algorithm needs no line here: ``hdist/algos/<name>.py`` is found by its name.
 ALGOS: dict[str, str] = {
     "sgd": "hdist.algos.sgd",
     "asysg_con": "hdist.algos.asysg_con",
@@ -45,11 +47,23 @@ ALGOS: dict[str, str] = {
 }
 
 
+#: modules of hdist.algos that host algorithms under other names (dp: mnag, lars, clars)
+_HOSTS = {"dp"}
+
+
+def algo_names() -> list[str]:
+    """Every algorithm: the registry above and every public module of this package."""
+    found = {m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")}
+    return sorted(set(ALGOS) | (found - _HOSTS))
+
+
 def get_algo(name: str) -> AlgoSpec:
     """The algorithm's declared spec (its module's ``SPEC``)."""
-    if name not in ALGOS:
-        raise ConfigError(f"algo={name}: unknown algorithm; allowed: {', '.join(sorted(ALGOS))}")
-    spec = importlib.import_module(ALGOS[name]).SPEC
+    names = algo_names()
+    if name not in names:
+        raise ConfigError(f"algo={name}: unknown algorithm; allowed: {', '.join(names)}")
+    path = ALGOS.get(name, f"{__name__}.{name}")
+    spec = importlib.import_module(path).SPEC
     if not isinstance(spec, AlgoSpec):
-        raise TypeError(f"{ALGOS[name]}.SPEC is not an AlgoSpec")
+        raise TypeError(f"{path}.SPEC is not an AlgoSpec")
     return spec
