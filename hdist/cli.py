@@ -122,16 +122,16 @@ def _summarise(results, many: bool) -> int:
 
 
 def cmd_reproduce(args: list[str]) -> int:
-    from hdist import config as C
     from hdist.launch import execute, prepare
+    from hdist.papers import stems
+    from hdist.sweeps import experiment_runs
 
     pos, ovs, flags = _split(args)
     if len(pos) != 1:
-        raise ConfigError(f"reproduce: expected one STEM, got {pos or 'none'}; allowed: "
-                          f"{', '.join(C.group_options('experiment'))}")
+        raise ConfigError(f"reproduce: expected one STEM, got {pos or 'none'}; allowed: {', '.join(stems())}")
     stem = pos[0]
-    if stem not in C.group_options("experiment"):
-        raise ConfigError(f"reproduce {stem}: unknown stem; allowed: {', '.join(C.group_options('experiment'))}")
+    if stem not in stems():
+        raise ConfigError(f"reproduce {stem}: unknown stem; allowed: {', '.join(stems())}")
     combos = experiment_runs(stem, ovs)
     cfgs = [prepare(c) for c in combos]  # validate everything first
     print(f"[hdist] {stem}: {len(cfgs)} run(s)", file=sys.stderr)
@@ -155,37 +155,6 @@ def cmd_reproduce(args: list[str]) -> int:
     return 1 if any(r.status == "failed" for r in results) else 0
 
 
-def experiment_runs(stem: str, overrides: list[str]) -> list[list[str]]:
-    """Every run (as an override list) behind ``stem``: each arm of its ``sweep``, expanded."""
-    from omegaconf import OmegaConf
-
-    from hdist import config as C
-
-    base = C.compose([f"experiment={stem}", *overrides])
-    arms = OmegaConf.to_container(base.sweep) or [{}]
-    combos: list[list[str]] = []
-    for arm in arms:
-        arm_ovs = [f"{k}={_override_value(v)}" for k, v in arm.items()]
-        combos += C.expand_sweep([f"experiment={stem}", *arm_ovs, *overrides])
-    seen, unique = set(), []
-    for c in combos:
-        key = tuple(c)
-        if key not in seen:
-            seen.add(key)
-            unique.append(c)
-    return unique
-
-
-def _override_value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if v is None:
-        return "null"
-    if isinstance(v, list):
-        return "[" + ",".join(_override_value(x) for x in v) + "]"
-    return str(v)
-
-
 # ---------------------------------------------------------------------------------------------
 # figures, ls, report, data, models
 # ---------------------------------------------------------------------------------------------
@@ -199,11 +168,12 @@ def _only_all_flag(verb: str, flags: list[str]) -> None:
 
 
 def cmd_figures(args: list[str]) -> int:
-    from hdist.figures import draw_all, print_claims
+    from hdist.figures import check_stems, draw_all, print_claims
 
     pos, ovs, flags = _split(args)
     _only_all_flag("figures", flags)
     results_dir = _results_dir(ovs)
+    check_stems(results_dir, pos)
     outs = draw_all(results_dir, pos or None, every_run="--all" in flags)
     if not outs:
         print(f"no results under {results_dir}/ (hdist run writes some)")

@@ -22,7 +22,6 @@ from hdist.types import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF_DIR = ROOT / "conf"
-EXPERIMENTS_DIR = ROOT / "experiments"
 GROUPS = ("dataset", "model", "algo", "backend", "topology", "scale", "experiment")
 
 #: Keys that do not change what a run computes: left out of the run id.

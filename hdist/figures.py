@@ -1,6 +1,6 @@
-"""Figures and claim checks from result files: ``experiments/<stem>.py`` pairs with its config.
+"""Figures and claim checks from result files: each experiment stem's figure module in :mod:`hdist.papers`.
 
-Each experiment module defines ``plot(df) -> matplotlib Figure`` and ``check(df) -> list[Claim]``
+Each figure module defines ``plot(df) -> matplotlib Figure`` and ``check(df) -> list[Claim]``
 (pure functions of the DataFrame from :func:`hdist.metrics.load_results`), and optionally
 ``tables(df) -> {name: markdown}``, written next to the figure as ``<stem>-<name>.md``. Runs
 outside any experiment (``adhoc``) get a generic convergence figure.
@@ -8,31 +8,31 @@ outside any experiment (``adhoc``) get a generic convergence figure.
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import sys
 from pathlib import Path
 from types import ModuleType
 
+from hdist import papers
 from hdist.claims import Claim
-from hdist.config import EXPERIMENTS_DIR, NON_IDENTITY_KEYS
+from hdist.config import NON_IDENTITY_KEYS
 from hdist.metrics import atomic_write_bytes, atomic_write_json, atomic_write_text, iter_runs, load_results, run_summary
+from hdist.types import ConfigError
 
-_MODS: dict[str, ModuleType] = {}
+
+def load_experiment(stem: str) -> ModuleType:
+    """The figure module of a known stem (:func:`hdist.papers.module_for`); ConfigError for any other name."""
+    return importlib.import_module(papers.module_for(stem))
 
 
-def load_experiment(stem: str) -> ModuleType | None:
-    """``experiments/<stem>.py`` as a module (stems contain dashes, so load by path)."""
-    if stem in _MODS:
-        return _MODS[stem]
-    path = EXPERIMENTS_DIR / f"{stem}.py"
-    if not path.exists():
-        return None
-    spec = importlib.util.spec_from_file_location(f"hdist_experiments.{stem.replace('-', '_')}", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    _MODS[stem] = mod
-    return mod
+def check_stems(results_dir: Path, stems: list[str]) -> None:
+    """ConfigError (one line) unless each stem is a known one or a folder of runs under ``results_dir``
+    (``adhoc``: runs outside any experiment)."""
+    allowed = sorted({*papers.stems(), *stems_with_results(results_dir)})
+    for stem in stems:
+        if stem not in allowed:
+            raise ConfigError(f"{stem}: unknown stem; allowed: {', '.join(allowed)}")
 
 
 def stems_with_results(results_dir: Path) -> list[str]:
@@ -86,7 +86,7 @@ def draw_stem(results_dir: Path, stem: str, run_ids: set[str] | None = None) -> 
         df = df[df["run_id"].isin(run_ids)]
     if df.empty:
         return None
-    mod = load_experiment(stem)
+    mod = load_experiment(stem) if stem in papers.stems() else None
     if mod is None:
         fig, claims, tables = generic_plot(df), [], {}
     else:

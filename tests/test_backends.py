@@ -205,7 +205,7 @@ def test_mpi_external_world(tmp_path):
 
 @mpi
 def test_bench_ps_mpi_smoke(tmp_path):
-    import importlib.util
+    from hdist.papers.bench import ps_mpi as exp
 
     res = execute(prepare(["experiment=bench-ps-mpi", "scale=smoke", "topology.workers=1", "progress=quiet",
                            f"results_dir={tmp_path}"]))
@@ -214,9 +214,6 @@ def test_bench_ps_mpi_smoke(tmp_path):
     rows = df[df["metric"] == "updates_per_s"]
     assert set(rows["role"]) == {"hdist", "raw"} and (rows["rank"] == 0).all() and (rows["value"] > 0).all()
     assert len(rows) == 2 * 3  # both sides, smoke reps
-    spec = importlib.util.spec_from_file_location("bench_ps_mpi_exp", ROOT / "experiments" / "bench-ps-mpi.py")
-    exp = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(exp)
     claims = exp.check(df.assign(workers=1))
     assert len(claims) == 1 and claims[0].passed is not None
 

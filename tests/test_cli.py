@@ -84,6 +84,19 @@ def test_bad_verb_and_bad_stem(cli):
     assert code == 2 and "no-such-figure" in err
 
 
+def test_stems_outside_the_registry_are_one_line_exit_2(cli, tmp_path):
+    """A stem names a figure module only through hdist.papers' registry: a path, or a name no conf/experiment
+    file has, loads no code and gets one line naming it and the allowed stems."""
+    for verb in ("reproduce", "figures"):
+        for stem in ("../experiments/huo17-fig1", "huo17-fig1/..", "..", "no-such-figure"):
+            code, out, err = cli(verb, stem, f"results_dir={tmp_path}")
+            assert code == 2, (verb, stem, err)
+            lines = [ln for ln in err.splitlines() if ln.strip()]
+            assert len(lines) == 1 and stem in lines[0] and "allowed: bench-clars" in lines[0], err
+            assert "Traceback" not in err and not out
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
 def test_reproduce_figures_ls_report(cli, tmp_path):
     fast = ("scale=smoke", "scale.epochs=1", "progress=quiet", f"results_dir={tmp_path}")
     code, out, err = cli("reproduce", "huo17-fig1", *fast)

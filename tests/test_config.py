@@ -31,7 +31,7 @@ def test_every_option_composes_and_resolves(group, opt):
                                    pytest.param("paper", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("opt", C.group_options("experiment"))
 def test_every_experiment_validates_at_every_scale(opt, scale):
-    from hdist.cli import experiment_runs
+    from hdist.sweeps import experiment_runs
 
     runs = experiment_runs(opt, [f"scale={scale}"])
     assert runs

@@ -1,5 +1,5 @@
 """huo17 figures 2-4 (Shared-AsySVRG threads, CIFAR-10 features SGD/SVRG/SGD_SVRG, Distributed-AsySVRG
-workers): each stem reproduces at smoke scale, and the shared plot/claim helpers of hdist.plots.huo17
+workers): each stem reproduces at smoke scale, and the shared plot/claim helpers of hdist.papers.huo17.common
 give the right verdicts on small hand-made tables."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hdist.plots import huo17
+from hdist.papers.huo17 import common as huo17
 
 
 @pytest.fixture

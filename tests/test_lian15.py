@@ -19,7 +19,7 @@ STEMS = ("lian15-table-con", "lian15-table-incon")
     ("lian15-table-incon", "paper", [1, 4, 8, 12, 16, 20, 24, 28, 32]),
 ])
 def test_the_worker_counts_follow_the_scale(stem, scale, workers):
-    from hdist.cli import experiment_runs
+    from hdist.sweeps import experiment_runs
 
     runs = experiment_runs(stem, [f"scale={scale}"])
     assert [int(o.split("=")[1]) for r in runs for o in r if o.startswith("topology.workers=")] == workers

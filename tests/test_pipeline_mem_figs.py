@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hdist.plots import pipeline_mem as pm
+from hdist.papers.thesis import pipeline_mem as pm
 
 STEMS = ["thesis-table5", "thesis-fig26", "thesis-fig27", "thesis-table6", "thesis-table7", "bench-pipeline-memory"]
 

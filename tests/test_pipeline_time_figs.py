@@ -2,7 +2,7 @@
 
 - every stem composes at every scale: its runs, the cut of each (K - 1 cuts, equal blocks), the smoke
   stand-in model and the paper's network, the interleaved repetitions of the benchmark;
-- the shared analysis (hdist.plots.pipeline_time): Table 3's model, the time of a run from its clocks;
+- the shared analysis (hdist.papers.thesis.pipeline_time): Table 3's model, the time of a run from its clocks;
 - a few real runs (serial and sim, in-process: seconds) through each stem's plot / check / tables: the
   claims compare measured values;
 - the full smoke reproduce of each stem (slow: 7-10 runs each, several on process, 1.5-3 minutes on this
@@ -18,11 +18,11 @@ import pandas as pd
 import pytest
 
 from hdist import config as C
-from hdist.cli import experiment_runs
 from hdist.figures import load_experiment
 from hdist.launch import execute, prepare
 from hdist.metrics import load_results
-from hdist.plots import pipeline_time as PT
+from hdist.papers.thesis import pipeline_time as PT
+from hdist.sweeps import experiment_runs
 
 STEMS = ["thesis-fig17", "thesis-fig18", "thesis-fig19", "thesis-fig20", "thesis-fig21", "thesis-fig22",
          "thesis-fig23", "thesis-fig28", "thesis-table3", "bench-pipeline-speedup"]

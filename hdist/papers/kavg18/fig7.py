@@ -1,0 +1,27 @@
+"""kavg18 Figure 7: the accuracy gap between sequential SGD and K-AVG against P, vgg and nin on CIFAR-10.
+
+Left: SGD's final test accuracy minus K-AVG's (points; > 0: K-AVG worse), one line per network. Right: K-AVG's
+speedup over SGD in epoch time (SGD's time over K-AVG's for the same epochs; simulated seconds on sim) with the
+ideal line. Claims (section 4.3): vgg's gap grows with P (to 8.8 points at 64 and 128); nin stays within 1.3
+points; the epoch-time speedup is almost linear. Drawing and claims in :mod:`hdist.papers.kavg18.common`.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from hdist.claims import Claim
+from hdist.papers.kavg18.claims import check_gap
+from hdist.papers.kavg18.common import gap_markdown, plot_gap
+
+
+def plot(df: pd.DataFrame):
+    return plot_gap(df, "kavg18 fig. 7: accuracy gap between K-AVG and sequential SGD")
+
+
+def check(df: pd.DataFrame) -> list[Claim]:
+    return check_gap(df)
+
+
+def tables(df: pd.DataFrame) -> dict[str, str]:
+    return {"gap": gap_markdown(df)}

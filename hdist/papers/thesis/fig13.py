@@ -1,0 +1,64 @@
+"""Thesis fig. 13: B=8192, 20 epochs, gamma_scale 6.4: LARS with 5/10/20 warmup epochs vs CLARS without warmup.
+
+Panels per model: training loss and test accuracy against epochs. Claim: CLARS beats every LARS warmup.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from hdist.claims import Claim, not_checked
+from hdist.papers.thesis.large_batch import column, final_loss
+from hdist.plots import curves, data_note, figure
+
+MODELS = ("resnet56", "vgg11_bn")
+
+
+def labelled(df: pd.DataFrame) -> pd.DataFrame:
+    d = df.copy()
+    warm = column(d, "algo.warmup_epochs", 0)
+    d["method"] = ["CLARS (no warmup)" if a == "clars" else f"LARS warmup {float(w):g}"
+                   for a, w in zip(d["algo"], warm)]
+    te = d["metric"] == "test_error"
+    d.loc[te, "value"] = 1 - d.loc[te, "value"]
+    d.loc[te, "metric"] = "test_acc"
+    return d
+
+
+def plot(df: pd.DataFrame):
+    d = labelled(df)
+    models = [m for m in MODELS if (d["model"] == m).any()] or sorted(d["model"].unique())
+    fig, axes = figure(2 * len(models), width=3.8, title="thesis fig. 13: LARS + warmup vs CLARS, B=8192"
+                       + data_note(df))
+    for i, model in enumerate(models):
+        g = d[d["model"] == model]
+        curves(axes[2 * i], g, "train_loss_full", by="method", ylabel=f"{model}: training loss", logy=True)
+        curves(axes[2 * i + 1], g, "test_acc", by="method", ylabel=f"{model}: test accuracy")
+    fig.tight_layout()
+    return fig
+
+
+def compare(df: pd.DataFrame, claim_model: str | None = None) -> list[Claim]:
+    """CLARS's final training loss against the best LARS warmup's, per model."""
+    d = labelled(df)
+    fin = final_loss(d)
+    runs = d.drop_duplicates("run_id").set_index("run_id")
+    out = []
+    for model in sorted(runs["model"].unique()):
+        r = runs[runs["model"] == model]
+        c, lars = r[r["algo"] == "clars"], r[r["algo"] == "lars"]
+        if c.empty or lars.empty:
+            out.append(not_checked(f"{model}: CLARS beats LARS with warmup", "CLARS lower loss", "missing runs"))
+            continue
+        cv, lv = float(fin.reindex(c.index).min()), float(fin.reindex(lars.index).min())
+        best = lars.index[int(fin.reindex(lars.index).argmin())] if math.isfinite(lv) else None
+        which = r.loc[best, "method"] if best is not None else "all diverged"
+        out.append(Claim(f"{model}: CLARS without warmup ends with a lower training loss than LARS with its best "
+                         f"warmup", "CLARS wins by a large margin", f"CLARS {cv:.3g} vs {which} {lv:.3g}", cv < lv))
+    return out
+
+
+def check(df: pd.DataFrame) -> list[Claim]:
+    return compare(df)

@@ -1,0 +1,50 @@
+"""Thesis fig. 14: ResNet-50, DenseNet-121, MobileNetV2 on ImageNet (here an ImageNet-shaped synthetic stand-in
+without files), B = 16384 by accumulation: LARS (eta 1e-3, 5-epoch warmup, poly decay) vs CLARS (eta 1e-2, no
+warmup). Panels per model: training loss and test error against epochs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from hdist.claims import Claim, not_checked
+from hdist.papers.thesis.large_batch import final_loss, per_run
+from hdist.plots import curves, data_note, figure
+
+MODELS = ("resnet50", "densenet121", "mobilenetv2")
+
+
+def plot(df: pd.DataFrame):
+    d = df.assign(method=df["algo"].str.upper())
+    models = [m for m in MODELS if (d["model"] == m).any()] or sorted(d["model"].unique())
+    fig, axes = figure(2 * len(models), width=3.6, title="thesis fig. 14: LARS (warmup) vs CLARS (none), "
+                       "ImageNet models" + data_note(df))
+    for i, model in enumerate(models):
+        g = d[d["model"] == model]
+        curves(axes[2 * i], g, "train_loss_full", by="method", ylabel=f"{model}: training loss")
+        curves(axes[2 * i + 1], g, "test_error", by="method", ylabel=f"{model}: test error")
+    fig.tight_layout()
+    return fig
+
+
+def check(df: pd.DataFrame) -> list[Claim]:
+    fin = final_loss(df)
+    err = per_run(df, "test_error")
+    runs = df.drop_duplicates("run_id").set_index("run_id")
+    out = []
+    for model in sorted(runs["model"].unique()):
+        r = runs[runs["model"] == model]
+        c, lars = r[r["algo"] == "clars"].index, r[r["algo"] == "lars"].index
+        if c.empty or lars.empty:
+            out.append(not_checked(f"{model}: CLARS converges faster than LARS", "CLARS faster", "missing runs"))
+            continue
+        cv, lv = float(fin.reindex(c).min()), float(fin.reindex(lars).min())
+        out.append(Claim(f"{model}: CLARS converges faster (lower final training loss) than LARS",
+                         "CLARS faster", f"CLARS {cv:.4g} vs LARS {lv:.4g}", cv < lv))
+        ce, le = float(err.reindex(c).min()), float(err.reindex(lars).min())
+        ok = ce <= le if math.isfinite(ce) and math.isfinite(le) else None
+        out.append(Claim(f"{model}: CLARS generalises at least as well (test error)", "CLARS lower test error",
+                         f"CLARS {ce:.4g} vs LARS {le:.4g}", ok))
+    return out
