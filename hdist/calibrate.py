@@ -27,8 +27,9 @@ process's default):
   then off its core at any instant, and a message waits for its rank to be scheduled; the sim adds
   this per message and per busy rank beyond the cores.
 
-The new file is the current topology's YAML with those values replaced (comments kept) and a
-header saying what was measured, where and when.
+The new file is a delta of the current topology (``defaults: [<it>, _self_]``): the measured
+values only, each with a comment saying what measured it, under a header saying what was measured,
+where and when.
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ import datetime as _dt
 import math
 import os
 import queue as queue_mod
-import re
 import socket
 import statistics
 import subprocess
@@ -46,9 +46,10 @@ import time
 from pathlib import Path
 
 import torch
+from omegaconf import DictConfig
 
 from hdist.backends.sim import excess_ranks, oversubscription
-from hdist.config import CONF_DIR
+from hdist.config import CONF_DIR, load_option
 from hdist.metrics import atomic_write_text
 from hdist.problems import build_problem
 from hdist.types import ConfigError
@@ -403,83 +404,113 @@ def calibrate(cfg, overrides: list[str] | None = None, steps: int = 20, reps: in
     return out
 
 
-def _set(text: str, key: str, value: str, comment: str | None = None) -> str:
-    """``key``'s value in the YAML ``text`` set to ``value``; its comment replaced by ``comment`` when given
-    (a measured value must not keep the comment of the assumption it replaces)."""
-    pat = re.compile(rf"^(\s*{re.escape(key)}:\s*)([^#\n]*?)(\s*#.*)?$", re.M)
-    m = pat.search(text)
-    if not m:
-        raise KeyError(key)
-    if comment is None:
-        return text[:m.start(2)] + value + text[m.end(2):]
-    line = m.group(1) + value
-    return text[:m.start(1)] + line + " " * max(1, 28 - len(line)) + "# " + comment + text[m.end():]
+# Where each key calibrate writes sits in a topology (every key is on its own line there).
+WRITTEN_KEYS = {
+    "name": "name",
+    **{k: f"sim.compute.{k}" for k in ("per_step_s", "per_sample_s", "jitter", "cores", "server_busy")},
+    **{k: f"sim.link.{k}" for k in ("bandwidth_Bps", "desched_s")},
+    **{k: f"sim.{k}" for k in ("server_Bps", "memory_Bps", "handoff_Bps", "wake_s", "spin_s")},
+}
 
 
-# The keys calibrate may rewrite in the topology file it starts from (each on its own line).
-WRITTEN_KEYS = ("name", "per_step_s", "per_sample_s", "jitter", "cores", "server_busy", "bandwidth_Bps", "desched_s",
-                "server_Bps", "memory_Bps", "handoff_Bps", "wake_s", "spin_s")
+def topology_path(out: str) -> Path:
+    """The file ``hdist calibrate OUT`` writes: a path as given, a bare name in conf/topology/."""
+    return Path(out) if (out.endswith(".yaml") or "/" in out) else CONF_DIR / "topology" / f"{out}.yaml"
 
 
-def check_source_topology(cfg) -> Path:
-    """The topology file calibrate rewrites (``conf/topology/<topology.name>.yaml``), checked before
-    anything is measured: a ConfigError naming the missing file or keys (a file written before a
-    key was added: conf/topology/laptop.yaml has them all)."""
-    src = CONF_DIR / "topology" / f"{cfg.topology.name}.yaml"
-    if not src.is_file():
-        raise ConfigError(f"calibrate: topology.name={cfg.topology.name}: no file {src} to start from; allowed: "
-                          f"a topology in {src.parent}")
-    text = src.read_text()
-    missing = [k for k in WRITTEN_KEYS if not re.search(rf"^\s*{re.escape(k)}:", text, re.M)]
+def check_source_topology(cfg, out: str | None = None) -> Path:
+    """The topology file calibrate starts from (``conf/topology/<topology.name>.yaml``), checked before
+    anything is measured: a ConfigError naming the missing file or keys (a file written before a key was
+    added: conf/topology/laptop.yaml has them all), or an output the new file would inherit from."""
+    try:
+        files, topo = load_option("topology", str(cfg.topology.name), CONF_DIR)
+    except ConfigError as e:
+        raise ConfigError(f"calibrate: {e}") from None
+    src = files[0]
+    missing = [k for k, where in WRITTEN_KEYS.items() if not _has_key(topo, where)]
     if missing:
-        raise ConfigError(f"calibrate: topology {src} has no line for {', '.join(missing)}; allowed: a topology "
-                          f"with every key calibrate writes (copy them, with their comments, from "
-                          f"{src.parent / 'laptop.yaml'})")
+        raise ConfigError(f"calibrate: topology {src} has no line for {', '.join(missing)} (itself or through its "
+                          f"defaults); allowed: a topology with every key calibrate writes (copy them, with their "
+                          f"comments, from {src.parent / 'laptop.yaml'})")
+    if out is not None and topology_path(out).resolve() in {f.resolve() for f in files}:
+        raise ConfigError(f"calibrate: output {out}: the new file inherits topology {cfg.topology.name} "
+                          f"({' <- '.join(f.stem for f in files)}) and cannot replace it; allowed: another name")
     return src
 
 
+def _has_key(cfg: DictConfig, where: str) -> bool:
+    """``where`` (dotted) is a key of ``cfg``, null values included."""
+    node = cfg
+    for part in where.split("."):
+        if not isinstance(node, DictConfig) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _line(indent: int, key: str, value: str, comment: str) -> str:
+    """One YAML line with its comment at column 28, as the topology files align them."""
+    line = " " * indent + f"{key}: {value}"
+    return line + " " * max(1, 28 - len(line)) + "# " + comment
+
+
 def write_topology(cfg, measured: dict, out: str) -> Path:
-    src = check_source_topology(cfg)
-    text = src.read_text()
-    path = Path(out) if (out.endswith(".yaml") or "/" in out) else CONF_DIR / "topology" / f"{out}.yaml"
-    name = path.stem
-    body = text.split("\n", 1)[1] if text.startswith("#") else text
-    body = _set(body, "name", name, "topology name")
+    """Write the measured values as a delta of the topology calibrated from: ``defaults: [<it>, _self_]``
+    and only the keys measured, each with a comment saying what measured it (the rest is inherited)."""
+    src = check_source_topology(cfg, out)
+    path = topology_path(out)
     here = "measured by hdist calibrate (see the first line)"
-    body = _set(body, "per_step_s", f"{measured['per_step_s']:.4g}", f"seconds per step: {here}")
-    body = _set(body, "per_sample_s", f"{measured['per_sample_s']:.4g}", f"seconds per sample on top: {here}")
-    body = _set(body, "memory_Bps", f"{measured['memory_Bps']:.4g}",
-                f"bytes per second of {measured.get('memory_what', 'cache-cold copies')}: {here}")
-    body = _set(body, "cores", str(measured["cores"]), "cores the ranks share here (os.cpu_count())")
-    body = _set(body, "server_busy", "true" if measured["server_busy"] else "false",
-                "a server rank polls while it waits (MPICH): it counts as a rank for cores" if measured["server_busy"]
-                else "no polling server rank was timed")
-    for key, what in (("bandwidth_Bps", "bytes per second of a link"),
-                      ("server_Bps", "bytes per second the server applies")):
-        if key in measured:
-            body = _set(body, key, f"{measured[key]:.4g}", f"{what}: {here}")
+    lines: dict[str, tuple[str, str]] = {"name": (path.stem, "topology name")}
+    lines["per_step_s"] = (f"{measured['per_step_s']:.4g}", f"seconds per step: {here}")
+    lines["per_sample_s"] = (f"{measured['per_sample_s']:.4g}", f"seconds per sample on top: {here}")
     if "jitter" in measured:
-        body = _set(body, "jitter", f"{measured['jitter']:.3g}",
-                    f"sigma of log seconds of single steps here (5-95 % range / 3.29): {here}")
+        lines["jitter"] = (f"{measured['jitter']:.3g}",
+                           f"sigma of log seconds of single steps here (5-95 % range / 3.29): {here}")
+    lines["cores"] = (str(measured["cores"]), "cores the ranks share here (os.cpu_count())")
+    lines["server_busy"] = ("true", "a server rank polls while it waits (MPICH): it counts as a rank for cores") \
+        if measured["server_busy"] else ("false", "no polling server rank was timed")
+    if "bandwidth_Bps" in measured:
+        lines["bandwidth_Bps"] = (f"{measured['bandwidth_Bps']:.4g}", f"bytes per second of a link: {here}")
+    if "desched_s" in measured:
+        lines["desched_s"] = (f"{measured['desched_s']:.4g}",
+                              f"seconds more per message per busy rank beyond cores: {here}, 1 busy process too many"
+                              if "comm_loaded_s" in measured else
+                              "0: the timed ranks outnumbered the cores, so the link's measured time already holds "
+                              "the wait")
+    if "server_Bps" in measured:
+        lines["server_Bps"] = (f"{measured['server_Bps']:.4g}", f"bytes per second the server applies: {here}")
+    lines["memory_Bps"] = (f"{measured['memory_Bps']:.4g}",
+                           f"bytes per second of {measured.get('memory_what', 'cache-cold copies')}: {here}")
     if "wake_s" in measured:
         hb = measured["handoff_Bps"]
-        body = _set(body, "handoff_Bps", "null" if hb is None else f"{hb:.4g}",
-                    f"bytes per second of the extra cost of touching x another core wrote: {here}")
-        body = _set(body, "wake_s", f"{measured['wake_s']:.4g}",
-                    f"seconds from a lock's release to a rank that slept on it holding it: {here}")
-    if "desched_s" in measured:
-        body = _set(body, "desched_s", f"{measured['desched_s']:.4g}",
-                    f"seconds more per message per busy rank beyond cores: {here}, 1 busy process too many"
-                    if "comm_loaded_s" in measured else
-                    "0: the timed ranks outnumbered the cores, so the link's measured time already holds the wait")
+        lines["handoff_Bps"] = ("null" if hb is None else f"{hb:.4g}",
+                                f"bytes per second of the extra cost of touching x another core wrote: {here}")
+        lines["wake_s"] = (f"{measured['wake_s']:.4g}",
+                           f"seconds from a lock's release to a rank that slept on it holding it: {here}")
     if "spin_s" in measured:
-        body = _set(body, "spin_s", f"{measured['spin_s']:.4g}",
-                    f"seconds a rank polls a held lock before it sleeps: backend.spin_s of backend={cfg.backend.name}")
+        lines["spin_s"] = (f"{measured['spin_s']:.4g}",
+                           f"seconds a rank polls a held lock before it sleeps: backend.spin_s of "
+                           f"backend={cfg.backend.name}")
+    body = [_line(0, "defaults", f"[{src.stem}, _self_]",
+                  f"the topology calibrated from (conf/topology/{src.name}), then the values measured here"),
+            _line(0, "name", *lines.pop("name"))]
+    # The measured keys nested as in the topology, in WRITTEN_KEYS' order.
+    opened: list[str] = []
+    for key, where in WRITTEN_KEYS.items():
+        if key not in lines:
+            continue
+        parents = where.split(".")[:-1]
+        for depth, part in enumerate(parents):
+            if opened[:depth + 1] != parents[:depth + 1]:
+                body.append(" " * (2 * depth) + f"{part}:")
+                opened = parents[:depth + 1]
+        opened = parents
+        body.append(_line(2 * len(parents), key, *lines[key]))
     header = (f"# Calibrated by `hdist calibrate` on {socket.gethostname()} at "
               f"{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M UTC}: model {cfg.model.name}, batch "
               f"{measured['batch']} ({measured['step_s_at_batch'] * 1e3:.3f} ms per step of {measured['what']}, "
               f"{measured['threads']} thread(s){', local links' if 'server_Bps' in measured else ''}), "
               f"from topology {cfg.topology.name}.\n")
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, header + body)
+    atomic_write_text(path, header + "\n".join(body) + "\n")
     return path

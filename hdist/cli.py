@@ -80,7 +80,32 @@ def _hydra_main(argv: list[str]) -> None:
     from hdist.config import CONF_DIR
 
     sys.argv = ["hdist run", *argv]
-    hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(_task)()
+    main = hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(_task)
+    if "--help" not in argv and "-h" not in argv:
+        main()
+        return
+    import contextlib
+    import io
+
+    # Hydra's help lists every file of a group; the _*.yaml bases are not choices (config.group_options).
+    buf = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buf):
+            main()
+    finally:
+        print(_hide_bases(buf.getvalue()), end="")
+
+
+def _hide_bases(help_text: str) -> str:
+    lines, in_groups = [], False
+    for line in help_text.splitlines(keepends=True):
+        if line.startswith("== "):
+            in_groups = line.startswith("== Configuration groups")
+        elif in_groups and ": " in line:
+            group, _, options = line.rstrip("\n").partition(": ")
+            line = f"{group}: {', '.join(o for o in options.split(', ') if not o.startswith('_'))}\n"
+        lines.append(line)
+    return "".join(lines)
 
 
 def cmd_run(args: list[str]) -> int:
@@ -254,7 +279,7 @@ def cmd_calibrate(args: list[str]) -> int:
         return 2
     out = pos[0] if pos else "calibrated"
     cfg = prepare(ovs)
-    check_source_topology(cfg)  # before a minute of measuring, not after
+    check_source_topology(cfg, out)  # before a minute of measuring, not after
     measured = calibrate(cfg, ovs, local_links="--local-links" in flags)
     path = write_topology(cfg, measured, out)
     print(f"{cfg.model.name} batch {measured['batch']}: {measured['step_s_at_batch'] * 1e3:.3f} ms/step "

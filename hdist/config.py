@@ -29,7 +29,32 @@ NON_IDENTITY_KEYS = ("results_dir", "progress", "log.flush_s")
 
 
 def group_options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+    """The choices of a config group. Files named ``_*.yaml`` are bases the choices inherit (a
+    ``defaults`` list in the group), not choices: never listed or accepted."""
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml") if not p.stem.startswith("_"))
+
+
+def load_option(group: str, name: str, conf_dir: Path | None = None,
+                _seen: tuple[Path, ...] = ()) -> tuple[list[Path], DictConfig]:
+    """The files behind ``<conf_dir>/<group>/<name>.yaml`` (it, then the files its ``defaults`` list names,
+    in turn) and the config they compose, as Hydra composes an in-group defaults list; for reading one
+    option without a composition (a ``# @package`` header is not applied: topology and sgd have none)."""
+    path = (conf_dir or CONF_DIR) / group / f"{name}.yaml"
+    if not path.is_file():
+        allowed = sorted(p.stem for p in path.parent.glob("*.yaml") if not p.stem.startswith("_"))
+        raise ConfigError(f"{group}={name}: no file {path}; allowed: {', '.join(allowed)}")
+    if path in _seen:
+        raise ConfigError(f"{group}={name}: {path}'s defaults list names itself")
+    body = OmegaConf.load(path)
+    files, merged = [path], OmegaConf.create()
+    for entry in body.pop("defaults", None) or ["_self_"]:
+        if entry == "_self_":
+            merged = OmegaConf.merge(merged, body)
+        else:
+            sub_files, sub = load_option(group, str(entry), conf_dir, (*_seen, path))
+            files += sub_files
+            merged = OmegaConf.merge(merged, sub)
+    return files, merged
 
 
 # ---------------------------------------------------------------------------------------------

@@ -172,3 +172,34 @@ def test_bad_input_is_a_config_error_naming_the_key(overrides, names):
     msg = str(e.value)
     assert names in msg
     assert "\n" not in msg
+
+
+# One experiment of each paper (their algorithms, topologies and models) in the default suite; every
+# experiment under the slow marker (two compositions each).
+_ID_STEMS = ("huo17-fig1", "kavg18-fig1", "lian15-table-con", "thesis-fig6", "thesis-fig10", "thesis-fig20",
+             "bench-sim-vs-real")
+
+
+@pytest.mark.parametrize("which", ["groups", "stems", pytest.param("all", marks=pytest.mark.slow)])
+def test_run_ids_of_runs_finished_by_older_versions_are_found(which):
+    """Every option of every group and every experiment's first point at smoke scale keep the run id (the
+    hash of the resolved config) they had when tests/data/run_ids.json was written, before conf/'s files
+    inherited from bases: a run finished then is still found and skipped. New options are not in it; one
+    that changes on purpose changes every run behind it (say so, then rewrite the file with
+    ``tests/dump_configs.py --fixture``). Every point of every experiment at the three scales:
+    ``tests/dump_configs.py``, run in both checkouts."""
+    import json
+    from pathlib import Path
+
+    from hdist.cli import experiment_runs
+    from tests.dump_configs import combined_group_points, resolved
+
+    want = json.loads((Path(__file__).parent / "data" / "run_ids.json").read_text())
+    if which == "groups":
+        pts = list(combined_group_points())
+    else:
+        stems = _ID_STEMS if which == "stems" else sorted({k.split("@")[0] for k in want if "@" in k})
+        pts = [(f"{s}@smoke#0", experiment_runs(s, ["scale=smoke"])[0]) for s in stems]
+    assert pts and all(label in want for label, _ in pts)  # no option or experiment went missing
+    got = {label: resolved(ovs)[0] for label, ovs in pts}
+    assert {k: v for k, v in got.items() if want[k] != v} == {}

@@ -119,7 +119,7 @@ def test_128_workers_at_smoke_scale(tmp_path):
     assert res.status == "done"
 
 
-def test_calibrate_writes_a_usable_topology(cli, tmp_path):
+def test_calibrate_writes_a_usable_topology(cli, tmp_path, monkeypatch):
     from omegaconf import OmegaConf
 
     out = tmp_path / "measured.yaml"
@@ -143,12 +143,28 @@ def test_calibrate_writes_a_usable_topology(cli, tmp_path):
     for line in text.splitlines()[1:]:
         if line.strip() and not line.strip().endswith(":"):
             assert "#" in line, line
+    # A delta of the topology it measured from: in conf/topology/ it composes to laptop's keys with the
+    # measured values.
+    import shutil
+
+    from hdist import config as C
+
+    assert list(cfg.defaults) == ["laptop", "_self_"] and "latency_s" not in text
+    conf = tmp_path / "conf"
+    shutil.copytree(C.CONF_DIR, conf)
+    shutil.copy(out, conf / "topology" / "measured.yaml")
+    monkeypatch.setattr(C, "CONF_DIR", conf)
+    composed = C.finalize(C.compose(["topology=measured"])).topology
+    laptop = C.finalize(C.compose(["topology=laptop"])).topology
+    assert composed.sim.compute.per_step_s == c.per_step_s and composed.sim.memory_Bps == cfg.sim.memory_Bps
+    assert composed.sim.link == laptop.sim.link and composed.workers == laptop.workers
 
 
 def test_calibrate_refuses_a_topology_it_cannot_rewrite_before_measuring(cli, tmp_path, monkeypatch):
     """A topology file written before a key calibrate writes existed (or none at all): one line naming
     the file and the missing keys, exit 2, nothing measured or written."""
     import hdist.calibrate as cal
+    from hdist import config as C
 
     conf = tmp_path / "conf"
     (conf / "topology").mkdir(parents=True)
@@ -162,6 +178,12 @@ def test_calibrate_refuses_a_topology_it_cannot_rewrite_before_measuring(cli, tm
     assert len(err.strip().splitlines()) == 1 and not out.exists()
     code, _, err = cli("calibrate", str(out), "scale=smoke", "topology.name=nosuch")
     assert code == 2 and "nosuch" in err and "Traceback" not in err and not out.exists()
+    # The new file inherits the topology it starts from: it cannot replace it (nor what that inherits).
+    monkeypatch.setattr(cal, "CONF_DIR", C.CONF_DIR)
+    for name, topology in (("laptop", "laptop"), ("laptop", "lian15_32core"), ("lian15_32core", "lian15_32core")):
+        code, _, err = cli("calibrate", name, "scale=smoke", f"topology={topology}", "topology.workers=1")
+        assert code == 2 and f"output {name}" in err and "another name" in err and "Traceback" not in err, err
+        assert len(err.strip().splitlines()) == 1
 
 
 def test_calibrate_with_local_links_measures_the_costs_of_sharing_cores(cli, tmp_path):

@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 
 from hdist.algos import sgd
 from hdist.bench import alternate
-from hdist.config import CONF_DIR
+from hdist.config import load_option
 from hdist.metrics import MetricsLogger
 from hdist.problems import build_problem
 from hdist.progress import QuietProgress
@@ -37,7 +37,7 @@ def _sgd_cfg(cfg, steps: int):
     """The bench run's config with ``algo`` replaced by serial SGD at the bench's lr and batch."""
     c = copy.deepcopy(cfg)
     OmegaConf.set_struct(c, False)
-    algo = OmegaConf.load(CONF_DIR / "algo" / "sgd.yaml")
+    algo = load_option("algo", "sgd")[1]
     algo.lr, algo.batch_size, algo.max_steps = cfg.algo.lr, cfg.algo.batch_size, steps
     c.algo = algo
     c.log.evals_per_epoch = 0  # evaluate at start and end only (and that time is excluded)
