@@ -165,28 +165,15 @@ class _MPIWorld(ExternalWorld):
 _WORLD = _MPIWorld()
 
 
-def in_external_world(cfg=None) -> bool:
-    """True when this process is already one rank of an MPI world larger than one (and
-    ``backend.external`` is not false): the run's ranks are then this world's ranks."""
-    return _WORLD.active(cfg)
-
-
-def world_rank() -> int:
-    return _WORLD.rank()
+# What launch.py calls for a world the user's launcher started: ExternalWorld's protocol over MPI.
+in_external_world = _WORLD.active
+world_rank = _WORLD.rank
+follow = _WORLD.follow
+release = _WORLD.release
 
 
 def _ranks_needed(cfg, server: bool) -> int:
     return int(cfg.topology.workers) + (1 if server else 0)
-
-
-def follow(rank_fn: Callable[[RankCtx], None]) -> tuple:
-    """A non-zero rank of an external world: :meth:`ExternalWorld.follow`."""
-    return _WORLD.follow(rank_fn)
-
-
-def release(result) -> None:
-    """World rank 0 after its run: :meth:`ExternalWorld.release`."""
-    _WORLD.release(result)
 
 
 # ---------------------------------------------------------------------------------------------

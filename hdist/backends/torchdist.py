@@ -557,24 +557,11 @@ class _TorchrunWorld(ExternalWorld):
 _WORLD = _TorchrunWorld()
 
 
-def in_external_world(cfg=None) -> bool:
-    """True when this process is one rank of a torchrun world larger than one (and
-    ``backend.external`` is not false): the run's ranks are then that world's ranks."""
-    return _WORLD.active(cfg)
-
-
-def world_rank() -> int:
-    return _WORLD.rank()
-
-
-def follow(rank_fn: Callable[[RankCtx], None]) -> tuple:
-    """A non-zero rank of an external world: :meth:`ExternalWorld.follow`."""
-    return _WORLD.follow(rank_fn)
-
-
-def release(result) -> None:
-    """World rank 0 after its run: :meth:`ExternalWorld.release`."""
-    _WORLD.release(result)
+# What launch.py calls for a world the user's launcher started: ExternalWorld's protocol over torchrun.
+in_external_world = _WORLD.active
+world_rank = _WORLD.rank
+follow = _WORLD.follow
+release = _WORLD.release
 
 
 def _control():
