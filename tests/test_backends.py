@@ -121,7 +121,7 @@ def test_conformance(tmp_path, backend, workers):
 
 FAILURES = [("serial", 1, "fail_rank", 0), ("thread", 3, "fail_rank", 1), ("process", 2, "fail_rank", 1),
             ("sim", 3, "fail_rank", 2),
-            ("process", 2, "die_rank", 0),
+            ("process", 2, "die_rank", 0), ("process", 2, "die_rank", 1),
             pytest.param("mpi", 2, "fail_rank", 2, marks=mpi), pytest.param("mpi", 2, "die_rank", 1, marks=mpi)]
 
 
@@ -149,6 +149,42 @@ def test_die_rank_only_where_ranks_are_processes(tmp_path):
 
     with pytest.raises(ConfigError, match="die_rank"):
         prepare(["algo=conformance", "backend=thread", "topology.workers=2", "algo.die_rank=0"])
+
+
+def _backend_imports() -> dict[str, set[str]]:
+    """hdist.backends.<module> -> the hdist.backends modules it imports, at the top or in a function."""
+    import ast
+
+    names = {f.stem for f in (ROOT / "hdist" / "backends").glob("*.py") if f.stem != "__init__"}
+    out = {}
+    for name in names:
+        deps = set()
+        for node in ast.walk(ast.parse((ROOT / "hdist" / "backends" / f"{name}.py").read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                mods = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                mods = [a.name for a in node.names]
+            else:
+                continue
+            deps |= {m.rsplit(".", 1)[1] for m in mods if m.startswith("hdist.backends.") and m.count(".") == 2}
+        out[name] = deps & names
+    return out
+
+
+def test_no_import_circle_between_backend_modules():
+    """The per-rank entry of mpi imports the backend, never the other way round (the old
+    ``backends/mpi.py <-> rank_main.py`` circle); the supervisor imports no backend."""
+    graph = _backend_imports()
+    for start in graph:
+        seen, todo = set(), list(graph[start])
+        while todo:
+            m = todo.pop()
+            assert m != start, f"import circle through hdist.backends.{start}"
+            if m not in seen:
+                seen.add(m)
+                todo += graph[m]
+    assert "mpi" in graph["mpi_rank"]
+    assert graph["_supervise"] <= {"_ranks"}
 
 
 def test_importing_the_mpi_backend_does_not_start_mpi():

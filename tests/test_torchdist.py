@@ -27,7 +27,7 @@ from hdist.backends.conformance import CHECKS, INJECTED
 from hdist.launch import execute, prepare
 from hdist.metrics import read_run_metrics
 from hdist.problems import build_problem
-from hdist.types import ConfigError, seed_for
+from hdist.types import ConfigError, World, seed_for
 from tests.conftest import ROOT
 from tests.test_backends import _assert_nothing_left, _procs, _run
 
@@ -85,7 +85,7 @@ def test_a_peer_that_hangs_fails_the_run_after_the_timeout(tmp_path):
                    f"results_dir={tmp_path}"])
     t0 = time.monotonic()
     with pytest.raises(RuntimeError, match=r"rank 0: PeerFailed: barrier.*timeout_s"):
-        td.launch(tmp_path, cfg, _hang_on_rank_1)
+        td.launch(tmp_path, cfg, _hang_on_rank_1, World(workers=2, stages=1, servers=0, ranks=2))
     assert time.monotonic() - t0 < 15
     _assert_nothing_left(before, tmp_path)
 

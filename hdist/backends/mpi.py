@@ -2,14 +2,14 @@
 
 Launch. ``hdist.launch.execute`` has written the run directory; :func:`launch` runs
 
-    <launcher> <launcher_args> -n <ranks> <python> -m hdist.rank_main <run_dir> <module:qualname> \
+    <launcher> <launcher_args> -n <ranks> <python> -m hdist.backends.mpi_rank <run_dir> <module:qualname> \
         <run_id> <n_params> <server 0|1>
 
 with ``ranks = topology.workers + 1`` when the algorithm is a parameter-server one (rank 0 is
 the server, ranks 1..P the workers), else ``topology.workers``. The launcher is
 ``backend.launcher`` (default: the ``mpiexec`` next to this Python, which the ``mpich`` wheel
 installs, else the one on PATH); ``backend.launcher_args`` go before ``-n`` (``srun`` works
-the same way). Each rank (:mod:`hdist.rank_main`) reads ``config.yaml``, builds an
+the same way). Each rank (:mod:`hdist.backends.mpi_rank`) reads ``config.yaml``, builds an
 :class:`MPIComm` and runs the algorithm's rank function.
 
 External worlds (``backend.external: auto``). When this process already is a rank of an MPI
@@ -33,6 +33,7 @@ its metrics file), and then SIGKILLs whatever is left: no process outlives a run
 from __future__ import annotations
 
 import collections
+import importlib
 import os
 import re
 import shutil
@@ -41,13 +42,15 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 
-from hdist.backends._ranks import ServerRankChecks, read_errors
-from hdist.types import ConfigError, Diverged, RankCtx, RealClock
+from hdist.backends._ranks import Interrupted, ServerRankChecks, raise_interrupted, read_errors, record_failure
+from hdist.backends._supervise import ExternalWorld, die_with_parent_preexec, raise_first, stop
+from hdist.types import ConfigError, Diverged, RankCtx, RealClock, World
 from hdist.types import PeerFailed as BasePeerFailed
 
 NAME = "mpi"
@@ -58,6 +61,7 @@ _LAUNCHER_ENV = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "M
                  "HYDI_CONTROL_FD", "PMI_FD", "PMI_PORT")
 _IDLE_MIN_S = 120.0  # watchdog: shortest silence (no rank file changed) before the job is killed
 _ERROR_GRACE_S = 5.0  # watchdog: seconds the launcher gets to exit after a rank reported an error
+_STOP_GRACE_S = 3.0  # seconds the ranks get between SIGTERM and SIGKILL when the job is stopped
 
 
 class PeerFailed(BasePeerFailed):
@@ -107,96 +111,127 @@ def mpi_version() -> str:
     return _LIBRARY[0]
 
 
-_EXTERNAL: dict[str, Any] = {}
+class _MPIWorld(ExternalWorld):
+    """An MPI world started by ``mpiexec``/``srun``: rank 0's messages are broadcasts on
+    COMM_WORLD; a follower reads the resolved config from the run directory (stand-ins included)."""
 
+    NAME = "MPI"
 
-def in_external_world(cfg=None) -> bool:
-    """True when this process is already one rank of an MPI world larger than one (and
-    ``backend.external`` is not false): the run's ranks are then this world's ranks."""
-    mode = "auto" if cfg is None else str(cfg.backend.get("external", "auto")).lower()
-    if mode in ("false", "no", "off", "0", "never"):
-        return False
-    if "size" not in _EXTERNAL:
-        started = any(k in os.environ for k in _LAUNCHER_ENV) or \
-            int(os.environ.get("SLURM_STEP_NUM_TASKS", "1") or 1) > 1
-        # Without a launcher's environment, MPI is not touched at all (a plain `hdist run`).
-        _EXTERNAL["size"] = _mpi().COMM_WORLD.Get_size() if started else 1
-    if mode in ("true", "yes", "on", "1", "always"):
-        return True
-    return _EXTERNAL["size"] > 1
+    def __init__(self):
+        self._size: int | None = None
 
+    def size(self) -> int:
+        if self._size is None:
+            started = any(k in os.environ for k in _LAUNCHER_ENV) or \
+                int(os.environ.get("SLURM_STEP_NUM_TASKS", "1") or 1) > 1
+            # Without a launcher's environment, MPI is not touched at all (a plain `hdist run`).
+            self._size = _mpi().COMM_WORLD.Get_size() if started else 1
+        return self._size
 
-def world_rank() -> int:
-    return _mpi().COMM_WORLD.Get_rank()
+    def rank(self) -> int:
+        return _mpi().COMM_WORLD.Get_rank()
 
+    def start_hint(self, need: int) -> str:
+        return f"start it with -n {need}"
 
-def _ranks_needed(cfg, server: bool) -> int:
-    return int(cfg.topology.workers) + (1 if server else 0)
+    @staticmethod
+    def _wait_for_leader() -> None:
+        """Poll a barrier with sleeps: followers do not spin a core while rank 0 loads data."""
+        req = _mpi().COMM_WORLD.Ibarrier()
+        while not req.Test():
+            time.sleep(0.005)
 
+    def tell(self, msg: dict) -> None:
+        self._wait_for_leader()
+        _mpi().COMM_WORLD.bcast(msg, root=0)
 
-# ---------------------------------------------------------------------------------------------
-# External worlds: world rank 0 leads, the others follow
-# ---------------------------------------------------------------------------------------------
+    def hear(self) -> dict:
+        self._wait_for_leader()
+        return _mpi().COMM_WORLD.bcast(None, root=0)
 
-def _wait_for_leader() -> None:
-    """Poll a barrier with sleeps: followers do not spin a core while rank 0 loads data."""
-    MPI = _mpi()
-    req = MPI.COMM_WORLD.Ibarrier()
-    while not req.Test():
-        time.sleep(0.005)
+    def run_part(self, msg: dict, rank_fn: Callable[[RankCtx], None], cfg=None) -> None:
+        from omegaconf import OmegaConf
 
-
-def _tell_followers(msg: dict) -> None:
-    MPI = _mpi()
-    _wait_for_leader()
-    MPI.COMM_WORLD.bcast(msg, root=0)
-
-
-def follow(rank_fn: Callable[[RankCtx], None]) -> tuple:
-    """A non-zero rank of an external world: run the part of the run rank 0 announces.
-
-    Returns ``(run_id, run_dir, status, reason, skipped)`` as rank 0 recorded it.
-    """
-    from omegaconf import OmegaConf
-
-    from hdist import rank_main
-
-    MPI = _mpi()
-    _wait_for_leader()
-    msg = MPI.COMM_WORLD.bcast(None, root=0)
-    if msg["kind"] == "run":
         run_dir = Path(msg["run_dir"])
-        cfg = OmegaConf.load(run_dir / "config.yaml")  # rank 0's resolved config, stand-ins included
-        rank_main.run_in_world(run_dir, rank_fn, msg["run_id"], msg["n_params"], msg["server"], cfg=cfg,
-                               external=True)
-        _wait_for_leader()
-        msg = MPI.COMM_WORLD.bcast(None, root=0)
-    return msg["run_id"], Path(msg["run_dir"]), msg["status"], msg["reason"], msg["skipped"]
+        if cfg is None:
+            cfg = OmegaConf.load(run_dir / "config.yaml")  # rank 0's resolved config, stand-ins included
+        old = torch.get_num_threads()
+        try:
+            run_in_world(run_dir, rank_fn, msg["run_id"], msg["n_params"], msg["server"], cfg=cfg, external=True)
+        finally:
+            torch.set_num_threads(old)
 
 
-def release(result) -> None:
-    """World rank 0 after its run (or its skip, or its failure before the start): tell the
-    followers how it ended so that they return too. ``result`` is a RunResult-like object."""
-    _tell_followers({"kind": "end", "run_id": result.run_id, "run_dir": str(result.run_dir),
-                     "status": result.status, "reason": result.reason, "skipped": bool(result.skipped)})
+_WORLD = _MPIWorld()
 
 
-def _launch_in_place(run_dir: Path, cfg, rank_fn, run_id: str, n_params: int, server: bool) -> None:
-    from hdist import rank_main
+# What launch.py calls for a world the user's launcher started: ExternalWorld's protocol over MPI.
+in_external_world = _WORLD.active
+world_rank = _WORLD.rank
+follow = _WORLD.follow
+release = _WORLD.release
+
+
+# ---------------------------------------------------------------------------------------------
+# One rank (python -m hdist.backends.mpi_rank, or a process of an external world)
+# ---------------------------------------------------------------------------------------------
+
+
+def resolve(ref: str) -> Callable[[RankCtx], None]:
+    """``package.module:qualname`` (:func:`_fn_ref`) -> the function."""
+    module, _, qualname = ref.partition(":")
+    obj = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def run_in_world(run_dir: Path, rank_fn: Callable[[RankCtx], None] | str, run_id: str, n_params: int,
+                 server: bool, cfg=None, external: bool = False) -> None:
+    """Run this process's rank of the run in ``run_dir``; on failure record it and abort the world.
+
+    On any exception the rank writes ``error-r<rank>.txt`` (a one-line reason, then the traceback)
+    and ``error-r<rank>.json`` (rank, kind = error | diverged | peer | interrupted, message, time)
+    (in an external world, with no parent to do it, also status.json), closes its metrics
+    (complete files) and calls ``MPI_Abort`` so that no rank waits for it; the parent reads the
+    files and reports the first real error.
+    """
+    from hdist.backends._ranks import make_ctx, run_rank, threads_per_rank
 
     MPI = _mpi()
-    size, need = MPI.COMM_WORLD.Get_size(), _ranks_needed(cfg, server)
-    if size != need:
-        raise ConfigError(f"topology.workers={cfg.topology.workers}: this MPI world has {size} rank(s) but the run "
-                          f"needs {need} ({cfg.topology.workers} worker(s){' + 1 server' if server else ''}); "
-                          f"start it with -n {need} or set topology.workers={size - (1 if server else 0)}")
-    _tell_followers({"kind": "run", "run_dir": str(Path(run_dir).resolve()), "run_id": run_id,
-                     "n_params": int(n_params), "server": bool(server)})
-    old = torch.get_num_threads()
+    world = MPI.COMM_WORLD
+    rank, size = world.Get_rank(), world.Get_size()
+    run_dir = Path(run_dir)
+    main_thread = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGTERM, raise_interrupted) if main_thread and not external else None
     try:
-        rank_main.run_in_world(Path(run_dir), rank_fn, run_id, n_params, server, cfg=cfg, external=True)
+        from omegaconf import OmegaConf
+
+        if not external:
+            (run_dir / f"rank-r{rank}.pid").write_text(f"{os.getpid()}\n")
+        if cfg is None:
+            cfg = OmegaConf.load(run_dir / "config.yaml")
+        fn = resolve(rank_fn) if isinstance(rank_fn, str) else rank_fn
+        torch.set_num_threads(threads_per_rank(cfg, size))
+        comm = MPIComm(world, has_server=server, timeout_s=float(cfg.backend.timeout_s))
+        role = "server" if server and rank == 0 else "worker"
+        ctx = make_ctx(cfg, run_dir, run_id, rank, size, comm, role=role)
+        run_rank(ctx, fn)
+        comm.close()
+    except BaseException as e:  # noqa: B036 - every way out must end the whole world
+        try:
+            record_failure(run_dir, rank, e, write_status=external)
+        except BaseException:
+            traceback.print_exc()
+        sys.stderr.flush()
+        if isinstance(e, Interrupted):
+            # Every rank got the signal (the parent stops the whole job): no abort cascade, and
+            # no MPI_Finalize, which would wait for ranks that are gone.
+            os._exit(128 + signal.SIGTERM)
+        world.Abort(4 if isinstance(e, Diverged) else 1)
     finally:
-        torch.set_num_threads(old)
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -240,19 +275,19 @@ def _child_env(threads: int) -> dict:
     return env
 
 
-def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], run_id: str = "", n_params: int = 0,
-           server: bool = False) -> None:
+def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], world: World, run_id: str = "",
+           n_params: int = 0) -> None:
     from hdist.backends._ranks import threads_per_rank
 
+    server, ranks = bool(world.servers), world.ranks  # the layout launch computed: nothing recomputed here
     run_dir = Path(run_dir).resolve()
     if in_external_world(cfg):
-        return _launch_in_place(run_dir, cfg, rank_fn, run_id, n_params, server)
-    ranks = _ranks_needed(cfg, server)
+        return _WORLD.lead(run_dir, cfg, rank_fn, run_id, n_params, server)
     launcher = resolve_launcher(cfg.backend.get("launcher"))
     extra = [str(a) for a in (cfg.backend.get("launcher_args") or [])]
     if _is_hydra(launcher) and "-print-all-exitcodes" not in extra:
         extra.append("-print-all-exitcodes")  # names the rank that died without a word
-    cmd = [launcher, *extra, "-n", str(ranks), sys.executable, "-m", "hdist.rank_main", str(run_dir),
+    cmd = [launcher, *extra, "-n", str(ranks), sys.executable, "-m", "hdist.backends.mpi_rank", str(run_dir),
            _fn_ref(rank_fn), run_id or "-", str(int(n_params)), "1" if server else "0"]
     timeout_s = float(cfg.backend.timeout_s)
     job = _Job(cmd, run_dir, _child_env(threads_per_rank(cfg, ranks)))
@@ -272,7 +307,8 @@ class _Job:
         self.killed_because = ""
         self._proxies: list[int] = []
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     env=env, start_new_session=True, preexec_fn=_pdeathsig())
+                                     env=env, start_new_session=True,
+                                     preexec_fn=die_with_parent_preexec())
         self._reader = threading.Thread(target=self._forward, name="hdist-mpi-output", daemon=True)
         self._reader.start()
 
@@ -366,24 +402,28 @@ class _Job:
         while self.rank_pids() and time.monotonic() < deadline:
             time.sleep(0.05)
 
+    def _terminate(self) -> None:
+        """Freeze the launcher and hydra's proxies (SIGSTOP: they cannot SIGKILL the ranks on the
+        first exit), then SIGTERM the ranks; a launcher that exited has nothing left to freeze."""
+        if self.proc.poll() is not None:
+            return
+        self._proxies = self._hydra_proxies()
+        for kill, target in [(os.killpg, self.proc.pid)] + [(os.kill, p) for p in self._proxies]:
+            try:
+                kill(target, signal.SIGSTOP)
+            except (ProcessLookupError, PermissionError):
+                pass
+        for pid in self.rank_pids():  # ranks sit in sessions of their own (hydra's proxy setsid()s them)
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except (ProcessLookupError, PermissionError):
+                pass
+
     def stop(self) -> None:
-        """Leave no process behind. The launcher is frozen (SIGSTOP: it cannot kill the ranks on
-        the first exit), the ranks get SIGTERM and a few seconds to close their metrics files,
-        then everything left gets SIGKILL."""
-        if self.proc.poll() is None:
-            self._proxies = self._hydra_proxies()
-            for kill, target in [(os.killpg, self.proc.pid)] + [(os.kill, p) for p in self._proxies]:
-                try:
-                    kill(target, signal.SIGSTOP)
-                except (ProcessLookupError, PermissionError):
-                    pass
-            for pid in self.rank_pids():  # ranks sit in sessions of their own (hydra's proxy setsid()s them)
-                try:
-                    os.kill(pid, signal.SIGTERM)
-                except (ProcessLookupError, PermissionError):
-                    pass
-        self._wait_ranks(3)
-        self._signal_all(signal.SIGKILL)
+        """Leave no process behind: :func:`~hdist.backends._supervise.stop` with the ranks' SIGTERM
+        (each closes its metrics files), then SIGKILL for the launcher, its proxies and the ranks."""
+        stop(self._terminate, lambda: bool(self.rank_pids()), lambda: self._signal_all(signal.SIGKILL),
+             _STOP_GRACE_S)
         try:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -396,19 +436,6 @@ class _Job:
                 pass
 
 
-def _pdeathsig():
-    """A preexec_fn: the child gets SIGKILL when hdist dies (Linux; None elsewhere). libc is
-    loaded here, before the fork, so that the child only makes one call."""
-    try:
-        import ctypes
-
-        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    sig = int(signal.SIGKILL)
-    return lambda: prctl(1, sig)  # PR_SET_PDEATHSIG
-
-
 def _exit_codes(tail) -> list[int] | None:
     """Hydra's ``Exit codes: [host] s0,s1,...`` (wait statuses by rank; one host only)."""
     lines = [ln for ln in tail if "Exit codes:" in ln]
@@ -418,31 +445,23 @@ def _exit_codes(tail) -> list[int] | None:
     return [int(v) for v in m.group(1).replace(" ", "").split(",") if v] if m else None
 
 
+def _died(tail) -> list[tuple[int, str]]:
+    """``(rank, how)`` of the ranks hydra's exit codes say died, the first to die first: a
+    non-zero exit or a signal of its own, before the SIGKILLs with which the launcher then cleans
+    up the others."""
+    codes = _exit_codes(tail) or []
+    exits = [(r, f"exit code {s >> 8}") for r, s in enumerate(codes) if not s & 0x7F and s >> 8]
+    signals = [(r, s & 0x7F) for r, s in enumerate(codes) if s & 0x7F]
+    signals.sort(key=lambda rs: rs[1] == signal.SIGKILL)
+    return exits + [(r, f"signal {sig}") for r, sig in signals]
+
+
 def _raise_from(run_dir: Path, job: _Job, launcher_name: str) -> None:
-    errors = read_errors(run_dir)
-    if job.killed_because and (not errors or errors[0].get("kind") in ("interrupted", "peer")):
-        raise RuntimeError(job.killed_because)  # the ranks' reports are only about being stopped
-    if errors:
-        e = errors[0]
-        if e.get("kind") == "diverged":
-            raise Diverged(e.get("message", "diverged"))
-        raise RuntimeError(f"rank {e.get('rank')}: {e.get('message', '')}")
+    errors = [(e.get("rank"), e.get("kind", "error"), e.get("message", "")) for e in read_errors(run_dir)]
     rc = job.proc.returncode
-    if job.killed_because:
-        raise RuntimeError(job.killed_because)
+    raise_first(errors, _died(job.tail) if rc else [], "rank", job.killed_because)
     if rc == 0:
         return
-    codes = _exit_codes(job.tail)
-    if codes:
-        # The rank that died first: a non-zero exit or a signal of its own, before the SIGKILLs
-        # with which the launcher then cleans up the others.
-        exits = [(r, s >> 8) for r, s in enumerate(codes) if not s & 0x7F and s >> 8]
-        signals = [(r, s & 0x7F) for r, s in enumerate(codes) if s & 0x7F]
-        signals.sort(key=lambda rs: rs[1] == signal.SIGKILL)
-        if exits:
-            raise RuntimeError(f"rank {exits[0][0]} died (exit code {exits[0][1]}) without a message")
-        if signals:
-            raise RuntimeError(f"rank {signals[0][0]} died (signal {signals[0][1]}) without a message")
     if rc is not None and rc < 0:
         raise RuntimeError(f"{launcher_name} was killed by signal {-rc}")
     last = next((ln for ln in reversed(job.tail) if ln.strip() and "Exit codes:" not in ln), "")
@@ -706,7 +725,7 @@ class MPIComm(ServerRankChecks, RealClock):
                 raise RuntimeError(f"serve: unknown request {op} from rank {src}")
 
 
-from hdist.types import Backend  # noqa: E402  (the class below wraps this module's functions)
+from hdist.types import Backend  # noqa: E402  (the class below calls this module's functions)
 
 
 class MPIBackend(Backend):
@@ -716,7 +735,7 @@ class MPIBackend(Backend):
         return True  # rank 0 serves a parameter-server algorithm
 
     def launch(self, run_dir, cfg, rank_fn, world, run_id="", n_params=0) -> None:
-        launch(run_dir, cfg, rank_fn, run_id=run_id, n_params=n_params, server=bool(world.servers))
+        launch(run_dir, cfg, rank_fn, world, run_id, n_params)
 
     def library_meta(self, cfg) -> dict:
         return {"mpi_library": mpi_version()}

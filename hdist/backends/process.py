@@ -17,10 +17,7 @@ A worker that finds the lock on x held polls it for ``backend.spin_s`` before it
 from __future__ import annotations
 
 import os
-import queue
 import threading
-import time
-import traceback
 from pathlib import Path
 from typing import Callable
 
@@ -28,13 +25,16 @@ import torch
 import torch.multiprocessing as tmp
 
 from hdist.backends._ranks import alloc_state_tensors, make_ctx, run_rank, scratch_slot, threads_per_rank
-from hdist.backends.local import LocalComm, LocalState, PeerFailed
-from hdist.types import Diverged, RankCtx
+from hdist.backends._supervise import die_with_parent, report_and_exit, supervise_procs
+from hdist.backends.local import LocalComm, LocalState
+from hdist.types import RankCtx, World
 
 NAME = "process"
 FAMILIES = ("serial", "ps", "shared", "collective", "pipeline")
 
 _PRELOAD = ["torch", "hdist.backends.process", "hdist.problems", "hdist.metrics"]
+_FAIL_GRACE_S = 10.0  # seconds the other workers get to notice a failure (at most backend.timeout_s)
+_STOP_GRACE_S = 5.0  # seconds between SIGTERM and SIGKILL when workers are stopped
 
 
 def _context(method: str):
@@ -48,23 +48,15 @@ def _child(rank: int, world: int, cfg_dict: dict, run_dir: str, run_id: str, sta
            rank_fn: Callable[[RankCtx], None], errq, threads: int) -> None:
     from omegaconf import OmegaConf
 
+    die_with_parent()
     torch.set_num_threads(threads)
     cfg = OmegaConf.create(cfg_dict)
     try:
         comm = LocalComm(state, rank, world, block=cfg.algo.get("block"), seed=int(cfg.seed) * 7919 + rank)
         ctx = make_ctx(cfg, Path(run_dir), run_id, rank, world, comm)
         run_rank(ctx, rank_fn)
-    except PeerFailed as e:
-        errq.put((rank, "peer", str(e)))
-        raise SystemExit(3) from None
-    except Diverged as e:
-        _abort(state)
-        errq.put((rank, "diverged", str(e)))
-        raise SystemExit(4) from None
-    except BaseException as e:
-        _abort(state)
-        errq.put((rank, "error", f"{type(e).__name__}: {e}\n{traceback.format_exc()}"))
-        raise SystemExit(1) from None
+    except BaseException as e:  # noqa: B036 - every way out is reported to the parent
+        report_and_exit(errq, rank, e, on_failure=lambda: _abort(state))
 
 
 def _abort(state: LocalState, from_watcher: bool = False) -> None:
@@ -86,11 +78,11 @@ def spin_s(cfg, world: int) -> float:
     return float(cfg.backend.get("spin_s") or 0.0)
 
 
-def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], run_id: str = "", n_params: int = 0,
-           server: bool = False, ranks: int | None = None) -> None:
+def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], world: World, run_id: str = "",
+           n_params: int = 0) -> None:
     from omegaconf import OmegaConf
 
-    world = int(ranks or cfg.topology.workers)  # ranks: one process per stage of a pipeline algorithm
+    world = world.ranks  # the workers, or one process per stage of a pipeline algorithm (no server rank here)
     mp = _context(str(cfg.backend.get("start_method", "forkserver")))
     x, counts, scratch = alloc_state_tensors(n_params, world, scratch_slot(n_params))
     for t in (x, counts, scratch):
@@ -105,78 +97,18 @@ def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], run_id: str =
     procs = [mp.Process(target=_child, name=f"hdist-rank{r}", daemon=True,
                         args=(r, world, cfg_dict, str(run_dir), run_id, state, rank_fn, errq, threads))
              for r in range(world)]
-    errors: list[tuple[int, str, str]] = []
-    try:
-        for p in procs:
-            p.start()
-        _watch(procs, errq, errors, state, timeout_s)
-    finally:
-        _stop(procs)
-    _raise_first(errors, procs)
+    supervise_procs(procs, errq, min(timeout_s, _FAIL_GRACE_S), _STOP_GRACE_S, "worker",
+                    on_failure=lambda: _abort(state, from_watcher=True))
 
 
-def _watch(procs, errq, errors, state, timeout_s: float) -> None:
-    """Wait for the workers; on the first failure give the others ``timeout_s`` to notice."""
-    failed_at = None
-    while True:
-        try:
-            errors.append(errq.get(timeout=0.2))
-        except queue.Empty:
-            pass
-        alive = [p for p in procs if p.is_alive()]
-        dead_bad = [p for p in procs if not p.is_alive() and p.exitcode not in (0, None)]
-        if (errors or dead_bad) and failed_at is None:
-            # A worker failed (or died without a word, e.g. SIGKILL): tell the others.
-            _abort(state, from_watcher=True)
-            failed_at = time.monotonic()
-        if not alive:
-            break
-        if failed_at is not None and time.monotonic() - failed_at > min(timeout_s, 10.0):
-            break
-    while True:  # drain messages sent just before exit
-        try:
-            errors.append(errq.get_nowait())
-        except queue.Empty:
-            break
-
-
-def _stop(procs) -> None:
-    for p in procs:
-        if p.is_alive():
-            p.terminate()
-    deadline = time.monotonic() + 5
-    for p in procs:
-        p.join(timeout=max(0.1, deadline - time.monotonic()))
-        if p.is_alive():
-            p.kill()
-            p.join(timeout=1)
-
-
-def _raise_first(errors, procs) -> None:
-    real = [e for e in errors if e[1] != "peer"]
-    if real:
-        rank, kind, msg = real[0]
-        if kind == "diverged":
-            raise Diverged(msg)
-        raise RuntimeError(f"worker {rank}: {msg}")
-    bad = [(i, p.exitcode) for i, p in enumerate(procs) if p.exitcode not in (0, None)]
-    if bad:
-        rank, code = bad[0]
-        raise RuntimeError(f"worker {rank} died (exit code {code}) without a message")
-    if errors:
-        rank, _, msg = errors[0]
-        raise RuntimeError(f"worker {rank}: {msg}")
-
-
-from hdist.types import Backend  # noqa: E402  (the class below wraps this module's functions)
+from hdist.types import Backend  # noqa: E402  (the class below calls this module's functions)
 
 
 class ProcessBackend(Backend):
     name, families = NAME, FAMILIES
 
     def launch(self, run_dir, cfg, rank_fn, world, run_id="", n_params=0) -> None:
-        launch(run_dir, cfg, rank_fn, run_id=run_id, n_params=n_params, server=bool(world.servers),
-               ranks=world.ranks)
+        launch(run_dir, cfg, rank_fn, world, run_id, n_params)
 
 
 BACKEND = ProcessBackend()

@@ -47,20 +47,26 @@ from __future__ import annotations
 import atexit
 import datetime
 import os
-import queue
 import re
 import signal
 import socket
 import sys
-import time
 import traceback
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-from hdist.backends._ranks import Interrupted, ServerRankChecks, raise_interrupted, record_failure
-from hdist.types import ConfigError, Diverged, RankCtx, RealClock
+from hdist.backends._ranks import ServerRankChecks, raise_interrupted, record_failure
+from hdist.backends._supervise import (
+    EXTERNAL_OFF,
+    EXTERNAL_ON,
+    ExternalWorld,
+    die_with_parent,
+    report_and_exit,
+    supervise_procs,
+)
+from hdist.types import ConfigError, Diverged, RankCtx, RealClock, World
 from hdist.types import PeerFailed as BasePeerFailed
 
 NAME = "torchdist"
@@ -74,8 +80,6 @@ _PRELOAD = ["torch", "torch.distributed", "hdist.backends.torchdist", "hdist.pro
 _FAIL_GRACE_S = 3.0  # seconds the other ranks get to exit on their own after one failed
 _STOP_GRACE_S = 3.0  # seconds between SIGTERM and SIGKILL when ranks are stopped
 _CONTROL_TIMEOUT_S = 3600.0  # external worlds: how long followers wait for world rank 0 between runs
-_ON = ("true", "yes", "on", "1", "always")  # backend.external: always run in place
-_OFF = ("false", "no", "off", "0", "never")  # backend.external: always spawn
 
 
 class PeerFailed(BasePeerFailed):
@@ -103,7 +107,7 @@ def validate(cfg) -> None:
     """The backend's own keys (ConfigError): hdist.config.validate calls it before anything is written."""
     b = cfg.backend
     checks = (("dist_backend", ("auto", "gloo", "nccl")), ("start_method", ("forkserver", "spawn")),
-              ("external", ("auto",) + _ON + _OFF))
+              ("external", ("auto",) + EXTERNAL_ON + EXTERNAL_OFF))
     for key, allowed in checks:
         v = str(b.get(key, allowed[0])).lower()
         if v not in allowed:
@@ -443,19 +447,9 @@ def _context(method: str):
     return ctx
 
 
-def _die_with_parent() -> None:
-    """SIGKILL this rank when the process that forked it dies (Linux; best effort elsewhere)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
-
-
 def _child(rank: int, world: int, port: int, cfg_dict: dict, run_dir: str, run_id: str, server: bool,
            dist_backend: str, rank_fn: Callable[[RankCtx], None], errq, threads: int) -> None:
-    _die_with_parent()
+    die_with_parent()
     signal.signal(signal.SIGTERM, raise_interrupted)
     lo = _loopback()
     if lo:
@@ -476,32 +470,23 @@ def _child(rank: int, world: int, port: int, cfg_dict: dict, run_dir: str, run_i
         run_rank(_rank_ctx(cfg, Path(run_dir), run_id, comm, server), rank_fn)
         comm.close()
         dist.destroy_process_group()
-    except PeerFailed as e:
-        errq.put((rank, "peer", f"PeerFailed: {e}"))
-        raise SystemExit(3) from None
-    except Diverged as e:
-        errq.put((rank, "diverged", str(e)))
-        raise SystemExit(4) from None
-    except Interrupted as e:
-        errq.put((rank, "interrupted", str(e)))
-        raise SystemExit(128 + signal.SIGTERM) from None
     except BaseException as e:  # noqa: B036 - every way out is reported to the parent
-        errq.put((rank, "error", f"{type(e).__name__}: {e}\n{traceback.format_exc()}"))
-        raise SystemExit(1) from None
+        report_and_exit(errq, rank, e)
 
 
-def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], run_id: str = "", n_params: int = 0,
-           server: bool = False, ranks: int | None = None) -> None:
+def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], world: World, run_id: str = "",
+           n_params: int = 0) -> None:
     from omegaconf import OmegaConf
 
     from hdist.backends._ranks import threads_per_rank
 
+    server, ranks = bool(world.servers), world.ranks  # the layout launch computed: nothing recomputed here
     validate(cfg)
     run_dir = Path(run_dir).resolve()
     if in_external_world(cfg):
-        return _launch_in_place(run_dir, cfg, rank_fn, run_id, server, ranks)
+        return _WORLD.lead(run_dir, cfg, rank_fn, run_id, n_params, server, ranks)
     dist = _dist()
-    world = int(ranks or _ranks_needed(cfg, server))  # ranks: one per stage of a pipeline algorithm
+    world = ranks  # the workers (and the server), or one rank per stage of a pipeline algorithm
     dist_backend = choose_dist_backend(cfg, world)
     mp = _context(str(cfg.backend.get("start_method", "forkserver")).lower())
     # The rendezvous lives in the parent, on a port the OS picks: no free-port race between runs.
@@ -513,78 +498,10 @@ def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], run_id: str =
                         args=(r, world, store.port, cfg_dict, str(run_dir), run_id, server, dist_backend, rank_fn,
                               errq, threads))
              for r in range(world)]
-    errors: list[tuple[int, str, str]] = []
-    ended: dict[int, int] = {}  # rank -> exit code, of the ranks that ended before any was stopped
     try:
-        for p in procs:
-            p.start()
-        ended = _watch(procs, errq, errors, float(cfg.backend.timeout_s))
+        supervise_procs(procs, errq, min(float(cfg.backend.timeout_s), _FAIL_GRACE_S), _STOP_GRACE_S, "rank")
     finally:
-        _stop(procs)
         del store
-    _raise_first(errors, ended, procs)
-
-
-def _watch(procs, errq, errors, timeout_s: float) -> dict[int, int]:
-    """Wait for the ranks; after the first failure give the others a moment to exit by themselves.
-    Returns the exit codes of the ranks that ended on their own (rank -> code)."""
-    failed_at = None
-    while True:
-        try:
-            errors.append(errq.get(timeout=0.1))
-        except queue.Empty:
-            pass
-        alive = [p for p in procs if p.is_alive()]
-        if failed_at is None and (errors or any(p.exitcode not in (0, None) for p in procs)):
-            failed_at = time.monotonic()
-        if not alive:
-            break
-        if failed_at is not None and time.monotonic() - failed_at > min(timeout_s, _FAIL_GRACE_S):
-            break
-    ended = {r: p.exitcode for r, p in enumerate(procs) if p.exitcode is not None}
-    while True:  # messages sent just before exit
-        try:
-            errors.append(errq.get(timeout=0.05))
-        except queue.Empty:
-            break
-    return ended
-
-
-def _stop(procs) -> None:
-    for p in procs:
-        if p.is_alive():
-            p.terminate()
-    deadline = time.monotonic() + _STOP_GRACE_S
-    for p in procs:
-        p.join(timeout=max(0.05, deadline - time.monotonic()))
-    for p in procs:
-        if p.is_alive():  # blocked inside the library, where SIGTERM's handler cannot run
-            p.kill()
-            p.join(timeout=2)
-
-
-def _raise_first(errors, ended: dict[int, int], procs) -> None:
-    real = [e for e in errors if e[1] not in ("peer", "interrupted")]
-    if real:
-        rank, kind, msg = real[0]
-        if kind == "diverged":
-            raise Diverged(msg)
-        raise RuntimeError(f"rank {rank}: {msg}")
-    # A rank that died without a word (a signal, os._exit) before the ones that only saw it die;
-    # not one that _stop ended.
-    reported = {e[0] for e in errors}
-    silent = [(r, c) for r, c in sorted(ended.items()) if c != 0 and r not in reported]
-    bad = [(r, p.exitcode) for r, p in enumerate(procs) if p.exitcode not in (0, None)]
-    if silent:
-        rank, code = silent[0]
-        how = f"signal {-code}" if code < 0 else f"exit code {code}"
-        raise RuntimeError(f"rank {rank} died ({how}) without a message")
-    if errors:
-        rank, _, msg = errors[0]
-        raise RuntimeError(f"rank {rank}: {msg}")
-    if bad:
-        rank, code = bad[0]
-        raise RuntimeError(f"rank {rank} exited with code {code}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -592,23 +509,60 @@ def _raise_first(errors, ended: dict[int, int], procs) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def in_external_world(cfg=None) -> bool:
-    """True when this process is one rank of a torchrun world larger than one (and
-    ``backend.external`` is not false): the run's ranks are then that world's ranks."""
-    mode = "auto" if cfg is None else str(cfg.backend.get("external", "auto")).lower()
-    if mode in _OFF:
-        return False
-    started = all(k in os.environ for k in _LAUNCHER_ENV)
-    if mode in _ON:
-        if not started:
+class _TorchrunWorld(ExternalWorld):
+    """A torchrun world: the default group (env://, gloo) carries world rank 0's messages; the
+    announcement carries the resolved config (no shared file system is needed for it) and the
+    library backend the leader chose for every node."""
+
+    NAME = "torchrun"
+
+    def size(self) -> int:
+        started = all(k in os.environ for k in _LAUNCHER_ENV)
+        return int(os.environ.get("WORLD_SIZE", "1") or 1) if started else 1
+
+    def rank(self) -> int:
+        return int(os.environ["RANK"])
+
+    def require(self) -> None:
+        if not all(k in os.environ for k in _LAUNCHER_ENV):
             raise ConfigError("backend.external=true: no torchrun environment (RANK, WORLD_SIZE, MASTER_ADDR, "
                               "MASTER_PORT); start hdist with torchrun or set backend.external=auto")
-        return True
-    return started and int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
+
+    def start_hint(self, need: int) -> str:
+        return f"start it with --nproc-per-node/--nnodes giving {need}"
+
+    def tell(self, msg: dict) -> None:
+        _control().broadcast_object_list([msg], src=0)
+
+    def hear(self) -> dict:
+        box: list[Any] = [None]
+        _control().broadcast_object_list(box, src=0)
+        return box[0]
+
+    def announce(self, cfg, server: bool, ranks: int | None) -> dict:
+        from omegaconf import OmegaConf
+
+        here = int(os.environ.get("LOCAL_WORLD_SIZE", self.size()))
+        return {"dist_backend": choose_dist_backend(cfg, here), "cfg": OmegaConf.to_container(cfg, resolve=True)}
+
+    def run_part(self, msg: dict, rank_fn: Callable[[RankCtx], None], cfg=None) -> None:
+        from omegaconf import OmegaConf
+
+        run_dir = Path(msg["run_dir"])
+        if cfg is None:
+            run_dir.mkdir(parents=True, exist_ok=True)  # another node without a shared file system
+            cfg = OmegaConf.create(msg["cfg"])
+        _run_in_place(run_dir, cfg, rank_fn, msg["run_id"], msg["server"], msg["dist_backend"])
 
 
-def world_rank() -> int:
-    return int(os.environ["RANK"])
+_WORLD = _TorchrunWorld()
+
+
+# What launch.py calls for a world the user's launcher started: ExternalWorld's protocol over torchrun.
+in_external_world = _WORLD.active
+world_rank = _WORLD.rank
+follow = _WORLD.follow
+release = _WORLD.release
 
 
 def _control():
@@ -619,40 +573,6 @@ def _control():
                                 timeout=datetime.timedelta(seconds=_CONTROL_TIMEOUT_S))
         atexit.register(_leave_world)
     return dist
-
-
-def _tell_followers(msg: dict) -> None:
-    _control().broadcast_object_list([msg], src=0)
-
-
-def _hear_leader() -> dict:
-    box: list[Any] = [None]
-    _control().broadcast_object_list(box, src=0)
-    return box[0]
-
-
-def follow(rank_fn: Callable[[RankCtx], None]) -> tuple:
-    """A non-zero rank of an external world: run the part of the run rank 0 announces.
-
-    Returns ``(run_id, run_dir, status, reason, skipped)`` as rank 0 recorded it.
-    """
-    from omegaconf import OmegaConf
-
-    msg = _hear_leader()
-    if msg["kind"] == "run":
-        run_dir = Path(msg["run_dir"])
-        run_dir.mkdir(parents=True, exist_ok=True)  # another node without a shared file system
-        _run_in_place(run_dir, OmegaConf.create(msg["cfg"]), rank_fn, msg["run_id"], msg["server"],
-                      msg["dist_backend"])
-        msg = _hear_leader()
-    return msg["run_id"], Path(msg["run_dir"]), msg["status"], msg["reason"], msg["skipped"]
-
-
-def release(result) -> None:
-    """World rank 0 after its run (or its skip, or its failure before the start): tell the
-    followers how it ended so that they return too. ``result`` is a RunResult-like object."""
-    _tell_followers({"kind": "end", "run_id": result.run_id, "run_dir": str(result.run_dir),
-                     "status": result.status, "reason": result.reason, "skipped": bool(result.skipped)})
 
 
 def _leave_world() -> None:
@@ -672,25 +592,6 @@ def _leave_world() -> None:
     except Exception:  # a peer already gone (it failed and exited): nothing left to wait for
         pass
     dist.destroy_process_group()
-
-
-def _launch_in_place(run_dir: Path, cfg, rank_fn, run_id: str, server: bool, ranks: int | None = None) -> None:
-    from omegaconf import OmegaConf
-
-    size, need = int(os.environ["WORLD_SIZE"]), int(ranks or _ranks_needed(cfg, server))
-    if size != need and ranks:
-        raise ConfigError(f"topology.stages={ranks}: this torchrun world has {size} rank(s) but a pipeline needs one "
-                          f"rank per stage; start it with {ranks} ranks or set topology.stages={size}")
-    if size != need:
-        raise ConfigError(f"topology.workers={cfg.topology.workers}: this torchrun world has {size} rank(s) but the "
-                          f"run needs {need} ({cfg.topology.workers} worker(s){' + 1 server' if server else ''}); "
-                          f"start it with --nproc-per-node/--nnodes giving {need} or set "
-                          f"topology.workers={size - (1 if server else 0)}")
-    here = int(os.environ.get("LOCAL_WORLD_SIZE", size))
-    dist_backend = choose_dist_backend(cfg, here)  # the leader decides for every node
-    _tell_followers({"kind": "run", "run_dir": str(run_dir), "run_id": run_id, "server": bool(server),
-                     "dist_backend": dist_backend, "cfg": OmegaConf.to_container(cfg, resolve=True)})
-    _run_in_place(run_dir, cfg, rank_fn, run_id, server, dist_backend)
 
 
 def _run_in_place(run_dir: Path, cfg, rank_fn, run_id: str, server: bool, dist_backend: str) -> None:
@@ -718,7 +619,7 @@ def _run_in_place(run_dir: Path, cfg, rank_fn, run_id: str, server: bool, dist_b
         torch.set_num_threads(old)
 
 
-from hdist.types import Backend  # noqa: E402  (the class below wraps this module's functions)
+from hdist.types import Backend  # noqa: E402  (the class below calls this module's functions)
 
 
 class TorchDistBackend(Backend):
@@ -731,8 +632,7 @@ class TorchDistBackend(Backend):
         return True  # rank 0 serves a parameter-server algorithm
 
     def launch(self, run_dir, cfg, rank_fn, world, run_id="", n_params=0) -> None:
-        launch(run_dir, cfg, rank_fn, run_id=run_id, n_params=n_params, server=bool(world.servers),
-               ranks=world.ranks)
+        launch(run_dir, cfg, rank_fn, world, run_id, n_params)
 
     def library_meta(self, cfg) -> dict:
         return library_meta(cfg)
