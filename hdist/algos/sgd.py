@@ -50,15 +50,15 @@ def run(ctx) -> None:
             x, y = train[order[i * b:(i + 1) * b]]
             if problem.has_transform:
                 x = problem.train_batch(x, gen)
-            opt.zero_grad(set_to_none=True)
-            loss = problem.data_loss(model(x), y)
-            loss.backward()
-            logging = (step + 1) % train_every == 0
-            # The logged objective is at the parameters the gradient was taken at: the
-            # regulariser is read before the update.
-            reg = problem.reg_value(model) if logging and problem.l2 else 0.0
-            opt.step()
-            comm.compute_done(x.shape[0])  # advances the virtual clock on sim; nothing elsewhere
+            with comm.compute(x.shape[0]):
+                opt.zero_grad(set_to_none=True)
+                loss = problem.data_loss(model(x), y)
+                loss.backward()
+                logging = (step + 1) % train_every == 0
+                # The logged objective is at the parameters the gradient was taken at: the
+                # regulariser is read before the update.
+                reg = problem.reg_value(model) if logging and problem.l2 else 0.0
+                opt.step()
             step += 1
             log.step = log.updates = step
             log.samples += x.shape[0]
@@ -70,3 +70,4 @@ def run(ctx) -> None:
                 ctx.progress.update(step, value, log.epoch)
             if evaluate.due(step):
                 evaluate(model, train)
+    comm.log_straggle_total()
