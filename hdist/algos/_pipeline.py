@@ -71,7 +71,7 @@ from torch import nn
 from hdist.models import split_stages
 from hdist.problems import build_problem
 from hdist.schedules import lr_at
-from hdist.train import Evaluator, check_finite, epoch_order, steps_per_epoch, total_steps
+from hdist.train import Evaluator, Sampler, check_finite, total_steps
 from hdist.types import ConfigError, seed_for
 
 FAMILIES = ("pipeline",)
@@ -247,22 +247,13 @@ class Batches:
     def __init__(self, problem, batch_size: int, seed: int, lookback: int = 1):
         self.problem, self.train = problem, problem.data.train
         self.n, self.b = len(self.train), int(batch_size)
-        self.spe = steps_per_epoch(self.n, self.b)
         self.seed = int(seed)
-        self._gen = torch.Generator().manual_seed(seed_for(seed, 0))  # serial SGD's order
-        self._orders: dict[int, torch.Tensor] = {}
-        self._next_epoch = 0
-        # Epoch orders kept: enough for a batch ``lookback`` iterations back (delays, probes).
-        self._keep = 2 + int(lookback) // self.spe
+        # Serial SGD's order; a batch ``lookback`` iterations back can be made again (delays, probes).
+        self.order = Sampler(self.n, self.b, torch.Generator().manual_seed(seed_for(seed, 0)), lookback)
+        self.spe = self.order.spe
 
     def indices(self, s: int) -> torch.Tensor:
-        e, i = divmod(int(s), self.spe)
-        while self._next_epoch <= e:
-            self._orders[self._next_epoch] = epoch_order(self.n, self._gen)
-            self._next_epoch += 1
-            for old in [k for k in self._orders if k < self._next_epoch - self._keep]:
-                del self._orders[old]
-        return self._orders[e][i * self.b:(i + 1) * self.b]
+        return self.order.indices(s)
 
     def size(self, s: int) -> int:
         return int(self.indices(s).numel())

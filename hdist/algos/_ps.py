@@ -24,7 +24,7 @@ from typing import Callable
 import torch
 
 from hdist.problems import Problem, build_problem
-from hdist.train import check_finite, steps_per_epoch
+from hdist.train import Sampler, check_finite, measure, steps_per_epoch
 from hdist.types import RankCtx, seed_for
 
 # torch's autograd engine entry point, the one torch.autograd.grad ends in (torch >= 2.3; older
@@ -97,19 +97,18 @@ class Worker:
     def batches(self):
         """Mini-batches of this worker's shard, epoch after epoch, ``total_local`` in all."""
         log, comm = self.ctx.log, self.ctx.comm
+        order = Sampler(len(self.shard), self.b, self.gen)
         while self.step < self.total_local:
-            order = torch.randperm(len(self.shard), generator=self.gen)
-            for i in range(min(self.spe_local, self.total_local - self.step)):
-                x, y = self.shard[order[i * self.b:(i + 1) * self.b]]
-                if self.problem.has_transform:
-                    x = self.problem.train_batch(x, self.gen)
-                # Counted before the step is taken, so rows logged in it say "after step n".
-                self.step += 1
-                log.step = self.step
-                log.samples += x.shape[0]
-                log.epoch = self.step / self.spe_local
-                comm.mark_step()
-                yield x, y
+            x, y = self.shard[order.indices(self.step)]
+            if self.problem.has_transform:
+                x = self.problem.train_batch(x, self.gen)
+            # Counted before the step is taken, so rows logged in it say "after step n".
+            self.step += 1
+            log.step = self.step
+            log.samples += x.shape[0]
+            log.epoch = self.step / self.spe_local
+            comm.mark_step()
+            yield x, y
         comm.mark_step()
 
     def pulled(self, version: int, flat: torch.Tensor, snaps: Snapshots | None) -> None:
@@ -182,15 +181,7 @@ class Snapshots:
             # x is the server's or the learners' average: the BatchNorm statistics in fm.model belong to
             # other weights (the server's initial ones, learner 0's), so they are re-estimated for x first.
             problem.recalibrate_bn(fm.model, split, bn_samples, bn_batch, ctx.cfg.seed)
-            res_tr = problem.evaluate(fm.model, split, ctx.cfg.log.eval_max_samples)
-            out = {"train_loss_full": res_tr["loss"]}
-            if "error" in res_tr:
-                out["train_error"] = res_tr["error"]
-            if len(problem.data.test):
-                res_te = problem.evaluate(fm.model, problem.data.test, ctx.cfg.log.eval_max_samples)
-                out["test_loss"] = res_te["loss"]
-                if "error" in res_te:
-                    out["test_error"] = res_te["error"]
+            out = measure(problem, fm.model, split, ctx.cfg.log.eval_max_samples)
             log.updates = version
             log.epoch = version / self.spe_global
             for k, v in out.items():

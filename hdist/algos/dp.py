@@ -48,7 +48,7 @@ import torch
 from hdist.optim import CLARS, LARS, MNAG, SampleGradStats, layer_param_groups, named_rates
 from hdist.problems import build_problem
 from hdist.schedules import lr_at
-from hdist.train import Evaluator, check_finite, epoch_order, steps_per_epoch
+from hdist.train import Evaluator, Sampler, check_finite, steps_per_epoch
 from hdist.types import ConfigError, seed_for
 
 FAMILIES = ("serial", "collective")
@@ -153,7 +153,7 @@ def run(ctx) -> None:
     total_epochs = total / spe
     scale = gamma_scale(cfg, B)
 
-    order_gen = torch.Generator().manual_seed(seed_for(cfg.seed, 0))  # the same order on every rank
+    order = Sampler(n, B, torch.Generator().manual_seed(seed_for(cfg.seed, 0)))  # the same order on every rank
     aug_gen = torch.Generator().manual_seed(ctx.worker_seed())  # augmentation draws: per worker
     train_every = int(cfg.log.train_every)
     layer_every = int(cfg.log.get("layer_every") or 0)
@@ -196,10 +196,9 @@ def run(ctx) -> None:
     step = 0
     norm_sums = torch.zeros(len(params), dtype=torch.float64)
     while step < total:
-        order = epoch_order(n, order_gen)
-        for i in range(min(spe, total - step)):
+        for _ in range(min(spe, total - step)):
             comm.mark_step()
-            batch = order[i * B:(i + 1) * B]
+            batch = order.indices(step)
             n_t = batch.numel()
             pieces = torch.tensor_split(batch, micros)
             opt.zero_grad(set_to_none=False)

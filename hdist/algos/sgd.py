@@ -16,7 +16,7 @@ import torch
 
 from hdist.problems import build_problem
 from hdist.schedules import lr_at
-from hdist.train import Evaluator, check_finite, epoch_order, steps_per_epoch, total_steps
+from hdist.train import Evaluator, Sampler, check_finite, steps_per_epoch, total_steps
 
 FAMILIES = ("serial",)
 MAX_WORKERS = 1  # one rank: parallel variants are their own algorithms
@@ -32,6 +32,7 @@ def run(ctx) -> None:
     spe = steps_per_epoch(len(train), b)
     total = total_steps(cfg, len(train))
     gen = torch.Generator().manual_seed(ctx.seed)
+    order = Sampler(len(train), b, gen)
     opt = torch.optim.SGD(model.parameters(), lr=lr_at(cfg.algo, 0), momentum=float(cfg.algo.momentum),
                           weight_decay=problem.l2)
     evaluate = Evaluator(ctx, problem, spe, total)
@@ -45,9 +46,8 @@ def run(ctx) -> None:
         for group in opt.param_groups:
             group["lr"] = lr
         log.log("train", "lr", lr)
-        order = epoch_order(len(train), gen)
-        for i in range(min(spe, total - step)):
-            x, y = train[order[i * b:(i + 1) * b]]
+        for _ in range(min(spe, total - step)):
+            x, y = train[order.indices(step)]
             if problem.has_transform:
                 x = problem.train_batch(x, gen)
             with comm.compute(x.shape[0]):

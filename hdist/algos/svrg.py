@@ -44,7 +44,7 @@ import torch
 
 from hdist.algos._ps import FlatModel
 from hdist.algos._vr import Grad, run_frame, worker_allreduce
-from hdist.train import steps_per_epoch
+from hdist.train import Sampler, steps_per_epoch
 from hdist.types import ConfigError, seed_for
 
 FAMILIES = ("shared",)
@@ -70,21 +70,18 @@ def pretrain_sgd(ctx, problem, fm: FlatModel, epochs: float, lr: float) -> int:
     spe = steps_per_epoch(len(train), b)
     total = max(0, math.ceil(float(epochs) * spe))
     gen = torch.Generator().manual_seed(seed_for(cfg.seed, 10_007))
-    step = 0
-    while step < total:
-        order = torch.randperm(len(train), generator=gen)
-        for i in range(min(spe, total - step)):
-            x, y = train[order[i * b:(i + 1) * b]]
-            if problem.has_transform:
-                x = problem.train_batch(x, gen)
-            with ctx.comm.compute(x.shape[0]):
-                g = fm.grad(problem.data_loss(fm.model(x), y))
-                if problem.l2:
-                    g.add_(fm.flat, alpha=problem.l2)
-                with torch.no_grad():
-                    fm.flat.add_(g, alpha=-lr)
-            step += 1
-    return step
+    order = Sampler(len(train), b, gen)
+    for step in range(total):
+        x, y = train[order.indices(step)]
+        if problem.has_transform:
+            x = problem.train_batch(x, gen)
+        with ctx.comm.compute(x.shape[0]):
+            g = fm.grad(problem.data_loss(fm.model(x), y))
+            if problem.l2:
+                g.add_(fm.flat, alpha=problem.l2)
+            with torch.no_grad():
+                fm.flat.add_(g, alpha=-lr)
+    return total
 
 
 def svrg_loop(ctx, problem, fm, w, snaps, distributed: bool = False) -> None:
