@@ -80,7 +80,7 @@ METRICS: dict[str, str] = {
     "backward_s/<k>": "pipeline stage k: seconds in backprop, replay, synthesizer and optimizer steps, cumulative",
     "wait_s/<k>": "pipeline stage k: seconds blocked receiving activations or error gradients so far, cumulative",
     "peak_mem_bytes/<k>": "pipeline stage k: peak bytes held for saved activations, weight snapshots, input histories "
-                          "and error gradients so far (measured by storage, hdist/pipeline.py)",
+                          "and error gradients so far (measured by storage, hdist/algos/_pipeline.py)",
     "sigma/<k>": "pipeline stage k: <exact grad, applied grad> / ||exact grad||^2 on the applied gradient's batch "
                  "at the current weights (thesis Assumption 6.4.1, fig. 26), unitless",
     "synth_loss/<k>": "DNI stage k: ||M_k - delta||^2 / ||delta||^2 of the synthesizer's last regression, unitless",

@@ -23,6 +23,34 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
     return max(1, math.ceil(n / batch_size))
 
 
+class Sampler:
+    """The sample order of every training loop: step s -> the indices of its mini-batch.
+
+    Each epoch is a fresh permutation of the ``n`` samples (:func:`epoch_order`), cut into
+    ``steps_per_epoch(n, batch_size)`` mini-batches; the last one may be smaller. An epoch's
+    permutation is drawn from ``gen`` when one of its steps is first asked for, so draws that
+    the loop makes from the same generator in between (augmentation) come in the same order as
+    in a loop that draws each epoch's order at the epoch's start. ``lookback``: steps before the
+    newest that may still be asked for (a pipeline's delayed gradients, its probes).
+    """
+
+    def __init__(self, n: int, batch_size: int, gen: torch.Generator, lookback: int = 0):
+        self.n, self.b, self.gen = int(n), int(batch_size), gen
+        self.spe = steps_per_epoch(self.n, self.b)
+        self._orders: dict[int, torch.Tensor] = {}
+        self._next_epoch = 0
+        self._keep = 2 + int(lookback) // self.spe  # epoch orders kept
+
+    def indices(self, s: int) -> torch.Tensor:
+        e, i = divmod(int(s), self.spe)
+        while self._next_epoch <= e:
+            self._orders[self._next_epoch] = epoch_order(self.n, self.gen)
+            self._next_epoch += 1
+            for old in [k for k in self._orders if k < self._next_epoch - self._keep]:
+                del self._orders[old]
+        return self._orders[e][i * self.b:(i + 1) * self.b]
+
+
 def total_steps(cfg, n: int) -> int:
     spe = steps_per_epoch(n, cfg.algo.batch_size)
     steps = math.ceil(float(cfg.scale.epochs) * spe)
@@ -33,6 +61,21 @@ def total_steps(cfg, n: int) -> int:
 def check_finite(loss: float, where: str) -> None:
     if not math.isfinite(loss):
         raise Diverged(f"loss became {loss} at {where}")
+
+
+def measure(problem, model, train_split, max_samples) -> dict[str, float]:
+    """The evaluation of every loop: loss (and error, for classifiers) of ``model`` on the training
+    split and, when there is one, the test split; at most ``max_samples`` samples of each."""
+    tr = problem.evaluate(model, train_split, max_samples)
+    out = {"train_loss_full": tr["loss"]}
+    if "error" in tr:
+        out["train_error"] = tr["error"]
+    if len(problem.data.test):
+        te = problem.evaluate(model, problem.data.test, max_samples)
+        out["test_loss"] = te["loss"]
+        if "error" in te:
+            out["test_error"] = te["error"]
+    return out
 
 
 class Evaluator:
@@ -47,7 +90,6 @@ class Evaluator:
         per = float(ctx.cfg.log.evals_per_epoch)
         self.every = max(1, round(steps_per_epoch / per)) if per > 0 else None
         self.max_samples = ctx.cfg.log.eval_max_samples
-        self.test = problem.data.test
 
     def due(self, step: int) -> bool:
         return step == 0 or step == self.total or (self.every is not None and step % self.every == 0)
@@ -56,15 +98,7 @@ class Evaluator:
         log = self.ctx.log
         t0 = time.perf_counter()
         wall = log.wall_s()
-        tr = self.problem.evaluate(model, train_split, self.max_samples)
-        out = {"train_loss_full": tr["loss"]}
-        if "error" in tr:
-            out["train_error"] = tr["error"]
-        if len(self.test):
-            te = self.problem.evaluate(model, self.test, self.max_samples)
-            out["test_loss"] = te["loss"]
-            if "error" in te:
-                out["test_error"] = te["error"]
+        out = measure(self.problem, model, train_split, self.max_samples)
         for k, v in out.items():
             log.log("eval", k, v, wall_s=wall)
         dt = time.perf_counter() - t0

@@ -14,6 +14,7 @@ from hdist.algos import downpour, eamsgd
 from hdist.algos._ps import FlatModel
 from hdist.launch import execute, prepare
 from hdist.metrics import load_results
+from hdist.runtime import TimedComm
 from hdist.types import ConfigError
 
 # Pinned sizes (whatever scale=smoke holds): 512 samples, 2 epochs, batch 10 -> 52 steps per worker of 2.
@@ -65,7 +66,7 @@ class FakeComm:
     def now(self):
         return 0.0
 
-    def compute_done(self, samples):
+    def compute_done(self, samples, work=1.0):
         return None
 
     def sleep(self, s):
@@ -95,8 +96,6 @@ class FakeWorker:
         self._batches = batches
         self.step = 0
         self.spe_local = self.spe_global = 100
-        self.compute_s = self.comm_s = self.wait_s = 0.0
-        self.straggler = SimpleNamespace(after_compute=lambda dt, log=None, sleep=None: 0.0)
         self.steps: list[tuple[float, int, int | None]] = []
         self.pulls: list[int] = []
 
@@ -124,7 +123,7 @@ def fake_setup(w0, batches, l2=0.0, comm=None, **algo):
     log = SimpleNamespace(updates=0, rows=[])
     log.log = lambda kind, metric, value: log.rows.append((kind, metric, value))
     cfg = OmegaConf.create({"algo": {"schedule": "constant", "beta": 0.0, **algo}, "log": {"evals_per_epoch": 1}})
-    ctx = SimpleNamespace(cfg=cfg, comm=comm or FakeComm(w0), log=log, extra={})
+    ctx = SimpleNamespace(cfg=cfg, comm=TimedComm(comm or FakeComm(w0), log), log=log, extra={})
     return ctx, problem, fm, FakeWorker(batches)
 
 

@@ -25,9 +25,10 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from hdist import pipeline as P
+from hdist.algos import _pipeline as P
 from hdist.launch import execute, prepare
 from hdist.metrics import read_run_metrics
+from hdist.runtime import TimedComm
 from hdist.types import ConfigError
 
 ALGOS = ("bp", "ddg", "fr", "dni")
@@ -85,7 +86,8 @@ def _stages(stage_cls, modules, xs, ys, optimizer="sgd", lr=0.1, loss=_sq_loss, 
     algo = {"optimizer": optimizer, "lr": lr, "momentum": 0.0, "optimizer_args": {}}
     cfg = OmegaConf.create({"seed": 0, "algo": algo})
     problem = types.SimpleNamespace(l2=0.0, data_loss=loss, loss_name=loss_name)
-    comm = types.SimpleNamespace(now=time.perf_counter, virtual_time=False)
+    comm = TimedComm(types.SimpleNamespace(now=time.perf_counter, virtual_time=False,
+                                           compute_done=lambda samples, work=1.0: None))
     ins, outs, flops = P.profile(modules, xs[0][:1])
     env = P.Env(cfg, comm, _Log(), P.MemoryLinks(), _Data(xs, ys), problem, modules, ins, outs, flops)
     return env, [stage_cls(env, k) for k in range(len(modules))]

@@ -4,8 +4,8 @@ It never imports a backend: it talks to :class:`~hdist.types.Comm` only.
 
 - :class:`FlatModel`: the model's parameters as views into one flat vector, so a pull is one
   copy and a gradient is one vector.
-- :class:`Worker`: a worker's shard, sample order (seeded from (seed, worker index)), step
-  budget, straggler model and time accounting (compute_s, comm_s, wait_s).
+- :class:`Worker`: a worker's shard, sample order (seeded from (seed, worker index)) and step
+  budget; each mini-batch is a step of the rank's time accounts (:mod:`hdist.runtime`).
 - :class:`Snapshots`: copies of the shared x taken every few global updates and evaluated
   after training, so evaluation never steals CPU from the workers being timed.
 - :func:`run_ps`: the common life of a rank: build, ``ps_init``, common clock start, the
@@ -24,8 +24,7 @@ from typing import Callable
 import torch
 
 from hdist.problems import Problem, build_problem
-from hdist.stragglers import Straggler
-from hdist.train import check_finite, steps_per_epoch
+from hdist.train import Sampler, check_finite, measure, steps_per_epoch
 from hdist.types import RankCtx, seed_for
 
 # torch's autograd engine entry point, the one torch.autograd.grad ends in (torch >= 2.3; older
@@ -92,28 +91,25 @@ class Worker:
             self.total_local = min(self.total_local, max(1, math.ceil(int(cfg.algo.max_steps) / comm.n_workers)))
         self.total_global = self.total_local * comm.n_workers
         self.gen = torch.Generator().manual_seed(ctx.worker_seed())
-        # On the sim backend stragglers are part of the cost model (virtual time): the
-        # real-time straggler stays off there.
-        self.straggler = Straggler(cfg.topology, None if comm.virtual_time else comm.worker_index, int(cfg.seed))
-        self.compute_s = self.comm_s = self.wait_s = 0.0
         self.step = 0
         self.train_every = int(cfg.log.train_every)
 
     def batches(self):
         """Mini-batches of this worker's shard, epoch after epoch, ``total_local`` in all."""
-        log = self.ctx.log
+        log, comm = self.ctx.log, self.ctx.comm
+        order = Sampler(len(self.shard), self.b, self.gen)
         while self.step < self.total_local:
-            order = torch.randperm(len(self.shard), generator=self.gen)
-            for i in range(min(self.spe_local, self.total_local - self.step)):
-                x, y = self.shard[order[i * self.b:(i + 1) * self.b]]
-                if self.problem.has_transform:
-                    x = self.problem.train_batch(x, self.gen)
-                # Counted before the step is taken, so rows logged in it say "after step n".
-                self.step += 1
-                log.step = self.step
-                log.samples += x.shape[0]
-                log.epoch = self.step / self.spe_local
-                yield x, y
+            x, y = self.shard[order.indices(self.step)]
+            if self.problem.has_transform:
+                x = self.problem.train_batch(x, self.gen)
+            # Counted before the step is taken, so rows logged in it say "after step n".
+            self.step += 1
+            log.step = self.step
+            log.samples += x.shape[0]
+            log.epoch = self.step / self.spe_local
+            comm.mark_step()
+            yield x, y
+        comm.mark_step()
 
     def pulled(self, version: int, flat: torch.Tensor, snaps: Snapshots | None) -> None:
         """Called after every pull: rank 0 keeps a snapshot of x when one is due."""
@@ -144,12 +140,12 @@ class Worker:
             log.log("train", "train_loss", value)
             self.ctx.progress.update(min(updates, self.total_global), value, updates / self.spe_global)
 
-    def log_totals(self) -> None:
-        log = self.ctx.log
-        log.log_many("comm", {"compute_s": self.compute_s, "comm_s": self.comm_s, "wait_s": self.wait_s,
-                              "updates_total": self.step})
-        if self.straggler.total_s:
-            log.log("event", "straggle_s_total", self.straggler.total_s)
+    def log_totals(self, timing: dict[str, float] | None = None) -> None:
+        """The rank's time accounts (``timing``: as read earlier, else now) and step count."""
+        t = self.ctx.comm.timing() if timing is None else timing
+        self.ctx.log.log_many("comm", {"compute_s": t["compute_s"], "comm_s": t["comm_s"], "wait_s": t["wait_s"],
+                                       "updates_total": self.step})
+        self.ctx.comm.log_straggle_total()
 
 
 class Snapshots:
@@ -185,15 +181,7 @@ class Snapshots:
             # x is the server's or the learners' average: the BatchNorm statistics in fm.model belong to
             # other weights (the server's initial ones, learner 0's), so they are re-estimated for x first.
             problem.recalibrate_bn(fm.model, split, bn_samples, bn_batch, ctx.cfg.seed)
-            res_tr = problem.evaluate(fm.model, split, ctx.cfg.log.eval_max_samples)
-            out = {"train_loss_full": res_tr["loss"]}
-            if "error" in res_tr:
-                out["train_error"] = res_tr["error"]
-            if len(problem.data.test):
-                res_te = problem.evaluate(fm.model, problem.data.test, ctx.cfg.log.eval_max_samples)
-                out["test_loss"] = res_te["loss"]
-                if "error" in res_te:
-                    out["test_error"] = res_te["error"]
+            out = measure(problem, fm.model, split, ctx.cfg.log.eval_max_samples)
             log.updates = version
             log.epoch = version / self.spe_global
             for k, v in out.items():
@@ -240,7 +228,7 @@ def run_ps(ctx: RankCtx, worker_loop: WorkerLoop, steps_per_update: float = 1, *
     comm.barrier()
     # The clocks of all ranks start together: wall_s is comparable across ranks.
     log.restart_clock()
-    start = comm.now()  # real or virtual seconds: train_s is measured on the backend's own clock
+    comm.restart_timing()  # train_s is measured on the backend's own clock: real or virtual seconds
     if snaps is not None:
         snaps.add(0, fm.flat, 0.0)
     rows = None
@@ -261,7 +249,7 @@ def run_ps(ctx: RankCtx, worker_loop: WorkerLoop, steps_per_update: float = 1, *
         worker.log_totals()
     comm.barrier()
     end_s = log.wall_s()
-    train_s = comm.now() - start
+    train_s = comm.elapsed_s()
     if ctx.rank == 0:
         # The final x (on a server rank, pull reads the server's own copy).
         version = comm.pull(fm.flat, consistent=True)

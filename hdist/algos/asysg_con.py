@@ -28,28 +28,18 @@ CONSISTENT = True
 def worker_loop(ctx, problem, fm, w, snaps, consistent: bool = CONSISTENT) -> None:
     cfg, comm = ctx.cfg, ctx.comm
     l2 = problem.l2
-    clock = comm.now  # real seconds, or virtual ones on the sim backend
     algo = plain(cfg.algo)  # read every step: a plain dict, not OmegaConf
     for x, y in w.batches():
-        t0 = clock()
         version = comm.pull(fm.flat, consistent=consistent)  # 1. read x_hat (version k - tau)
         w.pulled(version, fm.flat, snaps)
-        t1 = clock()
-        lr = lr_at(algo, version / w.spe_global)
-        loss = problem.data_loss(fm.model(x), y)  # 2. compute G on M samples, as the step -gamma G
-        step = fm.grad(loss, scale=-lr)
-        if l2:
-            step.add_(fm.flat, alpha=-lr * l2)
-        comm.compute_done(x.shape[0])
-        t2 = clock()
-        w.straggler.after_compute(t2 - t1, ctx.log, comm.sleep)
-        t3 = clock()
+        with comm.compute(x.shape[0]):
+            lr = lr_at(algo, version / w.spe_global)
+            loss = problem.data_loss(fm.model(x), y)  # 2. compute G on M samples, as the step -gamma G
+            step = fm.grad(loss, scale=-lr)
+            if l2:
+                step.add_(fm.flat, alpha=-lr * l2)
         # 3. x <- x - gamma G; step is this iteration's own tensor, never touched again: donated.
         staleness = comm.push(step, version, consistent=consistent, donate=True)
-        t4 = clock()
-        w.comm_s += (t1 - t0) + (t4 - t3)
-        w.compute_s += t2 - t1
-        w.wait_s += t3 - t2
         w.log_step(loss, version + 1, staleness)
 
 

@@ -1,7 +1,7 @@
 """BP: ordinary backpropagation across the K stages of a pipeline, the baseline of thesis ch. 5-6
 (figs. 17-23 and 26-28, Tables 3, 5-7: "BP").
 
-One iteration t (thesis 5.2, eqs. 5.3-5.5), on the pipeline of :mod:`hdist.pipeline`:
+One iteration t (thesis 5.2, eqs. 5.3-5.5), on the pipeline of :mod:`hdist.algos._pipeline`:
 
     for k = 1..K:   h_k^t = F_k(h_{k-1}^t; w_k^t), h_0^t = x^t          # forward, eq. 5.3
     f = loss(h_K^t, y^t)
@@ -19,8 +19,8 @@ Symbols -> config: gamma_t = ``algo.lr`` x the schedule (``algo.schedule`` ...,
 
 from __future__ import annotations
 
-from hdist import pipeline
-from hdist.pipeline import FORWARD_SHARE, Stage
+from hdist.algos import _pipeline as pipeline
+from hdist.algos._pipeline import FORWARD_SHARE, Stage
 from hdist.types import AlgoSpec
 
 FAMILIES = pipeline.FAMILIES

@@ -40,7 +40,6 @@ from hdist.algos._ps import FlatModel, Snapshots
 from hdist.algos._vr import objective_rows
 from hdist.algos.dfsdca import LocalData
 from hdist.problems import build_problem
-from hdist.stragglers import Straggler
 from hdist.types import AlgoSpec, ConfigError, seed_for
 
 FAMILIES = ("collective",)
@@ -72,7 +71,6 @@ def run(ctx) -> None:
     fm.flat.zero_()
     sq = data.sq_norms()
     rng = np.random.default_rng(ctx.worker_seed(k))
-    straggler = Straggler(cfg.topology, None if comm.virtual_time else k, int(cfg.seed))
     spe_global = n / (H * K)  # rounds per pass over the data
     snaps = Snapshots(ctx, spe_global, rounds) if k == 0 else None
     dual_by_version = {0: 0.0}
@@ -80,43 +78,36 @@ def run(ctx) -> None:
     ctx.progress.start(rounds)
     comm.barrier()
     log.t0 = time.perf_counter()
-    start = comm.now()
-    compute_s = comm_s = wait_s = 0.0
+    comm.restart_timing()
     if snaps is not None:
         snaps.add(0, fm.flat, 0.0)
     for r in range(rounds):
-        t1 = comm.now()
-        dw = np.zeros(data.d)
-        for i in rng.integers(0, data.n_k, H):
-            i = int(i)
-            a = data.alpha[i]
-            if data.sparse:  # only x_i's non-zeros: O(nnz(x_i)), not O(d)
-                idx, val = data.row(i)
-                xz = val @ (w[idx] + sigma * dw[idx])
-            else:
-                xz = data.X[i] @ (w + sigma * dw)
-            delta = (data.y[i] - xz - a) / (1.0 + sigma * sq[i] / (lam * n))
-            new = a + delta
-            data.alpha[i] = new
-            yi = data.y[i]
-            data.dual_sum += (new * yi - 0.5 * new * new) - (a * yi - 0.5 * a * a)
-            if data.sparse:
-                dw[idx] += delta * val / (lam * n)  # indices are unique within a row
-            else:
-                dw += delta * data.X[i] / (lam * n)
-            comm.compute_done(1)
-        t2 = comm.now()
-        straggler.after_compute(t2 - t1, log, comm.sleep)
-        t3 = comm.now()
+        comm.mark_step()
+        with comm.compute():
+            dw = np.zeros(data.d)
+            for i in rng.integers(0, data.n_k, H):
+                i = int(i)
+                a = data.alpha[i]
+                if data.sparse:  # only x_i's non-zeros: O(nnz(x_i)), not O(d)
+                    idx, val = data.row(i)
+                    xz = val @ (w[idx] + sigma * dw[idx])
+                else:
+                    xz = data.X[i] @ (w + sigma * dw)
+                delta = (data.y[i] - xz - a) / (1.0 + sigma * sq[i] / (lam * n))
+                new = a + delta
+                data.alpha[i] = new
+                yi = data.y[i]
+                data.dual_sum += (new * yi - 0.5 * new * new) - (a * yi - 0.5 * a * a)
+                if data.sparse:
+                    dw[idx] += delta * val / (lam * n)  # indices are unique within a row
+                else:
+                    dw += delta * data.X[i] / (lam * n)
+                comm.compute_done(1)
         buf[:-1] = torch.from_numpy(dw)
         buf[-1] = data.dual_sum
         comm.allreduce(buf, "sum")  # w <- w + sum_k dw_k; and the dual sum of every shard
-        t4 = comm.now()
         w += buf[:-1].numpy()
         fm.flat.copy_(torch.from_numpy(w))
-        compute_s += t2 - t1
-        wait_s += t3 - t2
-        comm_s += t4 - t3
         log.step = log.updates = r + 1
         log.samples += H
         log.epoch = (r + 1) / spe_global
@@ -124,12 +115,13 @@ def run(ctx) -> None:
             dual_by_version[r + 1] = float(buf[-1])
             snaps.maybe(r + 1, fm.flat, log.wall_s())
             ctx.progress.update(r + 1, None, log.epoch)
-    log.log_many("comm", {"compute_s": compute_s, "comm_s": comm_s, "wait_s": wait_s, "updates_total": rounds})
-    if straggler.total_s:
-        log.log("event", "straggle_s_total", straggler.total_s)
+    t = comm.timing()
+    log.log_many("comm", {"compute_s": t["compute_s"], "comm_s": t["comm_s"], "wait_s": t["wait_s"],
+                          "updates_total": rounds})
+    comm.log_straggle_total()
     comm.barrier()
     end_s = log.wall_s()
-    train_s = comm.now() - start
+    train_s = comm.elapsed_s()
     if snaps is not None:
         snaps.add(rounds, fm.flat, end_s)
         log.log("event", "train_s", train_s)

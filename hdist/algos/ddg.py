@@ -11,7 +11,7 @@ Algorithm 9 / 10, in the thesis' order (modules k = 1..K; here stage index k - 1
             w_{G(k)}^{t+1} <- w_{G(k)}^t - gamma_t g_k^t               # Alg. 9 line 4 (SGD)
             [Adam-DDG: m, v <- beta1, beta2 moments of g_k^t; bias-corrected step]  # Alg. 10 lines 4-8
 
-On the pipeline of :mod:`hdist.pipeline`: every iteration, stage k runs the forward of batch t
+On the pipeline of :mod:`hdist.algos._pipeline`: every iteration, stage k runs the forward of batch t
 (its graph kept, with a snapshot of the weights the graph uses), then the backward of batch
 t-K+k with the error gradient stage k+1 sent in the previous iteration (delay K-k: 0 for the
 last stage, K-1 for the first), sends its input's gradient down, and steps. No stage waits for
@@ -32,8 +32,8 @@ from __future__ import annotations
 
 from collections import deque
 
-from hdist import pipeline
-from hdist.pipeline import FORWARD_SHARE, Stage
+from hdist.algos import _pipeline as pipeline
+from hdist.algos._pipeline import FORWARD_SHARE, Stage
 from hdist.types import AlgoSpec
 
 FAMILIES = pipeline.FAMILIES

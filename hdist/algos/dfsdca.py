@@ -172,7 +172,6 @@ class LocalData:
 
 def worker_loop(ctx, problem, fm, w, snaps):
     cfg, comm, log = ctx.cfg, ctx.comm, ctx.log
-    clock = comm.now
     n = len(problem.data.train)
     lam = float(cfg.objective.l2)
     eta = eta_of(cfg, n)
@@ -185,34 +184,26 @@ def worker_loop(ctx, problem, fm, w, snaps):
         pushes = min(pushes, max(1, math.ceil(int(cfg.algo.max_steps) / comm.n_workers)))
     w.total_local = pushes
     rng = np.random.default_rng(ctx.worker_seed())
-    t0 = clock()
     version = comm.pull(fm.flat)  # receive w
     w.pulled(version, fm.flat, snaps)
-    w.comm_s += clock() - t0
     wv = fm.flat.detach().to(torch.float64).numpy().copy()
     v = np.zeros(data.d)
     entries = []  # (version at which this push is in w, the shard's dual sum then)
     for p in range(pushes):
-        t1 = clock()
-        v[:] = 0.0
-        for i in rng.integers(0, data.n_k, H):
-            if T is not None and comm.ps_version() // T > version // T:
-                version = comm.pull(fm.flat)  # the broadcast of w^{s+1,0} reaches this worker
-                wv[:] = fm.flat.detach().to(torch.float64).numpy()
-            data.step(int(i), wv, v, step)
-            comm.compute_done(1)
-        t2 = clock()
-        w.straggler.after_compute(t2 - t1, log, comm.sleep)
-        t3 = clock()
+        comm.mark_step()
+        with comm.compute():
+            v[:] = 0.0
+            for i in rng.integers(0, data.n_k, H):
+                if T is not None and comm.ps_version() // T > version // T:
+                    version = comm.pull(fm.flat)  # the broadcast of w^{s+1,0} reaches this worker
+                    wv[:] = fm.flat.detach().to(torch.float64).numpy()
+                data.step(int(i), wv, v, step)
+                comm.compute_done(1)
         delta = torch.from_numpy(-eta * v).to(fm.flat.dtype)
         staleness, version = comm.push_pull(delta, version, fm.flat)  # send v_k; receive w
         wv[:] = fm.flat.detach().to(torch.float64).numpy()
         entries.append((float(version), data.dual_sum))
         w.pulled(version, fm.flat, snaps)
-        t4 = clock()
-        w.compute_s += t2 - t1
-        w.wait_s += t3 - t2
-        w.comm_s += t4 - t3
         w.step = p + 1
         log.step, log.updates = p + 1, version
         log.samples += H

@@ -47,9 +47,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hdist import pipeline
+from hdist.algos import _pipeline as pipeline
+from hdist.algos._pipeline import FORWARD_SHARE, make_optimizer
 from hdist.algos.bp import BPStage
-from hdist.pipeline import FORWARD_SHARE, make_optimizer
 from hdist.types import AlgoSpec, ConfigError, seed_for
 
 FAMILIES = pipeline.FAMILIES

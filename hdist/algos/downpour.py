@@ -50,30 +50,23 @@ def worker_loop(ctx, problem, fm, w, snaps) -> None:
     cfg, comm = ctx.cfg, ctx.comm
     k = int(cfg.algo.get("k", 1) or 1)
     l2 = problem.l2
-    clock = comm.now  # real seconds, or virtual ones on the sim backend
-    t0 = clock()
     version = comm.pull(fm.flat)  # x_i <- x: the first fetch
     w.pulled(version, fm.flat, snaps)
-    w.comm_s += clock() - t0
     delta = torch.zeros_like(fm.flat)
     accrued = 0
     algo = plain(cfg.algo)  # read every step: a plain dict, not OmegaConf
     for x, y in w.batches():
-        t1 = clock()
-        loss = problem.data_loss(fm.model(x), y)  # g at the local copy x_i
-        g = fm.grad(loss)
-        if l2:
-            g.add_(fm.flat, alpha=l2)
-        lr = lr_at(algo, (w.step - 1) / w.spe_local)  # this step's epoch index, as serial SGD
-        g.mul_(-lr)
-        reg = w.reg_to_log()  # the logged objective is at the point the gradient was taken
-        fm.flat.add_(g)  # x_i <- x_i - eta g
-        delta.add_(g)  # delta <- delta - eta g
+        with comm.compute(x.shape[0]):
+            loss = problem.data_loss(fm.model(x), y)  # g at the local copy x_i
+            g = fm.grad(loss)
+            if l2:
+                g.add_(fm.flat, alpha=l2)
+            lr = lr_at(algo, (w.step - 1) / w.spe_local)  # this step's epoch index, as serial SGD
+            g.mul_(-lr)
+            reg = w.reg_to_log()  # the logged objective is at the point the gradient was taken
+            fm.flat.add_(g)  # x_i <- x_i - eta g
+            delta.add_(g)  # delta <- delta - eta g
         accrued += 1
-        comm.compute_done(x.shape[0])
-        t2 = clock()
-        w.straggler.after_compute(t2 - t1, ctx.log, comm.sleep)
-        t3 = clock()
         staleness = None
         if accrued == k:
             staleness, version = comm.push_pull(delta, version, fm.flat)  # x += delta; x_i <- x
@@ -82,15 +75,9 @@ def worker_loop(ctx, problem, fm, w, snaps) -> None:
             w.pulled(version, fm.flat, snaps)
             delta.zero_()
             accrued = 0
-        t4 = clock()
-        w.compute_s += t2 - t1
-        w.wait_s += t3 - t2
-        w.comm_s += t4 - t3
         w.log_step(loss, version, staleness, reg=reg)
     if accrued:
-        t0 = clock()
         staleness = comm.push(delta, version)  # the remainder (< K steps)
-        w.comm_s += clock() - t0
         log = ctx.log
         log.updates = version + 1 + (staleness or 0)
         if staleness is not None:

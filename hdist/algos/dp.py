@@ -48,7 +48,7 @@ import torch
 from hdist.optim import CLARS, LARS, MNAG, SampleGradStats, layer_param_groups, named_rates
 from hdist.problems import build_problem
 from hdist.schedules import lr_at
-from hdist.train import Evaluator, check_finite, epoch_order, steps_per_epoch
+from hdist.train import Evaluator, Sampler, check_finite, steps_per_epoch
 from hdist.types import AlgoSpec, ConfigError, seed_for
 
 FAMILIES = ("serial", "collective")
@@ -153,7 +153,7 @@ def run(ctx) -> None:
     total_epochs = total / spe
     scale = gamma_scale(cfg, B)
 
-    order_gen = torch.Generator().manual_seed(seed_for(cfg.seed, 0))  # the same order on every rank
+    order = Sampler(n, B, torch.Generator().manual_seed(seed_for(cfg.seed, 0)))  # the same order on every rank
     aug_gen = torch.Generator().manual_seed(ctx.worker_seed())  # augmentation draws: per worker
     train_every = int(cfg.log.train_every)
     layer_every = int(cfg.log.get("layer_every") or 0)
@@ -164,7 +164,8 @@ def run(ctx) -> None:
     def sync_and_evaluate() -> None:
         if P > 1 and buffers:  # BatchNorm running statistics: the mean over ranks (every rank calls)
             flat = torch.cat([b.reshape(-1) for b in buffers])
-            comm.allreduce(flat, "mean")
+            with comm.untimed():  # an evaluation's synchronisation is no step's communication
+                comm.allreduce(flat, "mean")
             off = 0
             for b in buffers:
                 b.copy_(flat[off:off + b.numel()].view_as(b))
@@ -190,16 +191,14 @@ def run(ctx) -> None:
     ctx.progress.start(total)
     comm.barrier()
     log.t0 = time.perf_counter()
-    start = comm.now()
-    compute_s = comm_s = 0.0
+    comm.restart_timing()
     sync_and_evaluate()
     step = 0
     norm_sums = torch.zeros(len(params), dtype=torch.float64)
     while step < total:
-        order = epoch_order(n, order_gen)
-        for i in range(min(spe, total - step)):
-            t_c = comm.now()
-            batch = order[i * B:(i + 1) * B]
+        for _ in range(min(spe, total - step)):
+            comm.mark_step()
+            batch = order.indices(step)
             n_t = batch.numel()
             pieces = torch.tensor_split(batch, micros)
             opt.zero_grad(set_to_none=False)
@@ -210,29 +209,27 @@ def run(ctx) -> None:
                 idx = pieces[k * P + w]
                 if idx.numel() == 0:
                     continue
-                x, y = train[idx]
-                if problem.has_transform:
-                    x = problem.train_batch(x, aug_gen)
-                loss = problem.data_loss(model(x), y)
-                (loss * (idx.numel() / n_t)).backward()
-                loss_sum += float(loss.detach()) * idx.numel()
+                with comm.compute(idx.numel()):
+                    x, y = train[idx]
+                    if problem.has_transform:
+                        x = problem.train_batch(x, aug_gen)
+                    loss = problem.data_loss(model(x), y)
+                    (loss * (idx.numel() / n_t)).backward()
+                    loss_sum += float(loss.detach()) * idx.numel()
                 own += idx.numel()
-                comm.compute_done(idx.numel())
                 if stats is not None:
                     sub_x.append(x if j_per is None else x[:j_per])
                     sub_y.append(y if j_per is None else y[:j_per])
             if sub_x:  # CLARS: one vmap call over this worker's part of J
-                s = stats(torch.cat(sub_x), torch.cat(sub_y))
-                norm_sums += torch.stack(s["norm_sum"])
-                j_count = s["n"]
-                comm.compute_done(s["n"])
-            t_m = comm.now()
-            compute_s += t_m - t_c
+                with comm.compute():
+                    s = stats(torch.cat(sub_x), torch.cat(sub_y))
+                    norm_sums += torch.stack(s["norm_sum"])
+                    j_count = s["n"]
+                    comm.compute_done(s["n"])
             grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
             flat = torch.cat([g.reshape(-1) for g in grads] + [norm_sums.float(),
                                                                torch.tensor([j_count, loss_sum], dtype=torch.float32)])
             comm.allreduce(flat, "sum")
-            comm_s += comm.now() - t_m
             off = 0
             for p, g in zip(params, grads):
                 k = p.numel()
@@ -266,10 +263,12 @@ def run(ctx) -> None:
                 log_layers()
             if evaluate.due(step):
                 sync_and_evaluate()
-    log.log_many("comm", {"compute_s": compute_s, "comm_s": comm_s, "updates_total": step})
+    t = comm.timing()
+    log.log_many("comm", {"compute_s": t["compute_s"], "comm_s": t["comm_s"], "updates_total": step})
+    comm.log_straggle_total()
     comm.barrier()
     if lead:
-        log.log("event", "train_s", comm.now() - start)
+        log.log("event", "train_s", comm.elapsed_s())
 
 
 SPEC = AlgoSpec(FAMILIES, run, validate=validate)

@@ -55,13 +55,10 @@ def worker_loop(ctx, problem, fm, w, snaps) -> None:
     delta = float(cfg.algo.momentum)
     alpha = moving_rate(cfg.algo, comm.n_workers)
     l2 = problem.l2
-    clock = comm.now  # real seconds, or virtual ones on the sim backend
     xi = torch.empty_like(fm.flat)
     v = torch.zeros_like(xi)  # v_i = 0
     center = torch.empty_like(xi)
-    t0 = clock()
     version = comm.pull(xi)  # x_i = x~
-    w.comm_s += clock() - t0
 
     def exchange() -> int | None:
         """Elastic exchange from the current x_i; returns the push's staleness."""
@@ -77,29 +74,18 @@ def worker_loop(ctx, problem, fm, w, snaps) -> None:
     algo = plain(cfg.algo)  # read every step: a plain dict, not OmegaConf
     for x, y in w.batches():
         t = w.step - 1  # t_i: local steps taken before this one
-        ta = clock()
         fm.flat.copy_(xi).add_(v, alpha=delta)  # the look-ahead x + delta v_i, before the exchange
-        t0 = clock()
         staleness = exchange() if t % tau == 0 else None
-        t1 = clock()
-        loss = problem.data_loss(fm.model(x), y)
-        g = fm.grad(loss)
-        if l2:
-            g.add_(fm.flat, alpha=l2)
-        lr = lr_at(algo, t / w.spe_local)
-        v.mul_(delta).sub_(g, alpha=lr)  # v_i <- delta v_i - eta g(x + delta v_i)
-        xi.add_(v)  # x_i <- x_i + v_i
-        comm.compute_done(x.shape[0])
-        t2 = clock()
-        w.straggler.after_compute(t2 - t1, ctx.log, comm.sleep)
-        t3 = clock()
-        w.comm_s += t1 - t0
-        w.compute_s += (t0 - ta) + (t2 - t1)
-        w.wait_s += t3 - t2
+        with comm.compute(x.shape[0]):
+            loss = problem.data_loss(fm.model(x), y)
+            g = fm.grad(loss)
+            if l2:
+                g.add_(fm.flat, alpha=l2)
+            lr = lr_at(algo, t / w.spe_local)
+            v.mul_(delta).sub_(g, alpha=lr)  # v_i <- delta v_i - eta g(x + delta v_i)
+            xi.add_(v)  # x_i <- x_i + v_i
         w.log_step(loss, version, staleness)
-    t0 = clock()
     staleness = exchange()
-    w.comm_s += clock() - t0
     ctx.log.updates = version
     if staleness is not None:
         ctx.log.log("comm", "staleness", staleness)

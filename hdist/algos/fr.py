@@ -33,8 +33,8 @@ from __future__ import annotations
 
 from collections import deque
 
-from hdist import pipeline
-from hdist.pipeline import FORWARD_SHARE, Stage
+from hdist.algos import _pipeline as pipeline
+from hdist.algos._pipeline import FORWARD_SHARE, Stage
 from hdist.types import AlgoSpec
 
 FAMILIES = pipeline.FAMILIES

@@ -47,40 +47,32 @@ def run(ctx) -> None:
     ctx.progress.start(total_rounds)
     comm.barrier()
     log.restart_clock()  # every learner's clock starts at the same barrier
-    start = comm.now()
+    comm.restart_timing()
     if snaps is not None:
         snaps.add(0, fm.flat, 0.0)
-    clock = comm.now
     rounds, local = 0, 0
     algo = plain(cfg.algo)  # read every step: a plain dict, not OmegaConf
     for x, y in w.batches():
-        t0 = clock()
-        loss = problem.data_loss(fm.model(x), y)
-        g = fm.grad(loss)
-        if l2:
-            g.add_(fm.flat, alpha=l2)
-        lr = lr_at(algo, (w.step - 1) / w.spe_local)
-        reg = w.reg_to_log()  # the logged objective is at the point the gradient was taken
-        fm.flat.add_(g, alpha=-lr)  # w^j <- w^j - gamma grad
-        comm.compute_done(x.shape[0])
-        t1 = clock()
-        w.straggler.after_compute(t1 - t0, log, comm.sleep)
-        t2 = clock()
-        w.compute_s += t1 - t0
-        w.wait_s += t2 - t1
+        with comm.compute(x.shape[0]):
+            loss = problem.data_loss(fm.model(x), y)
+            g = fm.grad(loss)
+            if l2:
+                g.add_(fm.flat, alpha=l2)
+            lr = lr_at(algo, (w.step - 1) / w.spe_local)
+            reg = w.reg_to_log()  # the logged objective is at the point the gradient was taken
+            fm.flat.add_(g, alpha=-lr)  # w^j <- w^j - gamma grad
         local += 1
         if local == k or w.step == w.total_local:
             comm.allreduce(fm.flat, op="mean")  # w~ = (1/P) sum_j w^j: the synchronisation point
-            t3 = clock()
-            w.comm_s += t3 - t2
             rounds += 1
             local = 0
             if snaps is not None:
                 snaps.maybe(rounds, fm.flat, log.wall_s())
         w.log_step(loss, rounds, None, reg=reg)
+    timing = comm.timing()  # the closing barrier is no round's
     comm.barrier()
-    train_s = comm.now() - start
-    w.log_totals()
+    train_s = comm.elapsed_s()
+    w.log_totals(timing)
     if snaps is not None:
         snaps.add(rounds, fm.flat, log.wall_s())
         log.log("event", "train_s", train_s)

@@ -16,7 +16,7 @@ import torch
 
 from hdist.problems import build_problem
 from hdist.schedules import lr_at
-from hdist.train import Evaluator, check_finite, epoch_order, steps_per_epoch, total_steps
+from hdist.train import Evaluator, Sampler, check_finite, steps_per_epoch, total_steps
 from hdist.types import AlgoSpec
 
 FAMILIES = ("serial",)
@@ -33,6 +33,7 @@ def run(ctx) -> None:
     spe = steps_per_epoch(len(train), b)
     total = total_steps(cfg, len(train))
     gen = torch.Generator().manual_seed(ctx.seed)
+    order = Sampler(len(train), b, gen)
     opt = torch.optim.SGD(model.parameters(), lr=lr_at(cfg.algo, 0), momentum=float(cfg.algo.momentum),
                           weight_decay=problem.l2)
     evaluate = Evaluator(ctx, problem, spe, total)
@@ -46,20 +47,19 @@ def run(ctx) -> None:
         for group in opt.param_groups:
             group["lr"] = lr
         log.log("train", "lr", lr)
-        order = epoch_order(len(train), gen)
-        for i in range(min(spe, total - step)):
-            x, y = train[order[i * b:(i + 1) * b]]
+        for _ in range(min(spe, total - step)):
+            x, y = train[order.indices(step)]
             if problem.has_transform:
                 x = problem.train_batch(x, gen)
-            opt.zero_grad(set_to_none=True)
-            loss = problem.data_loss(model(x), y)
-            loss.backward()
-            logging = (step + 1) % train_every == 0
-            # The logged objective is at the parameters the gradient was taken at: the
-            # regulariser is read before the update.
-            reg = problem.reg_value(model) if logging and problem.l2 else 0.0
-            opt.step()
-            comm.compute_done(x.shape[0])  # advances the virtual clock on sim; nothing elsewhere
+            with comm.compute(x.shape[0]):
+                opt.zero_grad(set_to_none=True)
+                loss = problem.data_loss(model(x), y)
+                loss.backward()
+                logging = (step + 1) % train_every == 0
+                # The logged objective is at the parameters the gradient was taken at: the
+                # regulariser is read before the update.
+                reg = problem.reg_value(model) if logging and problem.l2 else 0.0
+                opt.step()
             step += 1
             log.step = log.updates = step
             log.samples += x.shape[0]
@@ -71,6 +71,7 @@ def run(ctx) -> None:
                 ctx.progress.update(step, value, log.epoch)
             if evaluate.due(step):
                 evaluate(model, train)
+    comm.log_straggle_total()
 
 
 SPEC = AlgoSpec(FAMILIES, run, max_workers=MAX_WORKERS)

@@ -44,7 +44,7 @@ import torch
 
 from hdist.algos._ps import FlatModel
 from hdist.algos._vr import Grad, run_frame, worker_allreduce
-from hdist.train import steps_per_epoch
+from hdist.train import Sampler, steps_per_epoch
 from hdist.types import AlgoSpec, ConfigError, seed_for
 
 FAMILIES = ("shared",)
@@ -70,27 +70,23 @@ def pretrain_sgd(ctx, problem, fm: FlatModel, epochs: float, lr: float) -> int:
     spe = steps_per_epoch(len(train), b)
     total = max(0, math.ceil(float(epochs) * spe))
     gen = torch.Generator().manual_seed(seed_for(cfg.seed, 10_007))
-    step = 0
-    while step < total:
-        order = torch.randperm(len(train), generator=gen)
-        for i in range(min(spe, total - step)):
-            x, y = train[order[i * b:(i + 1) * b]]
-            if problem.has_transform:
-                x = problem.train_batch(x, gen)
+    order = Sampler(len(train), b, gen)
+    for step in range(total):
+        x, y = train[order.indices(step)]
+        if problem.has_transform:
+            x = problem.train_batch(x, gen)
+        with ctx.comm.compute(x.shape[0]):
             g = fm.grad(problem.data_loss(fm.model(x), y))
             if problem.l2:
                 g.add_(fm.flat, alpha=problem.l2)
             with torch.no_grad():
                 fm.flat.add_(g, alpha=-lr)
-            ctx.comm.compute_done(x.shape[0])
-            step += 1
-    return step
+    return total
 
 
 def svrg_loop(ctx, problem, fm, w, snaps, distributed: bool = False) -> None:
     """The stages of Algorithm 1 (``distributed=False``) or Algorithms 2-3 (True; see dist_svrg)."""
     cfg, comm, log = ctx.cfg, ctx.comm, ctx.log
-    clock = comm.now
     lr = float(cfg.algo.lr)
     l2 = problem.l2
     n = len(problem.data.train)
@@ -116,66 +112,54 @@ def svrg_loop(ctx, problem, fm, w, snaps, distributed: bool = False) -> None:
     if pre > 0 and not distributed:
         # SGD_SVRG: worker 0 pre-trains from x^0 and writes the result; the others wait.
         if comm.worker_index == 0:
-            t0 = clock()
-            x0 = fm.flat.clone()
-            steps = pretrain_sgd(ctx, problem, fm, pre, float(cfg.algo.get("pretrain_lr") or lr))
-            version = comm.push(fm.flat - x0, 0, consistent=True) or 0
-            version = comm.pull(fm.flat, consistent=True)
-            if snaps is not None:
-                snaps.add(version, fm.flat, log.wall_s())
-            w.compute_s += clock() - t0
+            with comm.compute():  # the pre-training is this worker's compute, its messages included
+                x0 = fm.flat.clone()
+                steps = pretrain_sgd(ctx, problem, fm, pre, float(cfg.algo.get("pretrain_lr") or lr))
+                version = comm.push(fm.flat - x0, 0, consistent=True) or 0
+                version = comm.pull(fm.flat, consistent=True)
+                if snaps is not None:
+                    snaps.add(version, fm.flat, log.wall_s())
             log.log("event", "pretrain_steps", steps)
-        comm.barrier()
+        with comm.untimed():  # the others' wait for worker 0's pre-training is in no account
+            comm.barrier()
 
     batches = w.batches()
     for _s in range(S):
         # --- snapshot and full gradient: collective over the workers ----------------------------
-        t0 = clock()
+        comm.mark_step()  # a stage's snapshot phase is a step of its own
         if distributed:
             worker_allreduce(comm, torch.zeros(1))  # the workers meet: every push of the stage is applied
         else:
             comm.barrier()  # every update of the previous stage is in x
         version = comm.pull(snap.flat, consistent=True)  # x~ <- x^s (Alg. 2: the server's broadcast)
-        t1 = clock()
-        mu.copy_(grad.shard_sum(snap, w.shard))  # this shard's sum of grad f_i(x~)
         b = max(1, int(cfg.algo.batch_size))
-        for _ in range(math.ceil(len(w.shard) / b)):
-            comm.compute_done(b)  # sim: the pass costs n_k / b steps
-        t2 = clock()
-        w.straggler.after_compute(t2 - t1, log, comm.sleep)
-        t3 = clock()
+        with comm.compute():
+            mu.copy_(grad.shard_sum(snap, w.shard))  # this shard's sum of grad f_i(x~)
+            for _ in range(math.ceil(len(w.shard) / b)):
+                comm.compute_done(b)  # sim: the pass costs n_k / b steps
         worker_allreduce(comm, mu)  # sum over shards (Alg. 2: gathered by the server)
         mu.div_(n)
         fm.flat.copy_(snap.flat)
-        t4 = clock()
-        w.compute_s += t2 - t1
-        w.wait_s += t3 - t2
-        w.comm_s += (t1 - t0) + (t4 - t3)
         log.log("train", "full_grad_norm_sq", float(mu @ mu))
         # --- m inner iterations (this worker's share) ----------------------------------------
         for _t in range(m_local):
             x, y = next(batches)
-            t0 = clock()
             if not distributed:
                 version = comm.pull(fm.flat, consistent=False)  # x^ (lock-free, possibly torn)
                 w.pulled(version, fm.flat, snaps)
-            t1 = clock()
-            loss, g = grad.batch(fm, x, y)  # grad f_I(x^)
-            _, g_snap = grad.batch(snap, x, y)  # grad f_I(x~)
-            g.sub_(g_snap).add_(mu)  # v (eq. 5 / 16)
-            if l2:
-                g.add_(fm.flat, alpha=l2)
-            comm.compute_done(x.shape[0])
-            comm.compute_done(x.shape[0])  # two gradients per inner iteration
-            if coords is None:
-                delta.copy_(g).mul_(-lr)
-            else:
-                k = torch.randperm(d, generator=w.gen)[:coords]  # k_t
-                delta.zero_()
-                delta[k] = g[k] * -lr
-            t2 = clock()
-            w.straggler.after_compute(t2 - t1, log, comm.sleep)
-            t3 = clock()
+            with comm.compute(x.shape[0]):
+                loss, g = grad.batch(fm, x, y)  # grad f_I(x^)
+                _, g_snap = grad.batch(snap, x, y)  # grad f_I(x~)
+                g.sub_(g_snap).add_(mu)  # v (eq. 5 / 16)
+                if l2:
+                    g.add_(fm.flat, alpha=l2)
+                comm.compute_done(x.shape[0])  # two gradients per inner iteration: the block charges the other
+                if coords is None:
+                    delta.copy_(g).mul_(-lr)
+                else:
+                    k = torch.randperm(d, generator=w.gen)[:coords]  # k_t
+                    delta.zero_()
+                    delta[k] = g[k] * -lr
             if distributed:
                 staleness, version = comm.push_pull(delta, version, fm.flat)  # send v; receive fresh x
                 if comm.has_server:
@@ -185,10 +169,6 @@ def svrg_loop(ctx, problem, fm, w, snaps, distributed: bool = False) -> None:
             else:
                 staleness = comm.push(delta, version, consistent=False)  # (x)_k <- (x)_k - eta (v)_k
                 applied = version + 1 + (staleness or 0)
-            t4 = clock()
-            w.compute_s += t2 - t1
-            w.wait_s += t3 - t2
-            w.comm_s += (t1 - t0) + (t4 - t3)
             w.log_step(loss, applied, staleness)
 
 

@@ -15,6 +15,7 @@ import torch
 
 from hdist.metrics import MetricsLogger
 from hdist.progress import QuietProgress, make_progress
+from hdist.runtime import timed_comm
 from hdist.types import Diverged, PeerFailed, RankCtx
 
 
@@ -29,8 +30,8 @@ def threads_per_rank(cfg, ranks: int) -> int:
 def make_ctx(cfg, run_dir: Path, run_id: str, rank: int, world: int, comm, role: str = "worker") -> RankCtx:
     log = MetricsLogger(run_dir, run_id, rank=rank, role=role, flush_s=cfg.log.flush_s)
     progress = make_progress(cfg.progress, desc=f"{cfg.stem}/{run_id}") if rank == 0 else QuietProgress()
-    return RankCtx(cfg=cfg, rank=rank, world_size=world, comm=comm, log=log, run_dir=Path(run_dir),
-                   progress=progress)
+    return RankCtx(cfg=cfg, rank=rank, world_size=world, comm=timed_comm(comm, cfg, log), log=log,
+                   run_dir=Path(run_dir), progress=progress)
 
 
 def run_rank(ctx: RankCtx, rank_fn: Callable[[RankCtx], None]) -> None:

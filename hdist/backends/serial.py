@@ -9,6 +9,7 @@ import torch
 
 from hdist.metrics import MetricsLogger
 from hdist.progress import make_progress
+from hdist.runtime import timed_comm
 from hdist.types import Backend, RankCtx, RealClock, World
 
 NAME = "serial"
@@ -79,11 +80,11 @@ class SerialComm(RealClock):
 
 def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], world: World, run_id: str = "",
            n_params: int = 0) -> None:
-    # world.ranks is 1: the one rank plays the server and every stage of a pipeline (hdist.pipeline).
+    # world.ranks is 1: the one rank plays the server and every stage of a pipeline (hdist.algos._pipeline).
     log = MetricsLogger(run_dir, run_id, rank=0, role="worker", flush_s=cfg.log.flush_s)
     progress = make_progress(cfg.progress, desc=f"{cfg.stem}/{run_id}")
-    ctx = RankCtx(cfg=cfg, rank=0, world_size=1, comm=SerialComm(), log=log, run_dir=Path(run_dir),
-                  progress=progress)
+    ctx = RankCtx(cfg=cfg, rank=0, world_size=1, comm=timed_comm(SerialComm(), cfg, log), log=log,
+                  run_dir=Path(run_dir), progress=progress)
     old_threads = torch.get_num_threads()
     if cfg.backend.get("threads"):
         torch.set_num_threads(int(cfg.backend.threads))

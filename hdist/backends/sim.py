@@ -43,13 +43,13 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-import random
 from pathlib import Path
 from typing import Callable
 
 import torch
 
 from hdist.backends._ranks import make_ctx
+from hdist.stragglers import stream
 from hdist.types import Backend, RankCtx
 from hdist.types import World as Layout  # this module's World is its event loop
 
@@ -111,7 +111,7 @@ class CostModel:
         lo, hi = st.get("m") or [0.0, 0.0]
         self.m_lo, self.m_hi = float(lo), float(hi)
         # One stream per worker, drawn in that worker's own order: independent of scheduling.
-        self.rng = [random.Random(int(seed) * 15485863 + w) for w in range(n_workers)]
+        self.rng = [stream(seed, w) for w in range(n_workers)]
 
     def compute_s(self, worker: int | None, samples: int) -> tuple[float, float]:
         """(compute seconds, of which straggling) for one step of ``worker`` on ``samples``."""

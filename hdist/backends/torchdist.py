@@ -37,7 +37,7 @@ SIGKILL: nothing outlives a run. Ranks also die with the process that forked the
 which ends its peers the same way and makes torchrun report the failure (MPI_Abort's part).
 
 Families: serial, ps (a server rank that serves with gloo point to point, like ``mpi.py``),
-collective and pipeline (one rank per stage, ``topology.stages`` of them: :mod:`hdist.pipeline`).
+collective and pipeline (one rank per stage, ``topology.stages`` of them: :mod:`hdist.algos._pipeline`).
 Left out: ``shared`` (no shared memory between the ranks: inconsistent reads need the thread or
 process backends).
 """

@@ -123,8 +123,8 @@ def stage_sizes(model: str, K: int, cuts: tuple | None, batch: int) -> dict:
     from the zoo as the runs built it (the sizes do not depend on the weights)."""
     import torch
 
+    from hdist.algos._pipeline import profile
     from hdist.models import build_model, get_spec, split_stages
-    from hdist.pipeline import profile
 
     spec = get_spec(model)
     net = build_model(model)

@@ -1,7 +1,7 @@
 """Shared analysis and plots of the model-parallel stems (thesis ch. 5: figs. 17-23, Table 3, benchmark (a)).
 
 Pure functions of the DataFrame of :func:`hdist.metrics.load_results` for runs of the pipeline executor
-(:mod:`hdist.pipeline`): BP, DDG, DNI and FR logging ``train_loss``, ``test_loss``, ``test_error`` and the
+(:mod:`hdist.algos._pipeline`): BP, DDG, DNI and FR logging ``train_loss``, ``test_loss``, ``test_error`` and the
 cumulative per-stage timers ``forward_s/k``, ``backward_s/k``, ``wait_s/k`` (k = 1..K) plus ``train_s``.
 
 - :func:`arm`: one label per run ("BP, 1 device", "DDG, K=2", with "sim" or "real" when both are present);

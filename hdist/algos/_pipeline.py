@@ -46,7 +46,8 @@ though on the sim its messages take virtual time). BP gives sigma = 1.
 Time on the sim: a stage's forward costs (its share of the model's forward FLOPs) / 3 of the
 cost model's step time for its samples, its backward twice that (the thesis: backward is about
 twice the forward), a replayed forward or a synthesizer its own FLOPs' share
-(``comm.compute_done(samples, work=...)``).
+(``comm.compute(samples, work=...)``). Each of these phases is a compute block of its stage, so
+stage k straggles (``topology.straggler.workers`` holds k) on every backend, serial included.
 
 The last stage logs ``train_loss`` (the mini-batch loss of the iteration's forward, plus the
 regulariser when ``objective.l2`` > 0) and evaluates the composed model (on a K-rank world the
@@ -70,7 +71,7 @@ from torch import nn
 from hdist.models import split_stages
 from hdist.problems import build_problem
 from hdist.schedules import lr_at
-from hdist.train import Evaluator, check_finite, epoch_order, steps_per_epoch, total_steps
+from hdist.train import Evaluator, Sampler, check_finite, total_steps
 from hdist.types import ConfigError, seed_for
 
 FAMILIES = ("pipeline",)
@@ -246,22 +247,13 @@ class Batches:
     def __init__(self, problem, batch_size: int, seed: int, lookback: int = 1):
         self.problem, self.train = problem, problem.data.train
         self.n, self.b = len(self.train), int(batch_size)
-        self.spe = steps_per_epoch(self.n, self.b)
         self.seed = int(seed)
-        self._gen = torch.Generator().manual_seed(seed_for(seed, 0))  # serial SGD's order
-        self._orders: dict[int, torch.Tensor] = {}
-        self._next_epoch = 0
-        # Epoch orders kept: enough for a batch ``lookback`` iterations back (delays, probes).
-        self._keep = 2 + int(lookback) // self.spe
+        # Serial SGD's order; a batch ``lookback`` iterations back can be made again (delays, probes).
+        self.order = Sampler(self.n, self.b, torch.Generator().manual_seed(seed_for(seed, 0)), lookback)
+        self.spe = self.order.spe
 
     def indices(self, s: int) -> torch.Tensor:
-        e, i = divmod(int(s), self.spe)
-        while self._next_epoch <= e:
-            self._orders[self._next_epoch] = epoch_order(self.n, self._gen)
-            self._next_epoch += 1
-            for old in [k for k in self._orders if k < self._next_epoch - self._keep]:
-                del self._orders[old]
-        return self._orders[e][i * self.b:(i + 1) * self.b]
+        return self.order.indices(s)
 
     def size(self, s: int) -> int:
         return int(self.indices(s).numel())
@@ -346,7 +338,6 @@ class Stage:
         self._buffer_ptrs = {b.untyped_storage().data_ptr() for b in self.buffers}
         self.mem = HeldBytes()
         self.times = {"forward": 0.0, "backward": 0.0, "wait": 0.0}
-        self.virtual = bool(getattr(self.comm, "virtual_time", False))
         self.loss: torch.Tensor | None = None  # last stage: the iteration's mini-batch loss
         self.sigma_ref: torch.Tensor | None = None  # the probe's exact gradient, until update uses it
         self.sigma: float | None = None  # the measured sigma, until the driver logs it
@@ -371,15 +362,17 @@ class Stage:
     # --- time ----------------------------------------------------------------------------------
     @contextmanager
     def timed(self, phase: str, samples: int = 0, work: float = 0.0):
-        """Time a phase on the rank's clock; on the sim, charge ``work`` (a fraction of the cost
-        model's step for ``samples``) to the virtual clock."""
+        """Time a phase of this stage on the rank's clock. With ``work``, the phase is a compute
+        block of this stage's worker (a fraction ``work`` of the cost model's step for ``samples``):
+        the sim charges it to the virtual clock, a real backend may straggle in it (the phase's
+        time includes the hold, as the sim's does)."""
         t0 = self.comm.now()
-        try:
+        if work > 0:
+            with self.comm.compute(samples, work=work, worker=self.k):
+                yield
+        else:
             yield
-        finally:
-            if work > 0 and self.virtual:
-                self.comm.compute_done(samples, work=work)
-            self.times[phase] += self.comm.now() - t0
+        self.times[phase] += self.comm.now() - t0
 
     # --- links ---------------------------------------------------------------------------------
     def receive_input(self, t: int) -> torch.Tensor:
@@ -612,7 +605,7 @@ def run(ctx, stage_cls: type[Stage]) -> None:
     ctx.progress.start(total)
     comm.barrier()
     log.restart_clock()
-    start = comm.now()
+    comm.restart_timing()
     evaluate_now()
     for t in range(total):
         lr = lr_at(a, t / spe, total_epochs)
@@ -658,6 +651,7 @@ def run(ctx, stage_cls: type[Stage]) -> None:
         st.finish(total)
     if links.pending():
         raise RuntimeError(f"pipeline: {links.pending()} message(s) sent and never received (a schedule bug)")
+    comm.log_straggle_total()
     comm.barrier()
     if last is not None:
-        log.log("event", "train_s", comm.now() - start)
+        log.log("event", "train_s", comm.elapsed_s())
