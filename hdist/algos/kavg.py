@@ -31,7 +31,9 @@ from hdist.types import AlgoSpec, seed_for
 FAMILIES = ("collective",)
 
 
-def run(ctx) -> None:
+def run(ctx, outer=None) -> None:
+    """``outer``: an outer optimizer applied to the average after each all-reduce (``start(w)`` before
+    the first round, ``step(w)`` after each; DiLoCo's, hdist/algos/diloco.py). None: K-AVG itself."""
     cfg, comm, log = ctx.cfg, ctx.comm, ctx.log
     problem = build_problem(cfg)
     fm = FlatModel(problem.build_model(seed_for(cfg.seed, 0)))  # w~_1, the same on every learner
@@ -50,6 +52,8 @@ def run(ctx) -> None:
     comm.restart_timing()
     if snaps is not None:
         snaps.add(0, fm.flat, 0.0)
+    if outer is not None:
+        outer.start(fm.flat)
     rounds, local = 0, 0
     algo = plain(cfg.algo)  # read every step: a plain dict, not OmegaConf
     for x, y in w.batches():
@@ -64,6 +68,8 @@ def run(ctx) -> None:
         local += 1
         if local == k or w.step == w.total_local:
             comm.allreduce(fm.flat, op="mean")  # w~ = (1/P) sum_j w^j: the synchronisation point
+            if outer is not None:
+                outer.step(fm.flat)  # every learner applies the same outer step to the same average
             rounds += 1
             local = 0
             if snaps is not None:
