@@ -14,10 +14,12 @@ import hashlib
 import json
 import math
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from hdist.rules import MISSING as _MISSING
+from hdist.rules import Rule, check_rules, finite_nonneg, finite_pos, int_at_least, is_num, one_of, opt
 from hdist.types import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -213,13 +215,6 @@ def compose(overrides: Iterable[str] = ()) -> DictConfig:
     return base
 
 
-class _Missing:
-    pass
-
-
-_MISSING = _Missing()
-
-
 def _first_line(e: Exception) -> str:
     lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
     return " ".join(lines[:2]) if lines else type(e).__name__
@@ -281,120 +276,62 @@ def run_id(cfg: DictConfig) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def _is_num(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _finite_pos(v) -> bool:
-    return _is_num(v) and math.isfinite(v) and v > 0
-
-
-def _finite_nonneg(v) -> bool:
-    return _is_num(v) and math.isfinite(v) and v >= 0
-
-
-def _int_at_least(n: int) -> Callable[[Any], bool]:
-    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= n
-
-
-def _one_of(*opts) -> Callable[[Any], bool]:
-    return lambda v: v in opts
-
-
-def _opt(pred):
-    return lambda v: v is None or pred(v)
-
-
 #: key -> (predicate, what is allowed). Keys absent from a config are skipped.
-RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "seed": (_int_at_least(0), "an integer >= 0"),
+RULES: dict[str, Rule] = {
+    "seed": (int_at_least(0), "an integer >= 0"),
     "results_dir": (lambda v: isinstance(v, str) and v != "", "a directory path"),
-    "progress": (_one_of("auto", "bar", "plain", "quiet"), "auto, bar, plain or quiet"),
-    "algo.lr": (_finite_pos, "a finite number > 0"),
-    "algo.batch_size": (_int_at_least(1), "an integer >= 1"),
-    "algo.k": (_int_at_least(1), "an integer >= 1 (steps between communications)"),
-    "algo.momentum": (lambda v: _is_num(v) and 0 <= v < 1, "a number in [0, 1)"),
-    "algo.beta": (_finite_nonneg, "a finite number >= 0 (exponent of the poly schedule)"),
-    "algo.schedule": (_one_of("constant", "poly", "warmup", "poly_decay", "step"),
+    "progress": (one_of("auto", "bar", "plain", "quiet"), "auto, bar, plain or quiet"),
+    "algo.lr": (finite_pos, "a finite number > 0"),
+    "algo.batch_size": (int_at_least(1), "an integer >= 1"),
+    "algo.k": (int_at_least(1), "an integer >= 1 (steps between communications)"),
+    "algo.momentum": (lambda v: is_num(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "algo.beta": (finite_nonneg, "a finite number >= 0 (exponent of the poly schedule)"),
+    "algo.schedule": (one_of("constant", "poly", "warmup", "poly_decay", "step"),
                       "constant, poly, warmup, poly_decay or step"),
-    "algo.max_steps": (_opt(_int_at_least(1)), "null or an integer >= 1"),
-    "algo.block": (_opt(_int_at_least(1)), "null or an integer >= 1 (coordinates per lock-free write)"),
-    "algo.alpha": (_opt(lambda v: _is_num(v) and 0 < v <= 1), "null or a number in (0, 1] (elastic moving rate)"),
-    "algo.elastic_beta": (lambda v: _is_num(v) and 0 < v <= 1, "a number in (0, 1] (EASGD's beta = workers * alpha)"),
-    "algo.m": (_opt(_int_at_least(1)), "null or an integer >= 1 (inner iterations per snapshot)"),
-    "algo.coords": (_opt(_int_at_least(1)), "null or an integer >= 1 (coordinates written per iteration)"),
-    "algo.pretrain_epochs": (_finite_nonneg, "a finite number >= 0 (epochs of SGD pretraining)"),
-    "algo.pretrain_lr": (_finite_pos, "a finite number > 0"),
-    "algo.objective": (_one_of("auto", "model", "ridge", "pca"), "auto, model, ridge or pca"),
-    "algo.pca_mu": (_finite_pos, "a finite number > 0 (mu of the PCA objective 3.40)"),
-    "algo.h": (_int_at_least(1), "an integer >= 1 (local steps between pushes)"),
-    "algo.t": (_opt(_int_at_least(1)), "null or an integer >= 1 (server updates between broadcasts)"),
-    "algo.lr_unit": (_one_of("abs", "lambda_n"), "abs or lambda_n (eta = lr / (lambda n))"),
-    "algo.rule": (_one_of("sgd", "mnag", "lars", "clars"), "sgd, mnag, lars or clars"),
-    "algo.accum_steps": (_int_at_least(1), "an integer >= 1 (micro-batches per step)"),
-    "algo.base_batch": (_opt(_int_at_least(1)), "null or an integer >= 1 (B_base of linear lr scaling)"),
-    "algo.eta": (_finite_pos, "a finite number > 0 (LARS/CLARS trust coefficient)"),
-    "algo.layer_params": (_one_of("all", "weights"), "all or weights"),
-    "algo.subsample": (_opt(_int_at_least(1)), "null or an integer >= 1 (|J| samples per step)"),
-    "algo.warmup_epochs": (_finite_nonneg, "a finite number >= 0 (epochs)"),
-    "algo.power": (_finite_nonneg, "a finite number >= 0 (poly_decay exponent)"),
-    "algo.milestones": (lambda v: isinstance(v, (list, ListConfig)) and all(_finite_nonneg(m) for m in v),
+    "algo.max_steps": (opt(int_at_least(1)), "null or an integer >= 1"),
+    "algo.objective": (one_of("auto", "model", "ridge", "pca"), "auto, model, ridge or pca"),
+    "algo.pca_mu": (finite_pos, "a finite number > 0 (mu of the PCA objective 3.40)"),
+    "algo.layer_params": (one_of("all", "weights"), "all or weights"),
+    "algo.subsample": (opt(int_at_least(1)), "null or an integer >= 1 (|J| samples per step)"),
+    "algo.warmup_epochs": (finite_nonneg, "a finite number >= 0 (epochs)"),
+    "algo.power": (finite_nonneg, "a finite number >= 0 (poly_decay exponent)"),
+    "algo.milestones": (lambda v: isinstance(v, (list, ListConfig)) and all(finite_nonneg(m) for m in v),
                         "a list of epochs >= 0"),
-    "algo.decay_gamma": (lambda v: _is_num(v) and 0 < v <= 1, "a number in (0, 1]"),
-    "algo.probe_layer": (_opt(_int_at_least(0)), "null or a layer index >= 0"),
-    "algo.probe_lr": (_opt(_finite_pos), "null or a finite number > 0"),
-    "algo.budget_gflop": (_opt(_finite_pos), "null or a finite number > 0 (GFLOP)"),
-    "algo.optimizer": (lambda v: isinstance(v, str) and v != "", "a torch.optim optimizer name (sgd, adam, ...)"),
-    "algo.cuts": (_opt(lambda v: isinstance(v, (list, ListConfig)) and all(_int_at_least(1)(c) for c in v)),
-                  "null or a list of block indices >= 1 where pipeline stages begin"),
-    "algo.sigma_every": (_int_at_least(0), "an integer >= 0 (steps between sigma probes; 0 = never)"),
-    "algo.synth_lr": (_opt(_finite_pos), "null or a finite number > 0"),
-    "algo.synth_width": (_opt(_int_at_least(1)), "null or an integer >= 1 (filters)"),
-    "algo.replicas": (_int_at_least(1), "an integer >= 1 (model replicas of bench_round_robin)"),
-    "algo.interleave": (_int_at_least(0), "an integer >= 0 (rounds of Python between updates; 0 = none)"),
-    "algo.delay": (_int_at_least(0), "an integer >= 0 (updates a gradient waits before it is applied; 0 = none)"),
-    "log.layer_every": (_int_at_least(0), "an integer >= 0 (steps; 0 = never)"),
-    "log.m_k_samples": (_int_at_least(0), "an integer >= 0 (samples; 0 or 1 = no M_k)"),
-    "backend.timeout_s": (_finite_pos, "a number of seconds > 0"),
-    "backend.spin_s": (_finite_nonneg, "a number of seconds >= 0 (0 = sleep on a held lock at once)"),
-    "backend.threads_per_rank": (_opt(_int_at_least(1)), "null or an integer >= 1"),
-    "backend.threads": (_opt(_int_at_least(1)), "null or an integer >= 1 (torch threads)"),
-    "backend.ps": (_one_of("server", "shared"), "server or shared (how the sim runs a parameter-server algorithm)"),
-    "topology.straggler.p": (lambda v: _is_num(v) and 0 <= v <= 1, "a probability in [0, 1]"),
-    "topology.workers": (_int_at_least(1), "an integer >= 1"),
-    "topology.stages": (_int_at_least(1), "an integer >= 1"),
-    "topology.sim.compute.cores": (_opt(_int_at_least(1)), "null or an integer >= 1 (cores)"),
-    "topology.sim.handoff_Bps": (_opt(_finite_pos), "null or a number > 0 (bytes per second)"),
-    "topology.sim.wake_s": (_finite_nonneg, "a number of seconds >= 0"),
-    "topology.sim.spin_s": (_finite_nonneg, "a number of seconds >= 0"),
-    "topology.sim.link.desched_s": (_finite_nonneg, "a number of seconds >= 0"),
-    "scale.epochs": (_finite_nonneg, "a finite number >= 0"),
-    "scale.n_train": (_opt(_int_at_least(1)), "null or an integer >= 1"),
-    "scale.n_test": (_opt(_int_at_least(1)), "null or an integer >= 1"),
-    "dataset.n_train": (_opt(_int_at_least(1)), "null or an integer >= 1"),
-    "dataset.n_test": (_opt(_int_at_least(1)), "null or an integer >= 1"),
-    "objective.loss": (_one_of("auto", "cross_entropy", "squared"), "auto, cross_entropy or squared"),
-    "objective.l2": (_finite_nonneg, "a finite number >= 0"),
-    "log.train_every": (_int_at_least(1), "an integer >= 1 (steps)"),
-    "log.evals_per_epoch": (_finite_nonneg, "a number >= 0"),
-    "log.eval_max_samples": (_opt(_int_at_least(1)), "null or an integer >= 1"),
-    "log.bn_samples": (_int_at_least(0), "an integer >= 0 (samples)"),
-    "algo.batches": (_int_at_least(2), "an integer >= 2 (mini-batch gradients of kavg_probe's variance)"),
-    "algo.hvp_samples": (_int_at_least(1), "an integer >= 1 (samples)"),
-    "algo.iters": (_int_at_least(1), "an integer >= 1 (power iterations)"),
-    "log.flush_s": (_finite_pos, "a number of seconds > 0"),
-    "model.num_classes": (_int_at_least(1), "an integer >= 1"),
+    "algo.decay_gamma": (lambda v: is_num(v) and 0 < v <= 1, "a number in (0, 1]"),
+    "log.layer_every": (int_at_least(0), "an integer >= 0 (steps; 0 = never)"),
+    "log.m_k_samples": (int_at_least(0), "an integer >= 0 (samples; 0 or 1 = no M_k)"),
+    "backend.timeout_s": (finite_pos, "a number of seconds > 0"),
+    "backend.spin_s": (finite_nonneg, "a number of seconds >= 0 (0 = sleep on a held lock at once)"),
+    "backend.threads_per_rank": (opt(int_at_least(1)), "null or an integer >= 1"),
+    "backend.threads": (opt(int_at_least(1)), "null or an integer >= 1 (torch threads)"),
+    "backend.ps": (one_of("server", "shared"), "server or shared (how the sim runs a parameter-server algorithm)"),
+    "topology.straggler.p": (lambda v: is_num(v) and 0 <= v <= 1, "a probability in [0, 1]"),
+    "topology.workers": (int_at_least(1), "an integer >= 1"),
+    "topology.stages": (int_at_least(1), "an integer >= 1"),
+    "topology.sim.compute.cores": (opt(int_at_least(1)), "null or an integer >= 1 (cores)"),
+    "topology.sim.handoff_Bps": (opt(finite_pos), "null or a number > 0 (bytes per second)"),
+    "topology.sim.wake_s": (finite_nonneg, "a number of seconds >= 0"),
+    "topology.sim.spin_s": (finite_nonneg, "a number of seconds >= 0"),
+    "topology.sim.link.desched_s": (finite_nonneg, "a number of seconds >= 0"),
+    "scale.epochs": (finite_nonneg, "a finite number >= 0"),
+    "scale.n_train": (opt(int_at_least(1)), "null or an integer >= 1"),
+    "scale.n_test": (opt(int_at_least(1)), "null or an integer >= 1"),
+    "dataset.n_train": (opt(int_at_least(1)), "null or an integer >= 1"),
+    "dataset.n_test": (opt(int_at_least(1)), "null or an integer >= 1"),
+    "objective.loss": (one_of("auto", "cross_entropy", "squared"), "auto, cross_entropy or squared"),
+    "objective.l2": (finite_nonneg, "a finite number >= 0"),
+    "log.train_every": (int_at_least(1), "an integer >= 1 (steps)"),
+    "log.evals_per_epoch": (finite_nonneg, "a number >= 0"),
+    "log.eval_max_samples": (opt(int_at_least(1)), "null or an integer >= 1"),
+    "log.bn_samples": (int_at_least(0), "an integer >= 0 (samples)"),
+    "log.flush_s": (finite_pos, "a number of seconds > 0"),
+    "model.num_classes": (int_at_least(1), "an integer >= 1"),
 }
 
 
 def validate(cfg: DictConfig) -> None:
     """Range and combination checks on a finalized config."""
-    for key, (pred, allowed) in RULES.items():
-        v = OmegaConf.select(cfg, key, default=_MISSING)
-        if v is _MISSING:
-            continue
-        if not pred(v):
-            raise ConfigError(f"{key}={v!r}: not allowed; expected {allowed}")
+    check_rules(cfg, RULES)
     stem = cfg.get("stem", "adhoc")
     if stem != "adhoc" and stem not in group_options("experiment"):
         raise ConfigError(f"stem={stem}: no conf/experiment/{stem}.yaml")
@@ -404,6 +341,7 @@ def validate(cfg: DictConfig) -> None:
     from hdist.types import World
 
     algo = get_algo(cfg.algo.name)
+    check_rules(cfg, algo.keys)  # the algorithm's own keys, declared next to its code
     backend = get_backend(cfg.backend.name)
     if not set(algo.families) & set(backend.families):
         ok = [b for b in _backend_names() if set(get_backend(b).families) & set(algo.families)]

@@ -179,6 +179,8 @@ class AlgoSpec:
     check: data and model checks that need the data (files, shapes); returns extra ``meta.json``
     fields. None: hdist builds the problem and records the model's size and the data's source.
     max_workers: the most ``topology.workers`` it runs on (None: any).
+    keys: the value rules of its own config keys (``"algo.<key>": (predicate, what is allowed)``,
+    :mod:`hdist.rules`); the keys many algorithms share have theirs in :data:`hdist.config.RULES`.
     """
 
     families: tuple[str, ...]
@@ -186,6 +188,7 @@ class AlgoSpec:
     validate: ConfigCheck = lambda cfg: None
     check: Callable[[Any], dict] | None = None
     max_workers: int | None = None
+    keys: dict = field(default_factory=dict)
 
     @property
     def needs_server(self) -> bool:

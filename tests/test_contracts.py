@@ -127,9 +127,13 @@ def test_every_algorithm_declares_a_spec_and_every_backend_is_a_backend():
     from hdist.config import group_options
 
     assert algo_names() == group_options("algo")  # every algorithm has its config file, and every file its code
+    from hdist.config import compose
+
     for name in algo_names():
         spec = get_algo(name)
         assert isinstance(spec, AlgoSpec) and spec.families and callable(spec.run), name
+        keys = set(compose([f"algo={name}"]).algo)
+        assert {k.split(".", 1)[1] for k in spec.keys} <= keys, f"{name} declares rules of keys it has not"
     for name in BACKENDS:
         b = get_backend(name)
         assert isinstance(b, Backend) and b.name == name and b.families, name
@@ -180,3 +184,21 @@ def test_world_is_the_layout_the_backends_start():
 def test_world_refuses_layouts_that_cannot_run(over, spec, backend, key):
     with pytest.raises(ConfigError, match=key):
         World.build(_cfg(**over), spec, backend)
+
+
+def test_no_copied_block_of_more_than_10_lines_inside_hdist():
+    """The same 11 consecutive (non-blank, stripped) lines never stand in two places of hdist/."""
+    n = 11
+    seen: dict[tuple, tuple[Path, int, int]] = {}
+    copies = []
+    for p in sorted(PKG.rglob("*.py")):
+        lines = [(i + 1, ln.strip()) for i, ln in enumerate(p.read_text().splitlines()) if ln.strip()]
+        for j in range(len(lines) - n + 1):
+            key = tuple(t for _, t in lines[j:j + n])
+            if key in seen:
+                q, k, line = seen[key]
+                if q != p or j - k >= n:  # overlapping windows of one repeated pattern are no copy
+                    copies.append(f"{p.relative_to(PKG)}:{lines[j][0]} = {q.relative_to(PKG)}:{line}")
+            else:
+                seen[key] = (p, j, lines[j][0])
+    assert not copies, copies[:5]

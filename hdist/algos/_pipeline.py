@@ -70,11 +70,20 @@ from torch import nn
 
 from hdist.models import split_stages
 from hdist.problems import build_problem
+from hdist.rules import int_at_least, is_list, opt
 from hdist.schedules import lr_at
 from hdist.train import Evaluator, Sampler, check_finite, total_steps
 from hdist.types import ConfigError, seed_for
 
 FAMILIES = ("pipeline",)
+
+#: the value rules of this algorithm's own keys (hdist.rules)
+KEYS = {
+    "algo.optimizer": (lambda v: isinstance(v, str) and v != "", "a torch.optim optimizer name (sgd, adam, ...)"),
+    "algo.cuts": (opt(lambda v: is_list(v) and all(int_at_least(1)(c) for c in v)),
+                  "null or a list of block indices >= 1 where pipeline stages begin"),
+    "algo.sigma_every": (int_at_least(0), "an integer >= 0 (steps between sigma probes; 0 = never)"),
+}
 
 # Message kinds (comm tags). Distinct from every other protocol's; probes and states never mix
 # with the training messages.

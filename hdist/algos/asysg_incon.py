@@ -19,9 +19,15 @@ from __future__ import annotations
 
 from hdist.algos import asysg_con
 from hdist.algos._ps import run_ps
+from hdist.rules import int_at_least, opt
 from hdist.types import AlgoSpec
 
 FAMILIES = ("shared",)
+
+#: the value rules of this algorithm's own keys (hdist.rules)
+KEYS = {
+    "algo.block": (opt(int_at_least(1)), "null or an integer >= 1 (coordinates per lock-free write)"),
+}
 
 
 def worker_loop(ctx, problem, fm, w, snaps) -> None:
@@ -33,4 +39,4 @@ def run(ctx) -> None:
     run_ps(ctx, worker_loop)
 
 
-SPEC = AlgoSpec(FAMILIES, run)
+SPEC = AlgoSpec(FAMILIES, run, keys=KEYS)

@@ -62,4 +62,4 @@ def run(ctx) -> None:
     pipeline.run(ctx, BPStage)
 
 
-SPEC = AlgoSpec(FAMILIES, run, validate=validate)
+SPEC = AlgoSpec(FAMILIES, run, validate=validate, keys=pipeline.KEYS)

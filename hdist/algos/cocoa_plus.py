@@ -38,6 +38,7 @@ import torch
 from hdist import objectives
 from hdist.algos._ps import FlatModel, Snapshots
 from hdist.algos._vr import objective_rows
+from hdist.algos.dfsdca import KEYS as SDCA_KEYS
 from hdist.algos.dfsdca import LocalData
 from hdist.problems import build_problem
 from hdist.types import AlgoSpec, ConfigError, seed_for
@@ -132,4 +133,4 @@ def run(ctx) -> None:
     comm.barrier()
 
 
-SPEC = AlgoSpec(FAMILIES, run, validate=validate)
+SPEC = AlgoSpec(FAMILIES, run, validate=validate, keys={"algo.h": SDCA_KEYS["algo.h"]})

@@ -98,4 +98,4 @@ def run(ctx) -> None:
     pipeline.run(ctx, DDGStage)
 
 
-SPEC = AlgoSpec(FAMILIES, run, validate=validate)
+SPEC = AlgoSpec(FAMILIES, run, validate=validate, keys=pipeline.KEYS)

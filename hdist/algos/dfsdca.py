@@ -61,9 +61,17 @@ from hdist import objectives
 from hdist.algos._vr import run_frame
 from hdist.data import is_sparse
 from hdist.problems import build_problem
+from hdist.rules import int_at_least, one_of, opt
 from hdist.types import AlgoSpec, ConfigError
 
 FAMILIES = ("ps",)
+
+#: the value rules of this algorithm's own keys (hdist.rules)
+KEYS = {
+    "algo.h": (int_at_least(1), "an integer >= 1 (local steps between pushes)"),
+    "algo.t": (opt(int_at_least(1)), "null or an integer >= 1 (server updates between broadcasts)"),
+    "algo.lr_unit": (one_of("abs", "lambda_n"), "abs or lambda_n (eta = lr / (lambda n))"),
+}
 
 
 def validate(cfg) -> None:
@@ -257,4 +265,4 @@ def run(ctx) -> None:
     run_frame(ctx, worker_loop, spe_global=n / int(cfg.algo.h), after=after, zero_init=True)
 
 
-SPEC = AlgoSpec(FAMILIES, run, validate=validate)
+SPEC = AlgoSpec(FAMILIES, run, validate=validate, keys=KEYS)

@@ -28,9 +28,16 @@ from __future__ import annotations
 import torch
 
 from hdist.algos import kavg
-from hdist.types import AlgoSpec, ConfigError
+from hdist.rules import finite_pos, is_num
+from hdist.types import AlgoSpec
 
 FAMILIES = kavg.FAMILIES
+
+#: the value rules of this algorithm's own keys (hdist.rules); K-AVG's keys have theirs in hdist.config.RULES
+KEYS = {
+    "algo.outer_lr": (finite_pos, "a finite number > 0 (outer step size eta)"),
+    "algo.outer_momentum": (lambda v: is_num(v) and 0 <= v < 1, "a number in [0, 1) (Nesterov momentum mu)"),
+}
 
 
 class NesterovOuter:
@@ -55,16 +62,8 @@ class NesterovOuter:
         self.anchor.copy_(theta)
 
 
-def validate(cfg) -> None:
-    lr, mu = cfg.algo.outer_lr, cfg.algo.outer_momentum
-    if not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and 0 < lr < float("inf")):
-        raise ConfigError(f"algo.outer_lr={lr!r}: not allowed; expected a finite number > 0 (outer step size eta)")
-    if not (isinstance(mu, (int, float)) and not isinstance(mu, bool) and 0 <= mu < 1):
-        raise ConfigError(f"algo.outer_momentum={mu!r}: not allowed; expected a number in [0, 1) (Nesterov mu)")
-
-
 def run(ctx) -> None:
     kavg.run(ctx, outer=NesterovOuter(float(ctx.cfg.algo.outer_lr), float(ctx.cfg.algo.outer_momentum)))
 
 
-SPEC = AlgoSpec(FAMILIES, run, validate=validate)
+SPEC = AlgoSpec(FAMILIES, run, keys=KEYS)

@@ -50,9 +50,17 @@ from torch import nn
 from hdist.algos import _pipeline as pipeline
 from hdist.algos._pipeline import FORWARD_SHARE, make_optimizer
 from hdist.algos.bp import BPStage
+from hdist.rules import finite_pos, int_at_least, opt
 from hdist.types import AlgoSpec, ConfigError, seed_for
 
 FAMILIES = pipeline.FAMILIES
+
+#: the value rules of this algorithm's own keys (hdist.rules)
+KEYS = {
+    **pipeline.KEYS,
+    "algo.synth_lr": (opt(finite_pos), "null or a finite number > 0"),
+    "algo.synth_width": (opt(int_at_least(1)), "null or an integer >= 1 (filters)"),
+}
 RMS_DECAY = 0.99  # weight of the old value in the running RMS of the synthesizer's targets
 
 
@@ -191,4 +199,4 @@ def run(ctx) -> None:
     pipeline.run(ctx, DNIStage)
 
 
-SPEC = AlgoSpec(FAMILIES, run, validate=validate)
+SPEC = AlgoSpec(FAMILIES, run, validate=validate, keys=KEYS)

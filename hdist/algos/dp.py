@@ -47,11 +47,23 @@ import torch
 
 from hdist.optim import CLARS, LARS, MNAG, SampleGradStats, layer_param_groups, named_rates
 from hdist.problems import build_problem
+from hdist.rules import finite_pos, int_at_least, one_of, opt
 from hdist.schedules import lr_at
 from hdist.train import Evaluator, Sampler, check_finite, steps_per_epoch
 from hdist.types import AlgoSpec, ConfigError, seed_for
 
 FAMILIES = ("serial", "collective")
+
+#: the value rules of this algorithm's own keys (hdist.rules)
+KEYS = {
+    "algo.rule": (one_of("sgd", "mnag", "lars", "clars"), "sgd, mnag, lars or clars"),
+    "algo.accum_steps": (int_at_least(1), "an integer >= 1 (micro-batches per step)"),
+    "algo.base_batch": (opt(int_at_least(1)), "null or an integer >= 1 (B_base of linear lr scaling)"),
+    "algo.eta": (finite_pos, "a finite number > 0 (LARS/CLARS trust coefficient)"),
+    "algo.probe_layer": (opt(int_at_least(0)), "null or a layer index >= 0"),
+    "algo.probe_lr": (opt(finite_pos), "null or a finite number > 0"),
+    "algo.budget_gflop": (opt(finite_pos), "null or a finite number > 0 (GFLOP)"),
+}
 RULES = ("sgd", "mnag", "lars", "clars")
 PER_SAMPLE_COST = 8.0  # a per-sample gradient (vmap) costs ~8 batched ones (measured: ResNet-50, CPU); budget only
 
@@ -271,4 +283,4 @@ def run(ctx) -> None:
         log.log("event", "train_s", comm.elapsed_s())
 
 
-SPEC = AlgoSpec(FAMILIES, run, validate=validate)
+SPEC = AlgoSpec(FAMILIES, run, validate=validate, keys=KEYS)

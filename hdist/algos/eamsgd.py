@@ -35,10 +35,17 @@ from __future__ import annotations
 import torch
 
 from hdist.algos._ps import run_ps
+from hdist.rules import is_num, opt
 from hdist.schedules import lr_at, plain
 from hdist.types import AlgoSpec
 
 FAMILIES = ("ps",)
+
+#: the value rules of this algorithm's own keys (hdist.rules)
+KEYS = {
+    "algo.alpha": (opt(lambda v: is_num(v) and 0 < v <= 1), "null or a number in (0, 1] (elastic moving rate)"),
+    "algo.elastic_beta": (lambda v: is_num(v) and 0 < v <= 1, "a number in (0, 1] (EASGD's beta = workers * alpha)"),
+}
 
 
 def moving_rate(algo_cfg, n_workers: int) -> float:
@@ -96,4 +103,4 @@ def run(ctx) -> None:
     run_ps(ctx, worker_loop, steps_per_update=int(ctx.cfg.algo.get("k", 1) or 1))
 
 
-SPEC = AlgoSpec(FAMILIES, run)
+SPEC = AlgoSpec(FAMILIES, run, keys=KEYS)

@@ -15,9 +15,17 @@ from __future__ import annotations
 
 from hdist.analysis import kavg_bound as kb
 from hdist.problems import build_problem
+from hdist.rules import int_at_least
 from hdist.types import AlgoSpec, seed_for
 
 FAMILIES = ("serial",)
+
+#: the value rules of this algorithm's own keys (hdist.rules)
+KEYS = {
+    "algo.batches": (int_at_least(2), "an integer >= 2 (mini-batch gradients of kavg_probe's variance)"),
+    "algo.hvp_samples": (int_at_least(1), "an integer >= 1 (samples)"),
+    "algo.iters": (int_at_least(1), "an integer >= 1 (power iterations)"),
+}
 
 
 def run(ctx) -> None:
@@ -35,4 +43,4 @@ def run(ctx) -> None:
     ctx.progress.update(1)
 
 
-SPEC = AlgoSpec(FAMILIES, run)
+SPEC = AlgoSpec(FAMILIES, run, keys=KEYS)

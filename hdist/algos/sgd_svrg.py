@@ -34,4 +34,4 @@ def run(ctx) -> None:
     run_frame(ctx, svrg.worker_loop)
 
 
-SPEC = AlgoSpec(FAMILIES, run, validate=validate)
+SPEC = AlgoSpec(FAMILIES, run, validate=validate, keys=svrg.KEYS)

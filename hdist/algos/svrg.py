@@ -44,10 +44,19 @@ import torch
 
 from hdist.algos._ps import FlatModel
 from hdist.algos._vr import Grad, run_frame, worker_allreduce
+from hdist.rules import finite_nonneg, finite_pos, int_at_least, opt
 from hdist.train import Sampler, steps_per_epoch
 from hdist.types import AlgoSpec, ConfigError, seed_for
 
 FAMILIES = ("shared",)
+
+#: the value rules of this algorithm's own keys (hdist.rules)
+KEYS = {
+    "algo.m": (opt(int_at_least(1)), "null or an integer >= 1 (inner iterations per snapshot)"),
+    "algo.coords": (opt(int_at_least(1)), "null or an integer >= 1 (coordinates written per iteration)"),
+    "algo.pretrain_epochs": (finite_nonneg, "a finite number >= 0 (epochs of SGD pretraining)"),
+    "algo.pretrain_lr": (finite_pos, "a finite number > 0"),
+}
 
 
 def validate(cfg) -> None:
@@ -180,4 +189,4 @@ def run(ctx) -> None:
     run_frame(ctx, worker_loop)
 
 
-SPEC = AlgoSpec(FAMILIES, run, validate=validate)
+SPEC = AlgoSpec(FAMILIES, run, validate=validate, keys=KEYS)

@@ -29,10 +29,18 @@ import torch
 
 from hdist.algos._ps import FlatModel
 from hdist.problems import build_problem
+from hdist.rules import int_at_least
 from hdist.train import steps_per_epoch
 from hdist.types import AlgoSpec, seed_for
 
 FAMILIES = ("bench",)
+
+#: the value rules of this algorithm's own keys (hdist.rules)
+KEYS = {
+    "algo.replicas": (int_at_least(1), "an integer >= 1 (model replicas of bench_round_robin)"),
+    "algo.interleave": (int_at_least(0), "an integer >= 0 (rounds of Python between updates; 0 = none)"),
+    "algo.delay": (int_at_least(0), "an integer >= 0 (updates a gradient waits before it is applied; 0 = none)"),
+}
 
 
 def interleaved_python(rounds: int) -> None:
@@ -103,4 +111,4 @@ def run(ctx) -> None:
     log.log("train", "gradients_alive_peak", peak)
 
 
-SPEC = AlgoSpec(FAMILIES, run)
+SPEC = AlgoSpec(FAMILIES, run, keys=KEYS)
