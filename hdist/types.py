@@ -116,6 +116,35 @@ class Comm(Protocol):
         """Hold this rank for ``seconds`` (a straggler's delay): real sleep, or virtual."""
 
 
+class RankComm(Comm, Protocol):
+    """What an algorithm's ``ctx.comm`` is: the backend's :class:`Comm` wrapped by the runtime
+    (:class:`hdist.runtime.TimedComm`), which times every call into the rank's ``comm_s`` and owns
+    the compute/wait accounts and the stragglers, so that an algorithm's loop reads like its box."""
+
+    def compute(self, samples: int | None = None, work: float = 1.0, worker: int | None = None) -> Any:
+        """A context manager around one block of computation: timed into ``compute_s``; at its end
+        the backend's ``compute_done`` (virtual time on the sim) and, on real backends, the
+        straggler model's delay (``straggle_s``, into ``wait_s``)."""
+
+    def mark_step(self) -> None:
+        """One step ends here: the step's spans are added to the totals."""
+
+    def restart_timing(self) -> None:
+        """Zero the accounts at the run's common clock start."""
+
+    def timing(self) -> dict[str, float]:
+        """``{"compute_s", "comm_s", "wait_s"}`` so far."""
+
+    def elapsed_s(self) -> float:
+        """Seconds on this rank's clock since :meth:`restart_timing` (``train_s``)."""
+
+    def untimed(self) -> Any:
+        """A context manager: communication that belongs to no step (an evaluation's sync)."""
+
+    def log_straggle_total(self) -> None:
+        """Log ``straggle_s_total`` when this rank straggled."""
+
+
 class RealClock:
     """The time part of :class:`Comm` for backends that run in real time."""
 
@@ -138,7 +167,7 @@ class RankCtx:
     cfg: Any  # the resolved run config (an OmegaConf DictConfig)
     rank: int
     world_size: int
-    comm: Comm
+    comm: RankComm
     log: Any  # hdist.metrics.MetricsLogger
     run_dir: Path
     role: str = "worker"  # worker | server | stage
