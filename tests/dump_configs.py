@@ -29,12 +29,14 @@ def group_points() -> Iterator[tuple[str, list[str]]]:
             yield f"{group}={opt}", [f"{group}={opt}"]
 
 
-def experiment_points(scales: list[str], first_only: bool = False) -> Iterator[tuple[str, list[str]]]:
-    """Every point of every experiment at each scale, as ``hdist reproduce`` runs them (or only the first)."""
+def experiment_points(scales: list[str], first_only: bool = False,
+                      stems: list[str] | None = None) -> Iterator[tuple[str, list[str]]]:
+    """Every point of every experiment (or of ``stems``) at each scale, as ``hdist reproduce`` runs them
+    (or only the first)."""
     from hdist import config as C
     from hdist.cli import experiment_runs
 
-    for stem in C.group_options("experiment"):
+    for stem in stems or C.group_options("experiment"):
         for scale in scales:
             runs = experiment_runs(stem, [f"scale={scale}"])
             for i, ovs in enumerate(runs[:1] if first_only else runs):
@@ -82,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scales", default="smoke,small,paper", help="comma-separated scales of the experiment points")
     ap.add_argument("--sort-keys", action="store_true", help="print each config's keys sorted")
     ap.add_argument("--fixture", action="store_true", help="print tests/data/run_ids.json's points as JSON instead")
+    ap.add_argument("--stems", help="comma-separated stems only, no group options (to split the work over processes)")
     args = ap.parse_args(argv)
     print(f"hdist from {hdist.__file__}", file=sys.stderr)
     if args.fixture:
@@ -90,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({label: resolved(ovs)[0] for label, ovs in fixture_points()}, indent=1))
         return 0
     n = 0
-    for label, ovs in points(args.scales.split(",")):
+    scales = args.scales.split(",")
+    todo = experiment_points(scales, stems=args.stems.split(",")) if args.stems else points(scales)
+    for label, ovs in todo:
         rid, cfg = resolved(ovs)
         print(f"== {label} {rid}")
         if args.sort_keys:

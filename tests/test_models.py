@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
+from omegaconf import OmegaConf
 from torch import nn
 
+from hdist.config import load_option
 from hdist.models import build_model, get_spec, model_names, n_params, split_stages
 from hdist.types import ConfigError
 
@@ -136,7 +137,8 @@ def test_conf_file(name):
     for line in text.splitlines()[1:]:
         if line.strip() and not line.startswith("#"):
             assert re.search(r"\s#\s\S", line), f"{path.name}: key without a comment: {line!r}"
-    cfg = yaml.safe_load(text)
+    # The option as composed: a file may inherit its family's keys (defaults: [_resnet_cifar, _self_]).
+    cfg = OmegaConf.to_container(load_option("model", name)[1])
     spec = get_spec(cfg.pop("name"))
     assert spec.name == name
     assert cfg.pop("num_classes") == spec.num_classes
