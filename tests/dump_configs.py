@@ -34,7 +34,7 @@ def experiment_points(scales: list[str], first_only: bool = False,
     """Every point of every experiment (or of ``stems``) at each scale, as ``hdist reproduce`` runs them
     (or only the first)."""
     from hdist import config as C
-    from hdist.cli import experiment_runs
+    from hdist.sweeps import experiment_runs
 
     for stem in stems or C.group_options("experiment"):
         for scale in scales:
