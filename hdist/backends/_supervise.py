@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Callable, NoReturn
 
 from hdist.backends._ranks import failure_kind
-from hdist.types import ConfigError, Diverged, RankCtx
+from hdist.types import Backend, ConfigError, Diverged, RankCtx
 
 #: (rank, kind, message): what a rank reports; kind is error | diverged | interrupted | peer.
 Failure = tuple[int, str, str]
@@ -319,3 +319,25 @@ class ExternalWorld:
         followers how it ended so that they return too. ``result`` is a RunResult-like object."""
         self.tell({"kind": "end", "run_id": result.run_id, "run_dir": str(result.run_dir),
                    "status": result.status, "reason": result.reason, "skipped": bool(result.skipped)})
+
+
+class ExternalWorldBackend(Backend):
+    """A backend whose ranks may be a world the user's launcher started (mpi, torchdist): rank 0
+    serves a parameter-server algorithm, and the external-world hooks go to its :class:`ExternalWorld`."""
+
+    external: ExternalWorld
+
+    def server_rank(self, cfg) -> bool:
+        return True
+
+    def in_external_world(self, cfg) -> bool:
+        return self.external.active(cfg)
+
+    def world_rank(self) -> int:
+        return self.external.rank()
+
+    def follow(self, rank_fn) -> tuple:
+        return self.external.follow(rank_fn)
+
+    def release(self, result) -> None:
+        self.external.release(result)

@@ -49,7 +49,7 @@ from typing import Callable
 import torch
 
 from hdist.backends._ranks import Interrupted, ServerRankChecks, raise_interrupted, read_errors, record_failure
-from hdist.backends._supervise import ExternalWorld, die_with_parent_preexec, raise_first, stop
+from hdist.backends._supervise import ExternalWorld, ExternalWorldBackend, die_with_parent_preexec, raise_first, stop
 from hdist.types import ConfigError, Diverged, RankCtx, RealClock, World
 from hdist.types import PeerFailed as BasePeerFailed
 
@@ -725,32 +725,14 @@ class MPIComm(ServerRankChecks, RealClock):
                 raise RuntimeError(f"serve: unknown request {op} from rank {src}")
 
 
-from hdist.types import Backend  # noqa: E402  (the class below calls this module's functions)
-
-
-class MPIBackend(Backend):
-    name, families = NAME, FAMILIES
-
-    def server_rank(self, cfg) -> bool:
-        return True  # rank 0 serves a parameter-server algorithm
+class MPIBackend(ExternalWorldBackend):
+    name, families, external = NAME, FAMILIES, _WORLD
 
     def launch(self, run_dir, cfg, rank_fn, world, run_id="", n_params=0) -> None:
         launch(run_dir, cfg, rank_fn, world, run_id, n_params)
 
     def library_meta(self, cfg) -> dict:
         return {"mpi_library": mpi_version()}
-
-    def in_external_world(self, cfg) -> bool:
-        return in_external_world(cfg)
-
-    def world_rank(self) -> int:
-        return world_rank()
-
-    def follow(self, rank_fn) -> tuple:
-        return follow(rank_fn)
-
-    def release(self, result) -> None:
-        release(result)
 
 
 BACKEND = MPIBackend()

@@ -27,7 +27,7 @@ import torch.multiprocessing as tmp
 from hdist.backends._ranks import alloc_state_tensors, make_ctx, run_rank, scratch_slot, threads_per_rank
 from hdist.backends._supervise import die_with_parent, report_and_exit, supervise_procs
 from hdist.backends.local import LocalComm, LocalState
-from hdist.types import RankCtx, World
+from hdist.types import Backend, RankCtx, World
 
 NAME = "process"
 FAMILIES = ("serial", "ps", "shared", "collective", "pipeline")
@@ -99,9 +99,6 @@ def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], world: World,
              for r in range(world)]
     supervise_procs(procs, errq, min(timeout_s, _FAIL_GRACE_S), _STOP_GRACE_S, "worker",
                     on_failure=lambda: _abort(state, from_watcher=True))
-
-
-from hdist.types import Backend  # noqa: E402  (the class below calls this module's functions)
 
 
 class ProcessBackend(Backend):

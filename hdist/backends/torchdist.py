@@ -62,6 +62,7 @@ from hdist.backends._supervise import (
     EXTERNAL_OFF,
     EXTERNAL_ON,
     ExternalWorld,
+    ExternalWorldBackend,
     die_with_parent,
     report_and_exit,
     supervise_procs,
@@ -619,35 +620,17 @@ def _run_in_place(run_dir: Path, cfg, rank_fn, run_id: str, server: bool, dist_b
         torch.set_num_threads(old)
 
 
-from hdist.types import Backend  # noqa: E402  (the class below calls this module's functions)
-
-
-class TorchDistBackend(Backend):
-    name, families = NAME, FAMILIES
-
-    def validate(self, cfg) -> None:
-        validate(cfg)
-
-    def server_rank(self, cfg) -> bool:
-        return True  # rank 0 serves a parameter-server algorithm
+class TorchDistBackend(ExternalWorldBackend):
+    name, families, external = NAME, FAMILIES, _WORLD
 
     def launch(self, run_dir, cfg, rank_fn, world, run_id="", n_params=0) -> None:
         launch(run_dir, cfg, rank_fn, world, run_id, n_params)
 
+    def validate(self, cfg) -> None:
+        validate(cfg)
+
     def library_meta(self, cfg) -> dict:
         return library_meta(cfg)
-
-    def in_external_world(self, cfg) -> bool:
-        return in_external_world(cfg)
-
-    def world_rank(self) -> int:
-        return world_rank()
-
-    def follow(self, rank_fn) -> tuple:
-        return follow(rank_fn)
-
-    def release(self, result) -> None:
-        release(result)
 
 
 BACKEND = TorchDistBackend()
