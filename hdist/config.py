@@ -23,8 +23,15 @@ from hdist.rules import Rule, check_rules, finite_nonneg, finite_pos, int_at_lea
 from hdist.types import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
-CONF_DIR = ROOT / "conf"
+# The configs: an installed wheel ships them as the package data hdist/conf (pyproject maps conf/ there);
+# a checkout (plain or editable install) reads the repository's conf/.
+_PACKAGED_CONF = Path(__file__).resolve().parent / "conf"
+CONF_DIR = _PACKAGED_CONF if (_PACKAGED_CONF / "config.yaml").is_file() else ROOT / "conf"
 GROUPS = ("dataset", "model", "algo", "backend", "topology", "scale", "experiment")
+
+#: Directories a ``hydra.searchpath=[...]`` override added (a user's own configs): group options are read
+#: from them too. Set by :func:`compose` and by the multirun sweeper from the command line they were given.
+SEARCH_DIRS: list[Path] = []
 
 #: Keys that do not change what a run computes: left out of the run id.
 NON_IDENTITY_KEYS = ("results_dir", "progress", "log.flush_s")
@@ -33,7 +40,22 @@ NON_IDENTITY_KEYS = ("results_dir", "progress", "log.flush_s")
 def group_options(group: str) -> list[str]:
     """The choices of a config group. Files named ``_*.yaml`` are bases the choices inherit (a
     ``defaults`` list in the group), not choices: never listed or accepted."""
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml") if not p.stem.startswith("_"))
+    dirs = [CONF_DIR, *SEARCH_DIRS]
+    return sorted({p.stem for d in dirs for p in (d / group).glob("*.yaml") if not p.stem.startswith("_")})
+
+
+def search_dirs(overrides: Iterable[str]) -> list[Path]:
+    """The directories named by a ``hydra.searchpath=[...]`` override (``file://`` or plain paths; ``pkg://``
+    entries name packages, not directories, and are left to Hydra)."""
+    dirs: list[Path] = []
+    for o in parse_overrides([s for s in overrides if s.lstrip("+").startswith("hydra.searchpath=")]):
+        value = o.value()
+        for entry in value if isinstance(value, list) else [value]:
+            entry = str(entry)
+            if entry.startswith("pkg://"):
+                continue
+            dirs.append(Path(entry.removeprefix("file://")).expanduser())
+    return dirs
 
 
 def load_option(group: str, name: str, conf_dir: Path | None = None,
@@ -81,14 +103,24 @@ def parse_overrides(overrides: list[str]):
 
 
 def expand_sweep(overrides: list[str]) -> list[list[str]]:
-    """All combinations of a (possibly sweeping) override list, as Hydra's basic sweeper makes them."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    """All combinations of a (possibly sweeping) override list, in the order of Hydra's basic sweeper (the
+    cartesian product, the last key varying fastest), from Hydra's public override API."""
+    import itertools
 
     parsed = parse_overrides(overrides)
     if not any(o.is_sweep_override() for o in parsed):
         return [list(overrides)]
-    batches = BasicSweeper.split_arguments(parsed, None)
-    return [list(combo) for batch in batches for combo in batch]
+    choices = []
+    for o in parsed:
+        key = o.get_key_element()
+        if o.is_sweep_override():
+            if o.is_discrete_sweep():
+                choices.append([f"{key}={v}" for v in o.sweep_string_iterator()])
+            else:
+                raise ConfigError(f"{o.input_line}: only choice, range and comma-separated sweeps are allowed")
+        else:
+            choices.append([o.input_line])
+    return [list(combo) for combo in itertools.product(*choices)]
 
 
 def has_sweep(overrides: list[str]) -> bool:
@@ -109,7 +141,8 @@ _RAW_CACHE_MAX = 256  # compositions kept (a few MB); emptied when full
 
 
 def _conf_state() -> tuple:
-    return tuple((str(p), st.st_mtime_ns, st.st_size) for p in sorted(CONF_DIR.rglob("*.yaml")) for st in [p.stat()])
+    files = sorted(p for d in (CONF_DIR, *SEARCH_DIRS) for p in d.rglob("*.yaml"))
+    return tuple((str(p), st.st_mtime_ns, st.st_size) for p in files for st in [p.stat()])
 
 
 def _compose_raw(overrides: list[str]) -> DictConfig:
@@ -125,7 +158,7 @@ def _compose_raw(overrides: list[str]) -> DictConfig:
         if len(_RAW_CACHE) >= _RAW_CACHE_MAX:
             _RAW_CACHE.clear()
         _RAW_CACHE[key] = cfg
-    # A copy: callers change theirs (finalize sets the scale's values).
+    # A copy: callers change theirs (launch sets dataset.stand_in).
     return copy.deepcopy(cfg)
 
 
@@ -175,17 +208,19 @@ def compose(overrides: Iterable[str] = ()) -> DictConfig:
     for o in parsed:
         if o.is_sweep_override():
             raise ConfigError(f"{o.input_line}: a sweep needs multirun: hdist run -m ...")
+    SEARCH_DIRS[:] = search_dirs(overrides)
     _check_groups(parsed)
-    group_ovs = [o.input_line for o in parsed if o.key_or_group.lstrip("+~") in GROUPS]
-    value_ovs = [o for o in parsed if o.key_or_group.lstrip("+~") not in GROUPS]
+    # Groups and Hydra's own settings (hydra.searchpath, hydra/launcher=...) are composed by Hydra; the values
+    # on top are checked here, key by key, against what that composition holds.
+    hydra_own = [o for o in parsed if o.key_or_group.lstrip("+~").startswith("hydra")]
+    group_ovs = [o.input_line for o in parsed if o.key_or_group.lstrip("+~") in GROUPS or o in hydra_own]
+    value_ovs = [o for o in parsed if o.key_or_group.lstrip("+~") not in GROUPS and o not in hydra_own]
     try:
         base = _compose_raw(group_ovs)
     except (HydraException, OmegaConfBaseException) as e:
         raise ConfigError(_first_line(e)) from None
     for o in value_ovs:
         key = o.key_or_group
-        if key.startswith("hydra."):
-            continue
         if key.startswith(("+", "~")):
             raise ConfigError(f"{o.input_line}: adding or deleting keys is not allowed; set existing keys only")
         if OmegaConf.select(base, key, default=_MISSING) is _MISSING:
@@ -197,12 +232,6 @@ def compose(overrides: Iterable[str] = ()) -> DictConfig:
         if not _compatible(old, new):
             raise ConfigError(f"{key}={new!r}: wrong type {_type_name(new)}; expected {_type_name(old)} "
                               f"(default {old!r})")
-    if any(o.key_or_group.startswith("hydra.") for o in value_ovs):
-        # Hydra's own settings: only a full composition applies (and checks) them.
-        try:
-            return _compose_raw(overrides)
-        except (HydraException, OmegaConfBaseException) as e:
-            raise ConfigError(_first_line(e)) from None
     # The values on top of the groups' composition, in order, as Hydra applies command-line values
     # after the defaults (OmegaConf.update with merge): the same config as composing all the overrides
     # (test_config checks it on every experiment's points at small and paper scale, the first at smoke), at
@@ -221,37 +250,25 @@ def _first_line(e: Exception) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Finalize: per-scale overrides, resolution
+# Finalize: resolution
 # ---------------------------------------------------------------------------------------------
 
 
-def finalize(cfg: DictConfig, overrides: Iterable[str] = ()) -> DictConfig:
-    """Apply ``at_scale[scale.name]`` overrides and resolve interpolations; returns a new config.
+def finalize(cfg: DictConfig) -> DictConfig:
+    """Resolve interpolations; returns a new config: what the run id hashes and ``config.yaml`` stores.
 
-    Experiments list what differs at each scale under ``at_scale`` (dotted keys). Precedence:
-    defaults < experiment < at_scale < the command line, so keys named in ``overrides`` are
-    left as the user set them. The result is what the run id hashes and ``config.yaml`` stores.
+    Hydra has composed everything, the per-scale settings included (``conf/at_scale/<stem>/<scale>.yaml``,
+    after the experiment, before the command line). An ``at_scale`` block inside an experiment file is the
+    older layout, which nothing applies any more: refused rather than silently ignored.
     """
-    user_keys = {o.key_or_group for o in parse_overrides(list(overrides))}
-    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
-    OmegaConf.set_struct(cfg, False)
-    at = cfg.get("at_scale") or {}
-    scale_name = cfg.scale.name
-    for key, value in (at.get(scale_name) or {}).items():
-        if key in user_keys:
-            continue
-        if OmegaConf.select(cfg, key, default=_MISSING) is _MISSING:
-            raise ConfigError(f"at_scale.{scale_name}.{key}: unknown key")
-        old = OmegaConf.select(cfg, key)
-        if not _compatible(old, value):
-            raise ConfigError(f"at_scale.{scale_name}.{key}={value!r}: wrong type {_type_name(value)}; "
-                              f"expected {_type_name(old)}")
-        OmegaConf.update(cfg, key, value, merge=False)
-    cfg.at_scale = {}
+    if cfg.get("at_scale"):
+        raise ConfigError(f"at_scale={OmegaConf.to_container(cfg.at_scale)}: per-scale settings are no longer read "
+                          f"from an at_scale block; allowed: at_scale: {{}} with conf/at_scale/<stem>/<scale>.yaml files")
     try:
         resolved = OmegaConf.to_container(cfg, resolve=True)
     except Exception as e:  # interpolation errors are config errors
         raise ConfigError(f"config: {_first_line(e)}") from None
+    resolved.pop("hydra", None)
     out = OmegaConf.create(resolved)
     OmegaConf.set_readonly(out, False)
     return out

@@ -55,7 +55,7 @@ def write_status(run_dir: Path, status: str, reason: str = "") -> None:
 
 def prepare(overrides: list[str]) -> DictConfig:
     """Compose, finalize and validate one run's config (raises ConfigError)."""
-    cfg = C.finalize(C.compose(overrides), overrides)
+    cfg = C.finalize(C.compose(overrides))
     C.validate(cfg)
     return cfg
 

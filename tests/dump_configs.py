@@ -70,7 +70,7 @@ def resolved(overrides: list[str]):
     """(run id, resolved config) of one point, as a run computes them."""
     from hdist import config as C
 
-    cfg = C.finalize(C.compose(overrides), overrides)
+    cfg = C.finalize(C.compose(overrides))
     return C.run_id(cfg), cfg
 
 

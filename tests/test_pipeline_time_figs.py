@@ -29,7 +29,7 @@ STEMS = ["thesis-fig17", "thesis-fig18", "thesis-fig19", "thesis-fig20", "thesis
 
 
 def _runs(stem: str, scale: str):
-    return [C.finalize(C.compose(r), r) for r in experiment_runs(stem, [f"scale={scale}"])]
+    return [C.finalize(C.compose(r)) for r in experiment_runs(stem, [f"scale={scale}"])]
 
 
 # --- configuration --------------------------------------------------------------------------------
