@@ -59,19 +59,22 @@ def _results_dir(overrides: list[str]) -> Path:
 _RESULTS: list = []
 
 
-def _task(cfg) -> None:
-    from hydra.core.hydra_config import HydraConfig
-
+def _task(cfg):
+    """One job of Hydra's app: a run through ``hdist run --help|--info|...`` or one point of a multirun sweep
+    (any launcher; the sweeper validated every point before launching). Returns the RunResult (what the
+    sweeper reports)."""
     from hdist import config as C
     from hdist.launch import execute
 
     try:
-        cfg = C.finalize(cfg, list(HydraConfig.get().overrides.task))
+        cfg = C.finalize(cfg)
         C.validate(cfg)
-        _RESULTS.append(execute(cfg))
+        result = execute(cfg)
     except ConfigError as e:
         print(f"hdist: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+    _RESULTS.append(result)
+    return result
 
 
 def _hydra_main(argv: list[str]) -> None:
@@ -79,7 +82,8 @@ def _hydra_main(argv: list[str]) -> None:
 
     from hdist.config import CONF_DIR
 
-    sys.argv = ["hdist run", *argv]
+    # Hydra names the program after argv[0] (help text, the completion script): the console script's name.
+    sys.argv = ["hdist", *argv]
     main = hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(_task)
     if "--help" not in argv and "-h" not in argv:
         main()
@@ -101,6 +105,8 @@ def _hide_bases(help_text: str) -> str:
     for line in help_text.splitlines(keepends=True):
         if line.startswith("== "):
             in_groups = line.startswith("== Configuration groups")
+        elif in_groups and line.startswith("at_scale/"):
+            continue  # an experiment's per-scale settings, chosen by experiment= and scale=, not by hand
         elif in_groups and ": " in line:
             group, _, options = line.rstrip("\n").partition(": ")
             line = f"{group}: {', '.join(o for o in options.split(', ') if not o.startswith('_'))}\n"
@@ -108,23 +114,40 @@ def _hide_bases(help_text: str) -> str:
     return "".join(lines)
 
 
+def _cfg_job(overrides: list[str]) -> int:
+    """``hdist run --cfg job``: the config the run would store in config.yaml (composed, resolved, validated,
+    the data checked as the run checks it), or the one-line error."""
+    from omegaconf import OmegaConf
+
+    from hdist.launch import check_problem, prepare
+
+    cfg = prepare(overrides)
+    check_problem(cfg)
+    print(OmegaConf.to_yaml(cfg), end="")
+    return 0
+
+
 def cmd_run(args: list[str]) -> int:
-    from hdist import config as C
-    from hdist.launch import prepare
+    from hdist.launch import execute, prepare
 
     multirun = any(a in ("-m", "--multirun") for a in args)
-    other_flags = [a for a in args if a.startswith("-") and a not in ("-m", "--multirun")]
-    if not other_flags:
-        # Validate every point of the sweep before the first run starts.
-        overrides = [a for a in args if not a.startswith("-")]
-        combos = C.expand_sweep(overrides) if multirun else [overrides]
-        for combo in combos:
-            prepare(combo)
-        if multirun:
-            print(f"[hdist] sweep of {len(combos)} run(s)", file=sys.stderr)
+    overrides = [a for a in args if not a.startswith("-")]
+    flags = [a for a in args if a.startswith("-") and a not in ("-m", "--multirun")]
+    if not multirun and {"--cfg", "-c"} & set(flags) and set(flags) <= {"--cfg", "-c", "--resolve"} \
+            and "job" in overrides:
+        # Hydra's --cfg job prints the composition before resolution and validation; this is the config the
+        # run stores (its config.yaml), or the bad value's one-line error.
+        return _cfg_job([o for o in overrides if o != "job"])
+    if not multirun and not flags:
+        # One run: one composition (Hydra's compose API), validated, then run; Hydra's app and its
+        # launchers are for sweeps and Hydra's own flags.
+        return _summarise([execute(prepare(overrides))], False)
+    from hdist.sweeps import LAST_RESULTS
+
     _RESULTS.clear()
+    LAST_RESULTS.clear()
     _hydra_main(args)
-    return _summarise(_RESULTS, multirun)
+    return _summarise(LAST_RESULTS if multirun else _RESULTS, multirun)
 
 
 def _summarise(results, many: bool) -> int:

@@ -103,24 +103,25 @@ def parse_overrides(overrides: list[str]):
 
 
 def expand_sweep(overrides: list[str]) -> list[list[str]]:
-    """All combinations of a (possibly sweeping) override list, in the order of Hydra's basic sweeper (the
-    cartesian product, the last key varying fastest), from Hydra's public override API."""
+    """All combinations of a (possibly sweeping) override list as Hydra's basic sweeper makes them (a key
+    given twice keeps its first place and its last value; the cartesian product, the last key varying
+    fastest), from Hydra's public override API."""
     import itertools
 
     parsed = parse_overrides(overrides)
     if not any(o.is_sweep_override() for o in parsed):
         return [list(overrides)]
-    choices = []
+    choices: dict[str, list[str]] = {}
     for o in parsed:
         key = o.get_key_element()
-        if o.is_sweep_override():
-            if o.is_discrete_sweep():
-                choices.append([f"{key}={v}" for v in o.sweep_string_iterator()])
-            else:
-                raise ConfigError(f"{o.input_line}: only choice, range and comma-separated sweeps are allowed")
+        if not o.is_sweep_override():
+            choices[key] = [f"{key}={o.get_value_element_as_str()}"]
+        elif o.is_discrete_sweep():
+            choices[key] = [f"{key}={v}" for v in o.sweep_string_iterator()]
         else:
-            choices.append([o.input_line])
-    return [list(combo) for combo in itertools.product(*choices)]
+            raise ConfigError(f"{o.input_line}: an interval sweep needs a sweeper that samples it; allowed: "
+                              f"a,b,c, choice(...), range(...)")
+    return [list(combo) for combo in itertools.product(*choices.values())]
 
 
 def has_sweep(overrides: list[str]) -> bool:

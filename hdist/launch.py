@@ -60,6 +60,27 @@ def prepare(overrides: list[str]) -> DictConfig:
     return cfg
 
 
+def check_problem(cfg: DictConfig) -> dict:
+    """Build the run's problem (data, model) once to catch user errors before anything is written; returns
+    what meta.json records of it. A missing real dataset with ``dataset.fallback: synthetic`` sets
+    ``dataset.stand_in``: a synthetic stand-in is a different run from the real data's, with its own id, so
+    that real data added later is run rather than skipped (``hdist run --cfg job`` prints it too)."""
+    from hdist.algos import get_algo
+
+    algo = get_algo(cfg.algo.name)
+    if algo.check is not None:
+        return algo.check(cfg) or {}
+    from hdist.models import n_params
+    from hdist.problems import build_problem
+
+    prob = build_problem(cfg)
+    plain = (str, int, float, bool, list, tuple, type(None))
+    if prob.data.info.get("stand_in_for"):
+        cfg.dataset.stand_in = "synthetic"
+    return {"n_params": n_params(prob.build_model(0)), "data": prob.data.description,
+            "data_source": prob.data.source, **{k: v for k, v in prob.data.info.items() if isinstance(v, plain)}}
+
+
 def run_paths(cfg: DictConfig) -> tuple[str, Path]:
     rid = C.run_id(cfg)
     return rid, Path(cfg.results_dir) / cfg.stem / rid
@@ -158,26 +179,12 @@ def _execute(cfg: DictConfig, *, force: bool = False, quiet_skip: bool = False) 
     world = World.build(cfg, algo, backend)
     # Data and model problems (missing files, wrong shapes) are user errors: find them before
     # the run directory exists.
-    meta_extra = {}
-    if algo.check is not None:
-        meta_extra = algo.check(cfg) or {}
-    else:
-        from hdist.models import n_params
-        from hdist.problems import build_problem
-
-        prob = build_problem(cfg)
-        plain = (str, int, float, bool, list, tuple, type(None))
-        meta_extra = {"n_params": n_params(prob.build_model(0)), "data": prob.data.description,
-                      "data_source": prob.data.source,
-                      **{k: v for k, v in prob.data.info.items() if isinstance(v, plain)}}
-        if prob.data.info.get("stand_in_for"):
-            # A synthetic stand-in is a different run from the real data's: it gets its own id,
-            # so that real data added later is run rather than skipped.
-            cfg.dataset.stand_in = "synthetic"
-            rid, run_dir = run_paths(cfg)
-            done = None if force else _finished(cfg, rid, run_dir, quiet_skip)
-            if done:
-                return done
+    meta_extra = check_problem(cfg)
+    if cfg.dataset.get("stand_in"):
+        rid, run_dir = run_paths(cfg)
+        done = None if force else _finished(cfg, rid, run_dir, quiet_skip)
+        if done:
+            return done
 
     if run_dir.exists():
         # Unfinished or failed before: redo from a clean directory so no stale rows mix in.
