@@ -170,11 +170,13 @@ def _summarise(results, many: bool) -> int:
 
 
 def cmd_reproduce(args: list[str]) -> int:
+    from hdist import config as C
     from hdist.launch import execute, prepare
     from hdist.papers import stems
     from hdist.sweeps import experiment_runs
 
     pos, ovs, flags = _split(args)
+    C.SEARCH_DIRS[:] = C.search_dirs(ovs)  # a user's own experiments (hydra.searchpath=[DIR]) are stems too
     if len(pos) != 1:
         raise ConfigError(f"reproduce: expected one STEM, got {pos or 'none'}; allowed: {', '.join(stems())}")
     stem = pos[0]
@@ -332,8 +334,31 @@ VERBS = {
 }
 
 
+def _shell_completion(args: list[str]) -> int:
+    """``hdist -sc query=bash``, as the script of ``hdist run --shell-completion install=bash`` calls it on TAB:
+    the verbs while the verb is typed, then Hydra's candidates (config groups, options, keys) for the
+    key=value words after it."""
+    import os
+    import re
+
+    line = os.environ.get("COMP_LINE", "")
+    m = re.match(r"^(\s*\S+\s+)(\S+)(\s.*)?$", line)
+    if not any(a.startswith("query=") for a in args) or m is None or m.group(3) is None:
+        if any(a.startswith("query=") for a in args):
+            print(" ".join(VERBS))
+            return 0
+        _hydra_main(["--shell-completion", *args])  # install= / uninstall=: Hydra writes the script
+        return 0
+    # Hydra reads the line after the program's name as overrides: the verb is not one.
+    os.environ["COMP_LINE"] = m.group(1) + m.group(3).lstrip()
+    _hydra_main(["--shell-completion", *args])
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("-sc", "--shell-completion"):
+        sys.exit(_shell_completion(argv[1:]))
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         sys.exit(0)

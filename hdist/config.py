@@ -23,10 +23,9 @@ from hdist.rules import Rule, check_rules, finite_nonneg, finite_pos, int_at_lea
 from hdist.types import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
-# The configs: an installed wheel ships them as the package data hdist/conf (pyproject maps conf/ there);
-# a checkout (plain or editable install) reads the repository's conf/.
-_PACKAGED_CONF = Path(__file__).resolve().parent / "conf"
-CONF_DIR = _PACKAGED_CONF if (_PACKAGED_CONF / "config.yaml").is_file() else ROOT / "conf"
+# The configs are package data: hdist/conf is a link to the repository's conf/ in a checkout (plain or editable
+# install) and a copy of it in a wheel.
+CONF_DIR = (Path(__file__).parent / "conf").resolve()
 GROUPS = ("dataset", "model", "algo", "backend", "topology", "scale", "experiment")
 
 #: Directories a ``hydra.searchpath=[...]`` override added (a user's own configs): group options are read
@@ -263,8 +262,9 @@ def finalize(cfg: DictConfig) -> DictConfig:
     older layout, which nothing applies any more: refused rather than silently ignored.
     """
     if cfg.get("at_scale"):
-        raise ConfigError(f"at_scale={OmegaConf.to_container(cfg.at_scale)}: per-scale settings are no longer read "
-                          f"from an at_scale block; allowed: at_scale: {{}} with conf/at_scale/<stem>/<scale>.yaml files")
+        raise ConfigError(f"at_scale={OmegaConf.to_container(cfg.at_scale)}: per-scale settings are no longer "
+                          f"read from an at_scale block; allowed: at_scale: {{}} and files "
+                          f"at_scale/<stem>/<scale>.yaml (# @package _global_) beside experiment/")
     try:
         resolved = OmegaConf.to_container(cfg, resolve=True)
     except Exception as e:  # interpolation errors are config errors

@@ -86,7 +86,7 @@ def draw_stem(results_dir: Path, stem: str, run_ids: set[str] | None = None) -> 
         df = df[df["run_id"].isin(run_ids)]
     if df.empty:
         return None
-    mod = load_experiment(stem) if stem in papers.stems() else None
+    mod = load_experiment(stem) if stem in papers.stems() and papers.has_figure(stem) else None
     if mod is None:
         fig, claims, tables = generic_plot(df), [], {}
     else:

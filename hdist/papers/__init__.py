@@ -32,3 +32,14 @@ def module_for(stem: str) -> str:
         raise ConfigError(f"{stem}: unknown stem; allowed: {', '.join(known)}")
     paper, _, rest = stem.partition("-")
     return f"{__name__}.{paper}.{rest.replace('-', '_')}"
+
+
+def has_figure(stem: str) -> bool:
+    """Whether a known stem has figure code here: a user's own experiment (``hydra.searchpath``) has none and is
+    drawn by the generic plot."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module_for(stem)) is not None
+    except ModuleNotFoundError:
+        return False
