@@ -22,6 +22,9 @@ from typing import Any, Iterable, Mapping, Sequence
 
 STATUSES = ("PASS", "FAIL", "inconclusive", "n/a")
 KINDS = ("paper", "sanity", "bench")
+#: ``order``: one arm beats another (untrained arms and ties leave it inconclusive); ``similar``: arms match
+#: (untrained arms leave it inconclusive: two untrained arms match trivially); ``single``: about one arm.
+RELATIONS = ("order", "similar", "single")
 
 #: An arm trained when its loss fell at least this fraction below its first logged value ...
 TRAINED_LOSS_DROP = 0.10
@@ -48,7 +51,7 @@ class Claim:
     kind: str = "paper"  # one of KINDS
     status: str = ""  # one of STATUSES; empty: from ``passed`` (True PASS, False FAIL, None n/a)
     reason: str = ""  # why inconclusive or n/a
-    compares: bool = True  # compares arms: ties and untrained arms leave it inconclusive
+    relation: str = "order"  # one of RELATIONS: what the claim says of its arms
     timed: bool = False  # a wall-clock timing: needs recorded, like load (``finalize``)
     stand_in: str = ""  # the named dataset this claim's runs replaced with a synthetic stand-in
 
@@ -62,6 +65,8 @@ class Claim:
             self.status = {True: "PASS", False: "FAIL"}.get(self.passed, "n/a")
         if self.status not in STATUSES:
             raise ValueError(f"status {self.status!r}; allowed: {', '.join(STATUSES)}")
+        if self.relation not in RELATIONS:
+            raise ValueError(f"relation {self.relation!r}; allowed: {', '.join(RELATIONS)}")
         if self.kind not in KINDS:
             raise ValueError(f"kind {self.kind!r}; allowed: {', '.join(KINDS)}")
         if self.status in ("inconclusive", "n/a"):
@@ -93,7 +98,7 @@ def not_checked(claim: str, paper: Any, why: str, kind: str = "paper") -> Claim:
 
 def sanity(claim: str, expected: Any, measured: Any, passed: bool | None) -> Claim:
     """A check of hdist's own code: counted apart from the paper's claims."""
-    return Claim(claim, expected, measured, passed, kind="sanity", compares=False)
+    return Claim(claim, expected, measured, passed, kind="sanity", relation="single")
 
 
 def verdict(c: Mapping | Claim) -> str:
@@ -159,18 +164,31 @@ def like_load(loads: Sequence[Mapping]) -> str:
     return ""
 
 
+def curve(df, metric: str) -> list[float]:
+    """An arm's curve: ``metric`` of the runs in ``df`` (its seeds), averaged at each logged step, in order."""
+    d = df[df["metric"] == metric]
+    if d.empty:
+        return []
+    if "rank" in d.columns:
+        d = d[d["rank"] == d["rank"].min()]
+    x = "step" if "step" in d.columns else "epoch"
+    return [float(v) for v in d.groupby(x, sort=True)["value"].mean()]
+
+
 def settle(claim: str, paper: Any, measured: Any, holds: bool, *,
            arms: Mapping[str, Sequence[float]] | None = None, error: bool = False,
            a: float | None = None, b: float | None = None, spread: float = 0.0,
-           loads: Sequence[Mapping] | None = None, stand_in: str = "", kind: str = "paper") -> Claim:
+           loads: Sequence[Mapping] | None = None, stand_in: str = "", kind: str = "paper",
+           relation: str = "order") -> Claim:
     """A comparative claim, settled only when its preconditions hold.
 
     ``arms``: name -> the compared arm's curve (loss, or error with ``error``) in logged order; each must
     have trained (:func:`arm_trained`). ``a``, ``b``: the compared values, which must not tie (:func:`ties`,
     with the seeds' ``spread``). ``loads``: for a wall-clock timing, each arm's recorded load
     (:func:`like_load`). ``stand_in``: the named dataset the runs replaced with a synthetic stand-in (n/a).
+    ``relation``: ``similar`` for "A matches B" (a tie is its support: no tie check).
     """
-    c = Claim(claim, paper, measured, holds, kind=kind, timed=loads is not None)
+    c = Claim(claim, paper, measured, holds, kind=kind, timed=loads is not None, relation=relation)
     if stand_in:
         return c.not_applicable(f"stand-in for {stand_in}", stand_in)
     for name, curve in (arms or {}).items():
@@ -178,7 +196,7 @@ def settle(claim: str, paper: Any, measured: Any, holds: bool, *,
             vals = [float(v) for v in curve] or [float("nan")]
             return c.inconclusive(f"{name} did not train ({'error' if error else 'loss'} "
                                   f"{vals[0]:.4g} -> {vals[-1]:.4g})")
-    if a is not None and b is not None and ties(a, b, error, spread):
+    if relation == "order" and a is not None and b is not None and ties(a, b, error, spread):
         return c.inconclusive(f"tie: {float(a):.4g} vs {float(b):.4g} within the noise")
     if loads is not None:
         why = like_load(loads)
@@ -310,9 +328,9 @@ def finalize(claims: Iterable[Claim | Mapping], df=None) -> list[Claim]:
             if all_stand_in or named:
                 who = ", ".join(named or sorted(set(stand_ins.values())))
                 c = c.not_applicable(f"stand-in for {who}", who)
-            elif untrained and c.compares:
+            elif untrained and c.relation != "single":
                 c = c.inconclusive(untrained)
-            elif tie and c.compares:
+            elif tie and c.relation == "order":
                 c = c.inconclusive(tie)
             elif c.timed:
                 loads = _load_of_runs(df) if loads is None else loads
