@@ -299,7 +299,8 @@ def _stand_ins(df) -> dict[str, str]:
     return dict(zip(names, d["stand_in_for"].astype(str)))
 
 
-def _load_of_runs(df) -> list[dict]:
+def loads_of(df) -> list[dict]:
+    """Each run's recorded load in ``df`` (load_results' load_1m_start/end and cpu_count columns)."""
     cols = ["load_1m_start", "load_1m_end", "cpu_count"]
     if df is None or df.empty or not set(cols) <= set(df.columns):
         return []
@@ -333,7 +334,7 @@ def finalize(claims: Iterable[Claim | Mapping], df=None) -> list[Claim]:
             elif tie and c.relation == "order":
                 c = c.inconclusive(tie)
             elif c.timed:
-                loads = _load_of_runs(df) if loads is None else loads
+                loads = loads_of(df) if loads is None else loads
                 why = like_load(loads)
                 if why:
                     c = c.inconclusive(why)

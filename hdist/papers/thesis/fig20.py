@@ -18,7 +18,7 @@ import pandas as pd
 
 from hdist.claims import Claim, curve, not_checked, sanity, settle
 from hdist.papers.thesis.pipeline_time import curve_panel, final, stages_of, with_arm
-from hdist.plots import data_note, figure
+from hdist.plots import data_note, figure, run_as
 
 #: DDG "does not affect the convergence rate": its final training loss within 10 % of BP's.
 LOSS_TOL = 0.10
@@ -47,7 +47,7 @@ def _where(backend: str, K: int) -> str:
 def plot(df: pd.DataFrame):
     cols = settings(df) or [("sim", 2)]
     rows = [("train_loss", "training loss"), ("test_loss", "test loss")]
-    fig, axes = figure(1, title="thesis fig. 20: ResNet-110 over K devices, BP vs DDG" + data_note(df))
+    fig, axes = figure(1, title=f"thesis fig. 20: {run_as(df, 'ResNet-110')} over K devices, BP vs DDG" + data_note(df))
     axes[0].remove()
     fig.set_size_inches(3.6 * len(cols), 3.0 * len(rows))
     grid = fig.subplots(len(rows), len(cols), squeeze=False)
