@@ -62,7 +62,8 @@ def plot(df: pd.DataFrame):
     s = summary(df)
     backends = sorted(s["backend"].unique(), key=lambda b: b == "sim") if len(s) else []
     fig, axes = figure(len(backends) + 1, width=4.6,
-                       title=f"thesis fig. 21: {run_as(df, 'ResNet-110')} time per epoch over K devices" + data_note(df))
+                       title=f"thesis fig. 21: {run_as(df, 'ResNet-110')} time per epoch over K devices"
+                       + data_note(df))
     if s.empty:
         axes[0].text(0.5, 0.5, "no runs", ha="center", transform=axes[0].transAxes)
         return fig
