@@ -11,11 +11,12 @@ from __future__ import annotations
 import importlib
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
 from hdist import papers
-from hdist.claims import Claim
+from hdist.claims import Claim, finalize, from_dict, verdict
 from hdist.config import NON_IDENTITY_KEYS
 from hdist.metrics import atomic_write_bytes, atomic_write_json, atomic_write_text, iter_runs, load_results, run_summary
 from hdist.types import ConfigError
@@ -56,6 +57,16 @@ def generic_plot(df):
     return fig
 
 
+def check_claims(mod: ModuleType, df) -> list[Claim]:
+    """A figure module's claims on ``df`` with the rules every stem obeys applied
+    (:func:`hdist.claims.finalize`: stand-ins, untrained runs, ties, load)."""
+    claims = [c if isinstance(c, Claim) else from_dict(c) for c in mod.check(df)]
+    if mod.__name__.startswith(f"{papers.__name__}.bench."):
+        # The bench stems measure hdist itself: their claims are benchmarks, not a paper's results.
+        claims = [replace(c, kind="bench") if c.kind == "paper" else c for c in claims]
+    return finalize(claims, df)
+
+
 def _save(fig, out_dir: Path, stem: str) -> dict:
     import io
 
@@ -91,14 +102,14 @@ def draw_stem(results_dir: Path, stem: str, run_ids: set[str] | None = None) -> 
         fig, claims, tables = generic_plot(df), [], {}
     else:
         fig = mod.plot(df)
-        claims = list(mod.check(df))
+        claims = check_claims(mod, df)
         tables = dict(mod.tables(df)) if hasattr(mod, "tables") else {}
     paths = _save(fig, results_dir / "figures", stem)
     table_paths = {}
     for name, text in tables.items():
         table_paths[name] = results_dir / "figures" / f"{stem}-{name}.md"
         atomic_write_text(table_paths[name], text)
-    claims_d = [c.to_dict() if isinstance(c, Claim) else dict(c) for c in claims]
+    claims_d = [c.to_dict() for c in claims]
     atomic_write_json(results_dir / stem / "claims.json", claims_d)
     return {"png": paths["png"], "pdf": paths["pdf"], "claims": claims_d, "runs": int(df["run_id"].nunique()),
             "tables": table_paths, "others": others}
@@ -144,14 +155,12 @@ def draw_all(results_dir: Path, stems: list[str] | None = None, every_run: bool 
     return out
 
 
-def verdict(passed) -> str:
-    return {True: "PASS", False: "FAIL"}.get(passed, "n/a")
-
-
 def print_claims(stem: str, claims: list[dict], file=None) -> None:
     file = file or sys.stdout
     for c in claims:
-        print(f"  [{verdict(c['passed'])}] {c['claim']}  paper: {c['paper']}  measured: {c['measured']}", file=file)
+        kind = "" if c.get("kind", "paper") == "paper" else f" ({c['kind']})"
+        why = f"  ({c['reason']})" if c.get("reason") else ""
+        print(f"  [{verdict(c)}]{kind} {c['claim']}  paper: {c['paper']}  measured: {c['measured']}{why}", file=file)
 
 
 def list_stems(results_dir: Path) -> str:
@@ -175,7 +184,7 @@ def list_runs(results_dir: Path, stem: str) -> str:
         return f"{stem}: no runs under {Path(results_dir) / stem}/"
     keys = ["run_id", "status", "algo.name", "model.name", "dataset.name", "backend.name",
             "topology.workers", "seed", "scale.name"]
-    skip = {"run_dir", "reason", "stand_in_for", *NON_IDENTITY_KEYS}
+    skip = {"run_dir", "reason", "stand_in_for", "load_1m_start", "load_1m_end", "cpu_count", *NON_IDENTITY_KEYS}
     varying = sorted(k for k in set().union(*rows) - set(keys) - skip
                      if len({json.dumps(r.get(k), default=str) for r in rows}) > 1)
     cols = keys + varying

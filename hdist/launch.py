@@ -81,6 +81,16 @@ def check_problem(cfg: DictConfig) -> dict:
             "data_source": prob.data.source, **{k: v for k, v in prob.data.info.items() if isinstance(v, plain)}}
 
 
+def machine_load(when: str) -> dict:
+    """The machine's 1-minute load average and CPU count at ``when`` (start | end) of a run: a wall-clock
+    timing is compared with another only under like load (hdist.claims.like_load)."""
+    try:
+        load_1m = os.getloadavg()[0]
+    except OSError:  # not available on this platform: the timing claims say "no load recorded"
+        load_1m = None
+    return {f"load_1m_{when}": load_1m, f"cpu_count_{when}": os.cpu_count()}
+
+
 def run_paths(cfg: DictConfig) -> tuple[str, Path]:
     rid = C.run_id(cfg)
     return rid, Path(cfg.results_dir) / cfg.stem / rid
@@ -191,7 +201,7 @@ def _execute(cfg: DictConfig, *, force: bool = False, quiet_skip: bool = False) 
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg))
-    meta = {**base_meta(cfg, rid), **meta_extra, **backend.library_meta(cfg)}
+    meta = {**base_meta(cfg, rid), **meta_extra, **backend.library_meta(cfg), **machine_load("start")}
     atomic_write_json(run_dir / "meta.json", meta)
     write_status(run_dir, "running")
 
@@ -214,6 +224,7 @@ def _execute(cfg: DictConfig, *, force: bool = False, quiet_skip: bool = False) 
         atomic_write_text(run_dir / "error.txt", traceback.format_exc())
     finally:
         meta["end"] = _dt.datetime.now(_dt.timezone.utc).isoformat()
+        meta.update(machine_load("end"))
         atomic_write_json(run_dir / "meta.json", meta)
         write_status(run_dir, status, reason)
         if old is not None:

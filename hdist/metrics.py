@@ -312,6 +312,11 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
     # A real dataset replaced by a synthetic stand-in (dataset.fallback) is named here, so that
     # figures can say so.
     flat["stand_in_for"] = meta.get("stand_in_for") or ""
+    # The machine's load while the run trained (hdist.launch.machine_load): timing claims need it.
+    flat["load_1m_start"] = meta.get("load_1m_start")
+    flat["load_1m_end"] = meta.get("load_1m_end")
+    cpus = [c for c in (meta.get("cpu_count_start"), meta.get("cpu_count_end")) if c]
+    flat["cpu_count"] = min(cpus) if cpus else None
     flat["status"] = st.get("status", "unknown")
     flat["reason"] = st.get("reason", "")
     flat["run_dir"] = str(run_dir)
@@ -343,7 +348,8 @@ def load_results(results_dir: str | Path = "results", stems: Iterable[str] | str
     if not summaries:
         return pd.DataFrame(columns=[*COLUMNS, *BASE_COLUMNS, "status"])
     keys = set().union(*summaries)
-    ignore = {"run_dir", "reason", "results_dir", "stand_in_for", "progress", "log.flush_s"}
+    load = ("load_1m_start", "load_1m_end", "cpu_count")
+    ignore = {"run_dir", "reason", "results_dir", "stand_in_for", "progress", "log.flush_s", *load}
     varying = sorted(k for k in keys - ignore
                      if k.startswith(ALWAYS_PREFIXES)
                      or len({json.dumps(s.get(k), sort_keys=True, default=str) for s in summaries}) > 1)
@@ -358,5 +364,7 @@ def load_results(results_dir: str | Path = "results", stems: Iterable[str] | str
                 df[key] = s.get(key)
         df["status"] = s["status"]
         df["stand_in_for"] = s["stand_in_for"]
+        for key in load:
+            df[key] = float("nan") if s.get(key) is None else float(s[key])
         frames.append(df)
     return pd.concat(frames, ignore_index=True)

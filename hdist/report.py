@@ -1,11 +1,16 @@
-"""``hdist report``: REPORT.md, per stem its figure, its markdown tables, claims table (PASS/FAIL) and run count."""
+"""``hdist report``: REPORT.md, per stem its figure, its markdown tables, claims tables and run count.
+
+The paper's claims (PASS / FAIL / inconclusive / n/a, with the stand-in a claim's runs used) are counted and
+tabled apart from hdist's own sanity checks and benchmarks (:mod:`hdist.claims`): a sanity check that passes
+reproduces nothing."""
 
 from __future__ import annotations
 
 import datetime as _dt
 from pathlib import Path
 
-from hdist.figures import draw_all, stems_with_results, verdict
+from hdist.claims import counts, verdict
+from hdist.figures import draw_all, stems_with_results
 from hdist.metrics import atomic_write_text, iter_runs
 
 
@@ -19,13 +24,18 @@ def write_report(results_dir: Path, redraw: bool = True, every_run: bool = False
     if not stems:
         lines.append("No results yet: `hdist run` or `hdist reproduce STEM` writes some.")
     summary = []
+    totals = {"PASS": 0, "FAIL": 0, "inconclusive": 0, "n/a": 0}
     for stem in stems:
         out = drawn.get(stem)
         n_runs = sum(1 for _ in iter_runs(results_dir, [stem]))
         claims = out["claims"] if out else []
-        n_pass = sum(1 for c in claims if c["passed"] is True)
-        n_fail = sum(1 for c in claims if c["passed"] is False)
-        summary.append(f"| {stem} | {n_runs} | {n_pass} | {n_fail} | {len(claims) - n_pass - n_fail} |")
+        paper = counts(claims, "paper")
+        own = {k: counts(claims, k) for k in ("sanity", "bench")}
+        own_cell = " ".join(f"{k} {v['PASS']}/{sum(v.values())}" for k, v in own.items() if sum(v.values())) or "-"
+        summary.append(f"| {stem} | {n_runs} | {paper['PASS']} | {paper['FAIL']} | {paper['inconclusive']} | "
+                       f"{paper['n/a']} | {own_cell} |")
+        for k in totals:
+            totals[k] += paper[k]
         n_drawn = out["runs"] if out else 0
         sweep = " (of its last `hdist reproduce`; `hdist report --all` draws every finished run)" \
             if out and out["sweep"] else ""
@@ -34,16 +44,33 @@ def write_report(results_dir: Path, redraw: bool = True, every_run: bool = False
             lines += [f"![{stem}](figures/{stem}.png)", ""]
             for path in out.get("tables", {}).values():
                 lines += [path.read_text().rstrip("\n"), ""]
-        if claims:
-            lines += ["| claim | paper | measured | result |", "|---|---|---|---|"]
-            for c in claims:
-                cells = [str(c[k]).replace("|", "\\|").replace("\n", " ") for k in ("claim", "paper", "measured")]
-                lines.append(f"| {cells[0]} | {cells[1]} | {cells[2]} | {verdict(c['passed'])} |")
+        papers_ = [c for c in claims if c.get("kind", "paper") == "paper"]
+        if papers_:
+            lines += ["Paper claims:", "", "| claim | paper | measured | result | why | stand-in |",
+                      "|---|---|---|---|---|---|"]
+            lines += [_row(c, ("claim", "paper", "measured"), verdict(c), c.get("reason", ""), c.get("stand_in", ""))
+                      for c in papers_]
+            lines.append("")
+        others = [c for c in claims if c.get("kind", "paper") != "paper"]
+        if others:
+            lines += ["Sanity checks and benchmarks of hdist itself (not reproductions):", "",
+                      "| kind | check | expected | measured | result |", "|---|---|---|---|---|"]
+            lines += [_row(c, ("kind", "claim", "paper", "measured"), verdict(c)) for c in others]
             lines.append("")
     if summary:
-        head = ["## Summary", "", "| stem | runs | PASS | FAIL | n/a |", "|---|---|---|---|---|", *summary, ""]
+        head = ["## Summary", "",
+                f"Paper claims: {totals['PASS']} PASS, {totals['FAIL']} FAIL, {totals['inconclusive']} inconclusive, "
+                f"{totals['n/a']} n/a (not checked, or run on a synthetic stand-in). Sanity checks and benchmarks "
+                "of hdist itself are counted apart.", "",
+                "| stem | runs | PASS | FAIL | inconclusive | n/a | sanity / bench (PASS/total) |",
+                "|---|---|---|---|---|---|---|", *summary, ""]
         lines[4:4] = head
     path = results_dir / "REPORT.md"
     results_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, "\n".join(lines) + "\n")
     return path
+
+
+def _row(c: dict, keys: tuple, *extra: str) -> str:
+    cells = [str(c.get(k, "")) for k in keys] + [str(e) for e in extra]
+    return "| " + " | ".join(x.replace("|", "\\|").replace("\n", " ") for x in cells) + " |"

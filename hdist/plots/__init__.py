@@ -109,3 +109,12 @@ def data_note(df: pd.DataFrame) -> str:
         if names:
             return f" [synthetic stand-in for {', '.join(names)}]"
     return ""
+
+
+def run_as(df: pd.DataFrame, name: str) -> str:
+    """``name`` (the paper's network), with " (run as resnet8)" when the runs used another model (the smoke
+    scale's stand-in): titles and claims name the model actually run."""
+    models = sorted({str(m) for m in df["model"].dropna().unique()}) if "model" in df.columns and len(df) else []
+    if not models or [m.lower().replace("-", "") for m in models] == [name.lower().replace("-", "")]:
+        return name
+    return f"{name} (run as {', '.join(models)})"

@@ -25,7 +25,7 @@ import pandas as pd
 
 from hdist.analysis import speedup_table
 from hdist.analysis.speedup import MARGIN
-from hdist.claims import Claim, not_checked
+from hdist.claims import Claim, curve, not_checked, settle
 from hdist.plots import curves, data_note, figure, speedup
 
 # ---------------------------------------------------------------------------------------------
@@ -91,30 +91,39 @@ def check_methods(df: pd.DataFrame, fig: str = "fig. 1", test_errors_comparable:
     d = best_runs(df)
     methods = set(d["method"])
     claims = []
+
+    def arm(m: str, metric: str = "train_loss_full") -> list[float]:
+        return curve(d[d["method"] == m], metric)
+
     if "SGD" in methods:
         first = d[(d["method"] == "SGD") & (d["metric"] == "train_loss_full")].sort_values("step")
         start = float(first.groupby("run_id").head(1)["value"].mean())
         end = final_value(d, "SGD", "train_loss_full")
         claims.append(Claim("SGD with the tuned polynomial learning rate decreases the training loss",
-                            f"decreasing curve ({fig}a)", f"{start:.4g} -> {end:.4g}", end < start))
+                            f"decreasing curve ({fig}a)", f"{start:.4g} -> {end:.4g}", end < start,
+                            relation="single"))
     if {"SGD", "SVRG"} <= methods:
         e1 = 1.0
         sgd1 = value_at_epoch(d, "SGD", "train_loss_full", e1)
         svrg1 = value_at_epoch(d, "SVRG", "train_loss_full", e1)
-        claims.append(Claim("SGD leads early: lower training loss than SVRG after the first epoch",
-                            "SGD below SVRG early", f"SGD {sgd1:.4g} vs SVRG {svrg1:.4g}", sgd1 < svrg1))
+        arms = {"SGD": arm("SGD"), "SVRG": arm("SVRG")}
+        claims.append(settle("SGD leads early: lower training loss than SVRG after the first epoch",
+                             "SGD below SVRG early", f"SGD {sgd1:.4g} vs SVRG {svrg1:.4g}", sgd1 < svrg1,
+                             arms=arms, a=sgd1, b=svrg1))
         sgd_f, svrg_f = final_value(d, "SGD", "train_loss_full"), final_value(d, "SVRG", "train_loss_full")
-        claims.append(Claim("SVRG wins later: lower final training loss than SGD", "SVRG below SGD later",
-                            f"SVRG {svrg_f:.4g} vs SGD {sgd_f:.4g}", svrg_f < sgd_f))
+        claims.append(settle("SVRG wins later: lower final training loss than SGD", "SVRG below SGD later",
+                             f"SVRG {svrg_f:.4g} vs SGD {sgd_f:.4g}", svrg_f < sgd_f, arms=arms, a=svrg_f, b=sgd_f))
     else:
         claims.append(not_checked("SGD leads early, SVRG wins later", "SGD faster first, then SVRG",
                                   "needs SGD and SVRG runs"))
     three = ("SGD", "SVRG", "SGD_SVRG")
     if set(three) <= methods:
         finals = {m: final_value(d, m, "train_loss_full") for m in three}
-        claims.append(Claim("SGD_SVRG is best: lowest final training loss", "SGD_SVRG lowest",
-                            ", ".join(f"{k} {v:.4g}" for k, v in finals.items()),
-                            finals["SGD_SVRG"] <= min(finals.values())))
+        runner_up = min(v for k, v in finals.items() if k != "SGD_SVRG")
+        claims.append(settle("SGD_SVRG is best: lowest final training loss", "SGD_SVRG lowest",
+                             ", ".join(f"{k} {v:.4g}" for k, v in finals.items()),
+                             finals["SGD_SVRG"] <= min(finals.values()), arms={m: arm(m) for m in three},
+                             a=finals["SGD_SVRG"], b=runner_up))
     else:
         claims.append(not_checked("SGD_SVRG is best", "SGD_SVRG lowest loss and error",
                                   "needs SGD, SVRG and SGD_SVRG runs"))
@@ -128,9 +137,10 @@ def check_methods(df: pd.DataFrame, fig: str = "fig. 1", test_errors_comparable:
             claims.append(not_checked(claim, "comparable", "needs test errors of at least two methods"))
         else:
             spread = max(errs.values()) - min(errs.values())
-            claims.append(Claim(claim, "comparable test errors",
-                                ", ".join(f"{k} {v:.4g}" for k, v in errs.items()) + f"; spread {spread:.4g}",
-                                bool(spread <= COMPARABLE_ERROR)))
+            claims.append(settle(claim, "comparable test errors",
+                                 ", ".join(f"{k} {v:.4g}" for k, v in errs.items()) + f"; spread {spread:.4g}",
+                                 bool(spread <= COMPARABLE_ERROR), arms={m: arm(m) for m in errs},
+                                 relation="similar"))
     return claims
 
 

@@ -16,7 +16,7 @@ import math
 
 import pandas as pd
 
-from hdist.claims import Claim, not_checked
+from hdist.claims import Claim, not_checked, settle
 from hdist.papers.thesis import fig17 as _f17
 from hdist.papers.thesis.pipeline_time import accuracy_rows, curve_panel
 from hdist.plots import data_note, figure
@@ -52,16 +52,19 @@ def check(df: pd.DataFrame) -> list[Claim]:
     for s in sorted(set(ddg["splits"]), key=len):
         v = _f17._mean(runs, "ddg", s)
         gap = (v - bp) / bp
-        out.append(Claim(f"DDG's training loss is close to BP's with {len(s)} split points", "as good as BP",
-                         f"DDG {v:.4g} vs BP {bp:.4g} (gap {gap:+.1%}, tolerance {_f17.LOSS_TOL:.0%})",
-                         bool(gap <= _f17.LOSS_TOL)))
+        out.append(settle(f"DDG's training loss is close to BP's with {len(s)} split points", "as good as BP",
+                          f"DDG {v:.4g} vs BP {bp:.4g} (gap {gap:+.1%}, tolerance {_f17.LOSS_TOL:.0%})",
+                          bool(gap <= _f17.LOSS_TOL), relation="similar",
+                          arms={"BP": _f17.arm_curve(df, "bp"), "DDG": _f17.arm_curve(df, "ddg", s)}))
     dni = runs[runs["algo"] == "dni"]
     if len(dni):
         most = max(dni["splits"], key=len)
         a, c = _f17._mean(runs, "dni", most), _f17._mean(runs, "ddg", most)
-        out.append(Claim(f"DNI is unstable with many split points: with {len(most)} its training loss is above "
-                         f"DDG's and BP's", "unstable; sometimes does not converge",
-                         f"DNI {a:.4g} vs DDG {c:.4g} vs BP {bp:.4g}", bool(a > c and a > bp)))
+        out.append(settle(f"DNI is unstable with many split points: with {len(most)} its training loss is above "
+                          f"DDG's and BP's", "unstable; sometimes does not converge",
+                          f"DNI {a:.4g} vs DDG {c:.4g} vs BP {bp:.4g}", bool(a > c and a > bp),
+                          arms={"BP": _f17.arm_curve(df, "bp"), "DDG": _f17.arm_curve(df, "ddg", most)},
+                          a=a, b=max(c, bp)))
     return out
 
 

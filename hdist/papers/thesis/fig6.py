@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from hdist.analysis.speedup import crossing
-from hdist.claims import Claim, not_checked
+from hdist.claims import Claim, not_checked, settle
 from hdist.plots import curves, data_note
 
 FLOOR = 1e-14  # gaps are clipped here on the log axis (float32 snapshots can give |gap| ~ 1e-10 of either sign)
@@ -139,7 +139,7 @@ def check_dataset(d: pd.DataFrame, ds: str) -> list[Claim]:
     ms = set(d["method"])
     dfs = sorted((m for m in ms if m.startswith("Dis-dfSDCA")), key=lambda m: (len(m), m))
     c_rate = f"{where}: Dis-dfSDCA and CoCoA+ converge at a similar linear rate per epoch (fig. 6, right)"
-    c_time = f"{where}: Dis-dfSDCA (its faster H) reaches the duality-gap target sooner than CoCoA+ (fig. 6, left)"
+    c_time = f"{where}: Dis-dfSDCA at every H reaches the duality-gap target sooner than CoCoA+ (fig. 6, left)"
     if "CoCoA+" not in ms or not dfs:
         why = "needs Dis-dfSDCA and CoCoA+ runs"
         return [not_checked(c_rate, "similar slopes", why), not_checked(c_time, "Dis-dfSDCA faster", why)]
@@ -150,15 +150,18 @@ def check_dataset(d: pd.DataFrame, ds: str) -> list[Claim]:
     claims = [Claim(c_rate + f" (slopes within {RATE_FACTOR:g}x)", "similar slopes of log gap vs epochs (both linear)",
                     ", ".join(f"{m} {v:.3g}/epoch" for m, v in rates.items()) + f"; {best} / CoCoA+ = {ratio:.2f}",
                     ok)]
-    # Which Dis-dfSDCA arm goes furthest: the one the time comparison uses (the thesis: both H beat CoCoA+).
+    # The target: a gap the furthest Dis-dfSDCA arm and CoCoA+ both reach. The thesis says both H (1e2, 1e3) beat
+    # CoCoA+, so every H must reach it sooner; an H that never reaches it fails the claim.
     fastest = min(dfs, key=lambda m: float(d[d["method"] == m]["value"].min()))
     target = reach_target([d[d["method"] == fastest], d[d["method"] == "CoCoA+"]])
     t = {m: time_to(d[d["method"] == m], target) for m in [*dfs, "CoCoA+"]}
     bad = sorted(m for m in ms if diverged_runs(d[d["method"] == m]))
-    claims.append(Claim(c_time + f" (gap <= {target:.3g})", "Dis-dfSDCA faster in time (H = 1e2 and 1e3)",
-                        ", ".join(f"{m} {_fmt_t(v)}" for m, v in t.items())
-                        + (f"; diverged: {', '.join(bad)}" if bad else ""),
-                        bool(t[fastest] < t["CoCoA+"])))
+    slowest = max(t[m] for m in dfs)
+    claims.append(settle(c_time + f" (gap <= {target:.3g})", "Dis-dfSDCA faster in time (H = 1e2 and 1e3)",
+                         ", ".join(f"{m} {_fmt_t(v)}" for m, v in t.items())
+                         + (f"; diverged: {', '.join(bad)}" if bad else ""),
+                         bool(slowest < t["CoCoA+"]), a=slowest if math.isfinite(slowest) else None,
+                         b=t["CoCoA+"] if math.isfinite(t["CoCoA+"]) else None))
     return claims
 
 

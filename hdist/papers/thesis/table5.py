@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from hdist.claims import Claim, not_checked
+from hdist.claims import Claim, curve, not_checked, settle
 from hdist.papers.thesis.pipeline_mem import best_eval, md_table
 from hdist.plots import curves, data_note, figure
 
@@ -64,8 +64,11 @@ def check(df: pd.DataFrame) -> list[Claim]:
             out.append(not_checked(name, paper, "needs a BP and a DDG run with test evaluations"))
             continue
         gap = 100 * (have["ddg"] - have["bp"])
-        out.append(Claim(name, paper, f"BP {100 * have['bp']:.2f} vs DDG {100 * have['ddg']:.2f} (DDG - BP "
-                                      f"{gap:+.2f} points)", bool(abs(gap) <= GAP_POINTS)))
+        runs = df[(df["model"] == m) & (df["dataset"] == d)]
+        arms = {a.upper(): curve(runs[runs["algo"] == a], "test_error") for a in ALGOS}
+        out.append(settle(name, paper, f"BP {100 * have['bp']:.2f} vs DDG {100 * have['ddg']:.2f} (DDG - BP "
+                                       f"{gap:+.2f} points)", bool(abs(gap) <= GAP_POINTS), arms=arms, error=True,
+                          relation="similar"))
     if not out:
         out.append(not_checked("DDG's best top-1 comparable to BP's", "gaps <= 0.51 points", "no runs"))
     return out

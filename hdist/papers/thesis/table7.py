@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from hdist.claims import Claim, not_checked
+from hdist.claims import Claim, curve, not_checked, settle
 from hdist.papers.thesis.pipeline_mem import ALGO_LABEL, best_eval, md_table
 from hdist.plots import data_note, figure
 
@@ -64,8 +64,10 @@ def check(df: pd.DataFrame) -> list[Claim]:
         if len(e) < 3 or not all(np.isfinite(v) for v in e.values()):
             out.append(not_checked(name, paper, "needs BP, DDG and FR runs with test evaluations"))
             continue
-        out.append(Claim(name, paper, f"BP {e['bp']:.2f}, DDG {e['ddg']:.2f}, FR {e['fr']:.2f}",
-                         bool(e["fr"] <= min(e["bp"], e["ddg"]) + SLACK_POINTS)))
+        runs = df[(df["model"] == m) & (df["dataset"] == d)]
+        arms = {a.upper(): curve(runs[runs["algo"] == a], "test_error") for a in ALGOS}
+        out.append(settle(name, paper, f"BP {e['bp']:.2f}, DDG {e['ddg']:.2f}, FR {e['fr']:.2f}",
+                          bool(e["fr"] <= min(e["bp"], e["ddg"]) + SLACK_POINTS), arms=arms, error=True))
     return out or [not_checked("FR's best test error lowest", "Table 7", "no runs")]
 
 
