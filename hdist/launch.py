@@ -53,10 +53,10 @@ def write_status(run_dir: Path, status: str, reason: str = "") -> None:
     atomic_write_json(Path(run_dir) / "status.json", {"status": status, "reason": reason})
 
 
-def prepare(overrides: list[str]) -> DictConfig:
-    """Compose, finalize and validate one run's config (raises ConfigError)."""
+def prepare(overrides: list[str], *, writes: bool = True) -> DictConfig:
+    """Compose, finalize and validate one run's config (raises ConfigError); ``writes``: see :func:`C.validate`."""
     cfg = C.finalize(C.compose(overrides), overrides)
-    C.validate(cfg)
+    C.validate(cfg, writes=writes)
     return cfg
 
 
