@@ -47,7 +47,12 @@ def load_option(group: str, name: str, conf_dir: Path | None = None,
         raise ConfigError(f"{group}={name}: no file {path}; allowed: {', '.join(allowed)}")
     if path in _seen:
         raise ConfigError(f"{group}={name}: {path}'s defaults list names itself")
-    body = OmegaConf.load(path)
+    import yaml
+
+    try:
+        body = OmegaConf.load(path)
+    except yaml.YAMLError as e:
+        raise yaml_error(path, e) from None
     files, merged = [path], OmegaConf.create()
     for entry in body.pop("defaults", None) or ["_self_"]:
         if entry == "_self_":
@@ -140,6 +145,35 @@ def _check_groups(parsed) -> None:
                     continue
                 if str(v) not in group_options(key):
                     raise ConfigError(f"{key}={v}: unknown {key}; allowed: {', '.join(group_options(key))}")
+                if key == "experiment":
+                    check_experiment_file(CONF_DIR / "experiment" / f"{v}.yaml")
+
+
+def yaml_error(path: Path, e: Exception) -> ConfigError:
+    """One line for a file that is not YAML: the file, the line and column, what the parser met."""
+    mark = getattr(e, "problem_mark", None)
+    where = f" line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(e, "problem", None) or _first_line(e)
+    return ConfigError(f"{path}:{where}: not valid YAML ({problem}); allowed: YAML indented with spaces")
+
+
+def check_experiment_file(path: Path) -> None:
+    """An experiment file parses as YAML, is a mapping, and its ``sweep`` is a list of arms (mappings):
+    found here in one line, not as a parser's or Hydra's merge error."""
+    import yaml
+
+    try:
+        body = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise yaml_error(path, e) from None
+    if not isinstance(body, dict):
+        raise ConfigError(f"{path}: holds a {type(body).__name__}; expected a mapping of config keys")
+    sweep = body.get("sweep", [])
+    if sweep is None:
+        return
+    if not isinstance(sweep, list) or not all(isinstance(arm, dict) for arm in sweep):
+        raise ConfigError(f"{path}: sweep={_short(sweep)}: not allowed; expected a list of arms, each a mapping "
+                          f"{{key: values}} (- {{algo.lr: 0.1,0.01}})")
 
 
 def _type_name(v: Any) -> str:
@@ -282,7 +316,8 @@ def _interpolation_error(cfg: DictConfig, e: Exception) -> str:
     if not key:
         return f"config: {_first_line(e)}"
     why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    return f"{key}={_raw_value(cfg, key)}: cannot be resolved ({why}); allowed: a value, or an interpolation that resolves"
+    return (f"{key}={_raw_value(cfg, key)}: cannot be resolved ({why}); "
+            f"allowed: a value, or an interpolation that resolves")
 
 
 def _raw_value(cfg: DictConfig, key: str) -> Any:
@@ -457,8 +492,8 @@ def check_results_dir(path: str, *, writes: bool = True) -> None:
         raise ConfigError(f"results_dir={path}: {probe} is {what}; allowed: a directory, or a path one can create")
     read_only_fs = bool(os.statvfs(probe).f_flag & os.ST_RDONLY)
     if read_only_fs or not os.access(probe, os.W_OK | os.X_OK):
-        raise ConfigError(f"results_dir={path}: {probe} is not writable{' (read-only file system)' if read_only_fs else ''}; "
-                          f"allowed: a directory this user can write")
+        why = " (read-only file system)" if read_only_fs else ""
+        raise ConfigError(f"results_dir={path}: {probe} is not writable{why}; allowed: a directory this user can write")
 
 
 def _physical_memory_bytes() -> int:
@@ -481,11 +516,11 @@ def _check_memory(cfg: DictConfig) -> None:
     per_sample_bytes = 4 * math.prod(shape)
     have = _physical_memory_bytes()
     if n * per_sample_bytes > have:
-        key, value = ("dataset.n_train", n_train) if isinstance(n_train, int) and n_train * per_sample_bytes * 2 > have \
-            else ("dataset.n_test", n_test)
-        raise ConfigError(f"{key}={value}: {n:,} samples of {list(shape)} float32 need {n * per_sample_bytes / 1e9:,.0f} GB, "
-                          f"this machine has {have / 1e9:,.0f} GB; allowed: n_train + n_test <= "
-                          f"{have // per_sample_bytes:,}")
+        big_train = isinstance(n_train, int) and n_train * per_sample_bytes * 2 > have
+        key, value = ("dataset.n_train", n_train) if big_train else ("dataset.n_test", n_test)
+        raise ConfigError(f"{key}={value}: {n:,} samples of {list(shape)} float32 need "
+                          f"{n * per_sample_bytes / 1e9:,.0f} GB, this machine has {have / 1e9:,.0f} GB; "
+                          f"allowed: n_train + n_test <= {have // per_sample_bytes:,}")
 
 
 def _backend_names() -> list[str]:
