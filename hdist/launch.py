@@ -166,6 +166,8 @@ def _execute(cfg: DictConfig, *, force: bool = False, quiet_skip: bool = False) 
         from hdist.problems import build_problem
 
         prob = build_problem(cfg)
+        if algo.check_problem is not None:
+            algo.check_problem(cfg, prob)
         plain = (str, int, float, bool, list, tuple, type(None))
         meta_extra = {"n_params": n_params(prob.build_model(0)), "data": prob.data.description,
                       "data_source": prob.data.source,
