@@ -137,9 +137,29 @@ def _finished(cfg: DictConfig, rid: str, run_dir: Path, quiet: bool) -> RunResul
     st = read_status(run_dir)
     if st["status"] not in FINISHED:
         return None
+    changed = _data_changed(run_dir)
+    if changed:
+        # The run id names the config, not the data: a run of files that changed since is redone
+        # (under the same id, so the ids of every existing run stay what they were).
+        print(f"[hdist] redo {cfg.stem}/{rid}: its data changed since it ran ({changed[0]})", file=sys.stderr)
+        return None
     if not quiet:
         print(f"[hdist] skip {cfg.stem}/{rid}: already {st['status']} ({run_dir})", file=sys.stderr)
     return RunResult(rid, run_dir, st["status"], st.get("reason", ""), skipped=True)
+
+
+def _data_changed(run_dir: Path) -> list[str]:
+    """The data files recorded in the run's meta.json that changed since (none recorded: a run
+    finished by an older hdist, kept as it is)."""
+    from hdist.data.root import changed_files
+
+    try:
+        recorded = json.loads((Path(run_dir) / "meta.json").read_text()).get("data_files")
+    except (OSError, ValueError, AttributeError):
+        return []
+    if not isinstance(recorded, dict):
+        return []
+    return changed_files({k: v for k, v in recorded.items() if k != "generator"})
 
 
 def _execute(cfg: DictConfig, *, force: bool = False, quiet_skip: bool = False) -> RunResult:
@@ -171,7 +191,8 @@ def _execute(cfg: DictConfig, *, force: bool = False, quiet_skip: bool = False) 
         plain = (str, int, float, bool, list, tuple, type(None))
         meta_extra = {"n_params": n_params(prob.build_model(0)), "data": prob.data.description,
                       "data_source": prob.data.source,
-                      **{k: v for k, v in prob.data.info.items() if isinstance(v, plain)}}
+                      **{k: v for k, v in prob.data.info.items() if isinstance(v, plain)},
+                      "data_files": prob.data.info.get("data_files", {})}
         if prob.data.info.get("stand_in_for"):
             # A synthetic stand-in is a different run from the real data's: it gets its own id,
             # so that real data added later is run rather than skipped.
