@@ -43,10 +43,14 @@ class RunResult:
 
 
 def read_status(run_dir: Path) -> dict:
+    """The run's status.json; ``missing`` when absent or not one hdist wrote (the run is then redone)."""
+    from hdist.metrics import UnreadableRun, read_run_json
+
     try:
-        return json.loads((Path(run_dir) / "status.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        st = read_run_json(Path(run_dir) / "status.json")
+    except (FileNotFoundError, UnreadableRun):
         return {"status": "missing", "reason": ""}
+    return st if isinstance(st.get("status"), str) else {"status": "missing", "reason": ""}
 
 
 def write_status(run_dir: Path, status: str, reason: str = "") -> None:

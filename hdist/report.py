@@ -6,7 +6,7 @@ import datetime as _dt
 from pathlib import Path
 
 from hdist.figures import draw_all, stems_with_results, verdict
-from hdist.metrics import atomic_write_text, iter_runs
+from hdist.metrics import atomic_write_text, scan_runs
 
 
 def write_report(results_dir: Path, redraw: bool = True, every_run: bool = False) -> Path:
@@ -21,15 +21,17 @@ def write_report(results_dir: Path, redraw: bool = True, every_run: bool = False
     summary = []
     for stem in stems:
         out = drawn.get(stem)
-        n_runs = sum(1 for _ in iter_runs(results_dir, [stem]))
+        readable, bad = scan_runs(results_dir, [stem])
+        n_runs = len(readable)
         claims = out["claims"] if out else []
         n_pass = sum(1 for c in claims if c["passed"] is True)
         n_fail = sum(1 for c in claims if c["passed"] is False)
-        summary.append(f"| {stem} | {n_runs} | {n_pass} | {n_fail} | {len(claims) - n_pass - n_fail} |")
+        summary.append(f"| {stem} | {n_runs} | {len(bad)} | {n_pass} | {n_fail} | {len(claims) - n_pass - n_fail} |")
         n_drawn = out["runs"] if out else 0
         sweep = " (of its last `hdist reproduce`; `hdist report --all` draws every finished run)" \
             if out and out["sweep"] else ""
-        lines += [f"## {stem}", "", f"Runs: {n_runs}; drawn: {n_drawn} finished{sweep}", ""]
+        lines += [f"## {stem}", "", f"Runs: {n_runs}; drawn: {n_drawn} finished{sweep}; unreadable: {len(bad)}", ""]
+        lines += [f"- unreadable: `{b}`" for b in bad] + ([""] if bad else [])
         if n_drawn:
             lines += [f"![{stem}](figures/{stem}.png)", ""]
             for path in out.get("tables", {}).values():
@@ -41,7 +43,8 @@ def write_report(results_dir: Path, redraw: bool = True, every_run: bool = False
                 lines.append(f"| {cells[0]} | {cells[1]} | {cells[2]} | {verdict(c['passed'])} |")
             lines.append("")
     if summary:
-        head = ["## Summary", "", "| stem | runs | PASS | FAIL | n/a |", "|---|---|---|---|---|", *summary, ""]
+        head = ["## Summary", "", "| stem | runs | unreadable | PASS | FAIL | n/a |", "|---|---|---|---|---|---|",
+                *summary, ""]
         lines[4:4] = head
     path = results_dir / "REPORT.md"
     results_dir.mkdir(parents=True, exist_ok=True)
