@@ -169,8 +169,12 @@ def check_experiment_file(path: Path) -> None:
     if not isinstance(body, dict):
         raise ConfigError(f"{path}: holds a {type(body).__name__}; expected a mapping of config keys")
     sweep = body.get("sweep", [])
-    if sweep is None:
-        return
+    if sweep is None or (isinstance(sweep, str) and sweep.startswith("${")):
+        return  # an interpolation: experiment_runs checks what it resolves to
+    check_sweep(path, sweep)
+
+
+def check_sweep(path: Path | str, sweep: Any) -> None:
     if not isinstance(sweep, list) or not all(isinstance(arm, dict) for arm in sweep):
         raise ConfigError(f"{path}: sweep={_short(sweep)}: not allowed; expected a list of arms, each a mapping "
                           f"{{key: values}} (- {{algo.lr: 0.1,0.01}})")

@@ -30,7 +30,8 @@ def write_report(results_dir: Path, redraw: bool = True, every_run: bool = False
         n_drawn = out["runs"] if out else 0
         sweep = " (of its last `hdist reproduce`; `hdist report --all` draws every finished run)" \
             if out and out["sweep"] else ""
-        lines += [f"## {stem}", "", f"Runs: {n_runs}; drawn: {n_drawn} finished{sweep}; unreadable: {len(bad)}", ""]
+        unreadable = f"; unreadable: {len(bad)} (named below, skipped)" if bad else ""
+        lines += [f"## {stem}", "", f"Runs: {n_runs}; drawn: {n_drawn} finished{sweep}{unreadable}", ""]
         lines += [f"- unreadable: `{b}`" for b in bad] + ([""] if bad else [])
         if n_drawn:
             lines += [f"![{stem}](figures/{stem}.png)", ""]
