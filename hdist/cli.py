@@ -45,11 +45,12 @@ def _split(args: list[str]) -> tuple[list[str], list[str], list[str]]:
     return pos, ovs, flags
 
 
-def _results_dir(overrides: list[str]) -> Path:
-    from hdist import config as C
+def _results_dir(overrides: list[str], *, writes: bool = True) -> Path:
+    """The results directory of ``overrides``, checked as a run's config is (a bad override of any
+    key is refused, not ignored: ``hdist figures algo.lr=-1`` is exit 2)."""
+    from hdist.launch import prepare
 
-    cfg = C.compose(overrides)
-    return Path(cfg.results_dir)
+    return Path(prepare(overrides, writes=writes).results_dir)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -245,7 +246,7 @@ def cmd_ls(args: list[str]) -> int:
     from hdist.figures import list_runs, list_stems
 
     pos, ovs, _ = _split(args)
-    results_dir = _results_dir(ovs)
+    results_dir = _results_dir(ovs, writes=False)
     if pos:
         for stem in pos:
             print(list_runs(results_dir, stem))

@@ -68,7 +68,12 @@ def load_option(group: str, name: str, conf_dir: Path | None = None,
         raise ConfigError(f"{group}={name}: no file {path}; allowed: {', '.join(allowed)}")
     if path in _seen:
         raise ConfigError(f"{group}={name}: {path}'s defaults list names itself")
-    body = OmegaConf.load(path)
+    import yaml
+
+    try:
+        body = OmegaConf.load(path)
+    except yaml.YAMLError as e:
+        raise yaml_error(path, e) from None
     files, merged = [path], OmegaConf.create()
     for entry in body.pop("defaults", None) or ["_self_"]:
         if entry == "_self_":
@@ -173,6 +178,39 @@ def _check_groups(parsed) -> None:
                     continue
                 if str(v) not in group_options(key):
                     raise ConfigError(f"{key}={v}: unknown {key}; allowed: {', '.join(group_options(key))}")
+                if key == "experiment":
+                    check_experiment_file(CONF_DIR / "experiment" / f"{v}.yaml")
+
+
+def yaml_error(path: Path, e: Exception) -> ConfigError:
+    """One line for a file that is not YAML: the file, the line and column, what the parser met."""
+    mark = getattr(e, "problem_mark", None)
+    where = f" line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(e, "problem", None) or _first_line(e)
+    return ConfigError(f"{path}:{where}: not valid YAML ({problem}); allowed: YAML indented with spaces")
+
+
+def check_experiment_file(path: Path) -> None:
+    """An experiment file parses as YAML, is a mapping, and its ``sweep`` is a list of arms (mappings):
+    found here in one line, not as a parser's or Hydra's merge error."""
+    import yaml
+
+    try:
+        body = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise yaml_error(path, e) from None
+    if not isinstance(body, dict):
+        raise ConfigError(f"{path}: holds a {type(body).__name__}; expected a mapping of config keys")
+    sweep = body.get("sweep", [])
+    if sweep is None or (isinstance(sweep, str) and sweep.startswith("${")):
+        return  # an interpolation: experiment_runs checks what it resolves to
+    check_sweep(path, sweep)
+
+
+def check_sweep(path: Path | str, sweep: Any) -> None:
+    if not isinstance(sweep, list) or not all(isinstance(arm, dict) for arm in sweep):
+        raise ConfigError(f"{path}: sweep={_short(sweep)}: not allowed; expected a list of arms, each a mapping "
+                          f"{{key: values}} (- {{algo.lr: 0.1,0.01}})")
 
 
 def _type_name(v: Any) -> str:
@@ -191,10 +229,19 @@ def _type_name(v: Any) -> str:
     return type(v).__name__
 
 
-def _compatible(base: Any, new: Any) -> bool:
+#: Keys whose default is an integer but whose rule allows any finite number (``scale.epochs=0.5``).
+NUMBER_KEYS = ("scale.epochs",)
+
+#: Hydra settings that would name an output directory hdist never writes.
+REFUSED_HYDRA = ("hydra.run.", "hydra.sweep.", "hydra.output_subdir")
+
+
+def _compatible(base: Any, new: Any, key: str = "") -> bool:
     if base is None or new is None:
         return True
     tb, tn = _type_name(base), _type_name(new)
+    if key in NUMBER_KEYS and {tb, tn} <= {"int", "float"}:
+        return True
     return tb == tn or (tb == "float" and tn == "int")
 
 
@@ -213,6 +260,12 @@ def compose(overrides: Iterable[str] = ()) -> DictConfig:
     # Groups and Hydra's own settings (hydra.searchpath, hydra/launcher=...) are composed by Hydra; the values
     # on top are checked here, key by key, against what that composition holds.
     hydra_own = [o for o in parsed if o.key_or_group.lstrip("+~").startswith("hydra")]
+    for o in hydra_own:
+        if o.key_or_group.lstrip("+~").startswith(REFUSED_HYDRA):
+            # hdist writes its runs under results_dir and Hydra writes no files (conf/config.yaml's hydra
+            # section): a Hydra output directory would be ignored, so it is refused rather than dropped.
+            raise ConfigError(f"{o.input_line}: not allowed; hdist writes runs to <results_dir>/<stem>/<run_id>/ "
+                              f"(set results_dir=DIR instead)")
     group_ovs = [o.input_line for o in parsed if o.key_or_group.lstrip("+~") in GROUPS or o in hydra_own]
     value_ovs = [o for o in parsed if o.key_or_group.lstrip("+~") not in GROUPS and o not in hydra_own]
     try:
@@ -229,7 +282,7 @@ def compose(overrides: Iterable[str] = ()) -> DictConfig:
             known = ", ".join(sorted(node.keys())) if isinstance(node, DictConfig) else "(none)"
             raise ConfigError(f"{key}={o.value()}: unknown key; keys{' under ' + parent if parent else ''}: {known}")
         old, new = OmegaConf.select(base, key), o.value()
-        if not _compatible(old, new):
+        if not _compatible(old, new, key):
             raise ConfigError(f"{key}={new!r}: wrong type {_type_name(new)}; expected {_type_name(old)} "
                               f"(default {old!r})")
     # The values on top of the groups' composition, in order, as Hydra applies command-line values
@@ -265,14 +318,43 @@ def finalize(cfg: DictConfig) -> DictConfig:
         raise ConfigError(f"at_scale={OmegaConf.to_container(cfg.at_scale)}: per-scale settings are no longer "
                           f"read from an at_scale block; allowed: at_scale: {{}} and files "
                           f"at_scale/<stem>/<scale>.yaml (# @package _global_) beside experiment/")
+    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    OmegaConf.set_struct(cfg, False)
+    for key in NUMBER_KEYS:
+        v = OmegaConf.select(cfg, key, default=None)
+        if isinstance(v, float) and math.isfinite(v) and v.is_integer() and abs(v) < 2**53:
+            # 1.0 epochs is the run 1 epoch always was: the same run id.
+            OmegaConf.update(cfg, key, int(v), merge=False)
     try:
         resolved = OmegaConf.to_container(cfg, resolve=True)
     except Exception as e:  # interpolation errors are config errors
-        raise ConfigError(f"config: {_first_line(e)}") from None
+        raise ConfigError(_interpolation_error(cfg, e)) from None
     resolved.pop("hydra", None)
     out = OmegaConf.create(resolved)
     OmegaConf.set_readonly(out, False)
     return out
+
+
+def _interpolation_error(cfg: DictConfig, e: Exception) -> str:
+    """One line naming the key whose ``${...}`` cannot be resolved, its value and what is allowed."""
+    key = getattr(e, "full_key", None)
+    if not key:
+        return f"config: {_first_line(e)}"
+    why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return (f"{key}={_raw_value(cfg, key)}: cannot be resolved ({why}); "
+            f"allowed: a value, or an interpolation that resolves")
+
+
+def _raw_value(cfg: DictConfig, key: str) -> Any:
+    node: Any = cfg
+    for part in key.split("."):
+        try:
+            node = node._get_node(part)
+        except Exception:
+            return "?"
+        if node is None:
+            return "?"
+    return node._value()
 
 
 def run_id(cfg: DictConfig) -> str:
@@ -294,9 +376,12 @@ def run_id(cfg: DictConfig) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
+#: The largest run seed: rank seeds (seed_for) and numpy's seeds stay within 64 and 32 bits.
+SEED_MAX = 2**32 - 1
+
 #: key -> (predicate, what is allowed). Keys absent from a config are skipped.
 RULES: dict[str, Rule] = {
-    "seed": (int_at_least(0), "an integer >= 0"),
+    "seed": (lambda v: int_at_least(0)(v) and v <= SEED_MAX, f"an integer in 0..{SEED_MAX}"),
     "results_dir": (lambda v: isinstance(v, str) and v != "", "a directory path"),
     "progress": (one_of("auto", "bar", "plain", "quiet"), "auto, bar, plain or quiet"),
     "algo.lr": (finite_pos, "a finite number > 0"),
@@ -347,14 +432,20 @@ RULES: dict[str, Rule] = {
 }
 
 
-def validate(cfg: DictConfig) -> None:
-    """Range and combination checks on a finalized config."""
+def validate(cfg: DictConfig, *, writes: bool = True) -> None:
+    """Range and combination checks on a finalized config. ``writes``: the verb writes under
+    ``results_dir`` (``hdist ls`` only reads), so the directory must be one that can be written."""
+    from hdist.algos import get_algo
+
+    algo = get_algo(cfg.algo.name) if isinstance(cfg.get("algo"), DictConfig) and "name" in cfg.algo else None
+    _check_int64(cfg, {**RULES, **(algo.keys if algo else {})})
     check_rules(cfg, RULES)
+    check_results_dir(str(cfg.results_dir), writes=writes)
+    _check_memory(cfg)
     stem = cfg.get("stem", "adhoc")
     if stem != "adhoc" and stem not in group_options("experiment"):
         raise ConfigError(f"stem={stem}: no conf/experiment/{stem}.yaml")
 
-    from hdist.algos import get_algo
     from hdist.backends import get_backend
     from hdist.types import World
 
@@ -374,6 +465,87 @@ def validate(cfg: DictConfig) -> None:
     _check_stages(cfg, algo)
     algo.validate(cfg)
     _check_shapes(cfg)
+
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
+
+
+def _check_int64(cfg: DictConfig, rules: dict[str, Rule]) -> None:
+    """Every integer in the config fits in 64 bits: torch, numpy and parquet hold no larger one
+    (``seed=99999999999999999999999`` would overflow in a rank, ``algo.lr=111...1`` in a float)."""
+    def walk(node: Any, prefix: str) -> None:
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for k, v in items:
+            key = f"{prefix}{k}" if isinstance(k, str) else f"{prefix[:-1]}[{k}]"
+            if isinstance(v, (dict, list)):
+                walk(v, f"{key}.")
+            elif isinstance(v, int) and not isinstance(v, bool) and not INT64_MIN <= v <= INT64_MAX:
+                allowed = rules[key][1] if key in rules else f"a 64-bit integer (at most {INT64_MAX})"
+                raise ConfigError(f"{key}={_short(v)}: too large; expected {allowed}")
+
+    walk(OmegaConf.to_container(cfg, resolve=False), "")
+
+
+def check_results_dir(path: str, *, writes: bool = True) -> None:
+    """``results_dir`` is a directory that exists or can be made (every component a legal name) and,
+    when the verb writes, can be written: checked before anything is written."""
+    import os
+
+    p = Path(path).expanduser()
+    name_max = 255
+    for part in p.parts:
+        if len(os.fsencode(part)) > name_max:
+            raise ConfigError(f"results_dir={_short(path)}: the component {_short(part)} is {len(os.fsencode(part))} "
+                              f"bytes long; allowed: names of at most {name_max} bytes")
+    if len(os.fsencode(str(p.absolute()))) > 3000:
+        raise ConfigError(f"results_dir={_short(path)}: too long; allowed: a path of at most 3000 bytes (runs go "
+                          f"two levels below it)")
+    if not writes:
+        return
+    probe = p.absolute()
+    while not probe.exists() and probe != probe.parent:
+        if probe.is_symlink():  # a dangling link: mkdir would fail on it
+            raise ConfigError(f"results_dir={path}: {probe} is a broken symbolic link; allowed: a directory")
+        probe = probe.parent
+    if not probe.is_dir():
+        what = "a regular file" if probe.is_file() else "not a directory"
+        raise ConfigError(f"results_dir={path}: {probe} is {what}; allowed: a directory, or a path one can create")
+    read_only_fs = bool(os.statvfs(probe).f_flag & os.ST_RDONLY)
+    if read_only_fs or not os.access(probe, os.W_OK | os.X_OK):
+        why = " (read-only file system)" if read_only_fs else ""
+        raise ConfigError(f"results_dir={path}: {probe} is not writable{why}; allowed: a directory this user can write")
+
+
+def _physical_memory_bytes() -> int:
+    import os
+
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _check_memory(cfg: DictConfig) -> None:
+    """The samples hdist generates or loads (n_train + n_test float32 inputs) fit in this machine's memory:
+    ``dataset.n_train=1000000000000`` is refused here rather than by an allocator error in a rank."""
+    ds = cfg.get("dataset")
+    if not isinstance(ds, DictConfig):
+        return
+    shape = ds.get("shape") or OmegaConf.select(cfg, "model.input_shape", default=None)
+    if not shape or not all(isinstance(d, int) and d > 0 for d in shape):
+        return
+    n_train, n_test = ds.get("n_train"), ds.get("n_test")
+    n = sum(v for v in (n_train, n_test) if isinstance(v, int) and not isinstance(v, bool))
+    per_sample_bytes = 4 * math.prod(shape)
+    have = _physical_memory_bytes()
+    if n * per_sample_bytes > have:
+        big_train = isinstance(n_train, int) and n_train * per_sample_bytes * 2 > have
+        key, value = ("dataset.n_train", n_train) if big_train else ("dataset.n_test", n_test)
+        raise ConfigError(f"{key}={value}: {n:,} samples of {list(shape)} float32 need "
+                          f"{n * per_sample_bytes / 1e9:,.0f} GB, this machine has {have / 1e9:,.0f} GB; "
+                          f"allowed: n_train + n_test <= {have // per_sample_bytes:,}")
 
 
 def _backend_names() -> list[str]:

@@ -18,7 +18,7 @@ from types import ModuleType
 from hdist import papers
 from hdist.claims import Claim, finalize, from_dict, verdict
 from hdist.config import NON_IDENTITY_KEYS
-from hdist.metrics import atomic_write_bytes, atomic_write_json, atomic_write_text, iter_runs, load_results, run_summary
+from hdist.metrics import atomic_write_bytes, atomic_write_json, atomic_write_text, load_results, scan_runs
 from hdist.types import ConfigError
 
 
@@ -164,24 +164,26 @@ def print_claims(stem: str, claims: list[dict], file=None) -> None:
 
 
 def list_stems(results_dir: Path) -> str:
-    lines = [f"{'stem':24s} runs  done  diverged  failed  running"]
+    lines = [f"{'stem':24s} runs  done  diverged  failed  running  unreadable"]
+    bad_lines = []
     for stem in stems_with_results(results_dir):
+        summaries, bad = scan_runs(results_dir, [stem])
         counts: dict[str, int] = {}
-        for run_dir in iter_runs(results_dir, [stem]):
-            st = _status(run_dir)
-            counts[st] = counts.get(st, 0) + 1
-        total = sum(counts.values())
-        lines.append(f"{stem:24s} {total:4d}  {counts.get('done', 0):4d}  {counts.get('diverged', 0):8d}  "
-                     f"{counts.get('failed', 0):6d}  {counts.get('running', 0):7d}")
+        for s in summaries:
+            counts[s["status"]] = counts.get(s["status"], 0) + 1
+        lines.append(f"{stem:24s} {len(summaries):4d}  {counts.get('done', 0):4d}  {counts.get('diverged', 0):8d}  "
+                     f"{counts.get('failed', 0):6d}  {counts.get('running', 0):7d}  {len(bad):10d}")
+        bad_lines += [f"  unreadable: {b}" for b in bad]
     if len(lines) == 1:
         return f"no results under {results_dir}/"
-    return "\n".join(lines)
+    return "\n".join(lines + bad_lines)
 
 
 def list_runs(results_dir: Path, stem: str) -> str:
-    rows = [run_summary(r) for r in iter_runs(results_dir, [stem])]
+    rows, bad = scan_runs(results_dir, [stem])
+    unreadable = [f"unreadable: {len(bad)}", *(f"  {b}" for b in bad)] if bad else []
     if not rows:
-        return f"{stem}: no runs under {Path(results_dir) / stem}/"
+        return "\n".join([f"{stem}: no runs under {Path(results_dir) / stem}/", *unreadable])
     keys = ["run_id", "status", "algo.name", "model.name", "dataset.name", "backend.name",
             "topology.workers", "seed", "scale.name"]
     skip = {"run_dir", "reason", "stand_in_for", "load_1m_start", "load_1m_end", "cpu_count", *NON_IDENTITY_KEYS}
@@ -195,11 +197,4 @@ def list_runs(results_dir: Path, stem: str) -> str:
     for r in rows:
         if r.get("reason"):
             out.append(f"  {r['run_id']}: {r['status']}: {r['reason']}")
-    return "\n".join(out)
-
-
-def _status(run_dir: Path) -> str:
-    try:
-        return json.loads((run_dir / "status.json").read_text()).get("status", "unknown")
-    except (FileNotFoundError, json.JSONDecodeError):
-        return "unknown"
+    return "\n".join(out + unreadable)

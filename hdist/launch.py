@@ -43,20 +43,24 @@ class RunResult:
 
 
 def read_status(run_dir: Path) -> dict:
+    """The run's status.json; ``missing`` when absent or not one hdist wrote (the run is then redone)."""
+    from hdist.metrics import UnreadableRun, read_run_json
+
     try:
-        return json.loads((Path(run_dir) / "status.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        st = read_run_json(Path(run_dir) / "status.json")
+    except (FileNotFoundError, UnreadableRun):
         return {"status": "missing", "reason": ""}
+    return st if isinstance(st.get("status"), str) else {"status": "missing", "reason": ""}
 
 
 def write_status(run_dir: Path, status: str, reason: str = "") -> None:
     atomic_write_json(Path(run_dir) / "status.json", {"status": status, "reason": reason})
 
 
-def prepare(overrides: list[str]) -> DictConfig:
-    """Compose, finalize and validate one run's config (raises ConfigError)."""
+def prepare(overrides: list[str], *, writes: bool = True) -> DictConfig:
+    """Compose, finalize and validate one run's config (raises ConfigError); ``writes``: see :func:`C.validate`."""
     cfg = C.finalize(C.compose(overrides))
-    C.validate(cfg)
+    C.validate(cfg, writes=writes)
     return cfg
 
 
@@ -74,11 +78,14 @@ def check_problem(cfg: DictConfig) -> dict:
     from hdist.problems import build_problem
 
     prob = build_problem(cfg)
+    if algo.check_problem is not None:
+        algo.check_problem(cfg, prob)
     plain = (str, int, float, bool, list, tuple, type(None))
     if prob.data.info.get("stand_in_for"):
         cfg.dataset.stand_in = "synthetic"
     return {"n_params": n_params(prob.build_model(0)), "data": prob.data.description,
-            "data_source": prob.data.source, **{k: v for k, v in prob.data.info.items() if isinstance(v, plain)}}
+            "data_source": prob.data.source, **{k: v for k, v in prob.data.info.items() if isinstance(v, plain)},
+            "data_files": prob.data.info.get("data_files", {})}
 
 
 def machine_load(when: str) -> dict:
@@ -168,9 +175,29 @@ def _finished(cfg: DictConfig, rid: str, run_dir: Path, quiet: bool) -> RunResul
     st = read_status(run_dir)
     if st["status"] not in FINISHED:
         return None
+    changed = _data_changed(run_dir)
+    if changed:
+        # The run id names the config, not the data: a run of files that changed since is redone
+        # (under the same id, so the ids of every existing run stay what they were).
+        print(f"[hdist] redo {cfg.stem}/{rid}: its data changed since it ran ({changed[0]})", file=sys.stderr)
+        return None
     if not quiet:
         print(f"[hdist] skip {cfg.stem}/{rid}: already {st['status']} ({run_dir})", file=sys.stderr)
     return RunResult(rid, run_dir, st["status"], st.get("reason", ""), skipped=True)
+
+
+def _data_changed(run_dir: Path) -> list[str]:
+    """The data files recorded in the run's meta.json that changed since (none recorded: a run
+    finished by an older hdist, kept as it is)."""
+    from hdist.data.root import changed_files
+
+    try:
+        recorded = json.loads((Path(run_dir) / "meta.json").read_text()).get("data_files")
+    except (OSError, ValueError, AttributeError):
+        return []
+    if not isinstance(recorded, dict):
+        return []
+    return changed_files({k: v for k, v in recorded.items() if k != "generator"})
 
 
 def _execute(cfg: DictConfig, *, force: bool = False, quiet_skip: bool = False) -> RunResult:

@@ -19,6 +19,7 @@ import glob
 import json
 import math
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any, Iterable
@@ -247,19 +248,57 @@ def finalize_rank(run_dir: Path, rank: int) -> Path:
 # ---------------------------------------------------------------------------------------------
 
 
-def read_run_metrics(run_dir: Path) -> pa.Table:
-    """All ranks' rows of one run (final files, or the parts of an unfinished rank)."""
-    run_dir = Path(run_dir)
-    tables = []
-    ranks = set()
-    for f in glob.glob(str(run_dir / "metrics-r*.parquet")):
-        name = Path(f).name
-        rank = name[len("metrics-r"):].split(".")[0]
-        ranks.add(rank)
-    for rank in sorted(ranks, key=lambda r: int(r) if r.isdigit() else 0):
-        final = run_dir / f"metrics-r{rank}.parquet"
-        files = [str(final)] if final.exists() else _part_files(run_dir, rank)
-        tables += [pq.read_table(f, schema=SCHEMA) for f in files]
+class UnreadableRun(Exception):
+    """A run directory with a file that is not what hdist writes there; ``str()`` names the file and why."""
+
+
+#: The files of one rank: the final ``metrics-r<N>.parquet`` and the flushed parts ``metrics-r<N>.p<K>.parquet``.
+FINAL_RE = re.compile(r"metrics-r(\d+)\.parquet")
+PART_RE = re.compile(r"metrics-r(\d+)\.p(\d+)\.parquet")
+
+
+def _read_table(path: Path) -> pa.Table:
+    try:
+        return pq.read_table(path, schema=SCHEMA)
+    except (OSError, ValueError, pa.ArrowException) as e:
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UnreadableRun(f"{path}: not a metrics parquet file ({why[:120]}); expected the columns "
+                            f"{', '.join(COLUMNS)}") from None
+
+
+def _metrics_files(run_dir: Path, parts: bool) -> list[Path]:
+    """The files :func:`read_run_metrics` reads, in rank order."""
+    finals, partials = {}, {}
+    for f in sorted(Path(run_dir).iterdir()):
+        if m := FINAL_RE.fullmatch(f.name):
+            finals[int(m.group(1))] = f
+        elif m := PART_RE.fullmatch(f.name):
+            partials.setdefault(int(m.group(1)), []).append(f)
+    files: list[Path] = []
+    for rank in sorted(set(finals) | (set(partials) if parts else set())):
+        files += [finals[rank]] if rank in finals else sorted(partials[rank])
+    return files
+
+
+def check_run_metrics(run_dir: Path, parts: bool = True) -> None:
+    """:class:`UnreadableRun` unless every metrics file of the run is a parquet file of :data:`SCHEMA`
+    (footers only: cheap)."""
+    for f in _metrics_files(run_dir, parts):
+        try:
+            schema = pq.read_schema(f)
+        except (OSError, ValueError, pa.ArrowException) as e:
+            why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise UnreadableRun(f"{f}: not a parquet file ({why[:120]}); expected hdist's metrics table") from None
+        missing = [c for c in COLUMNS if c not in schema.names]
+        if missing:
+            raise UnreadableRun(f"{f}: lacks the column(s) {', '.join(missing)}; expected hdist's metrics table "
+                                f"({', '.join(COLUMNS)})")
+
+
+def read_run_metrics(run_dir: Path, parts: bool = True) -> pa.Table:
+    """All ranks' rows of one run: each rank's final file, or, with ``parts``, the flushed parts of a
+    rank that has none yet (a running or killed run). Raises :class:`UnreadableRun` naming a bad file."""
+    tables = [_read_table(f) for f in _metrics_files(run_dir, parts)]
     return pa.concat_tables(tables) if tables else SCHEMA.empty_table()
 
 
@@ -295,20 +334,74 @@ def iter_runs(results_dir: Path, stems: Iterable[str] | None = None) -> Iterable
                 yield run_dir
 
 
-def run_summary(run_dir: Path) -> dict[str, Any]:
-    """Flattened config plus status of one run (no metrics)."""
-    import yaml  # PyYAML comes with omegaconf
+#: The largest config.yaml / status.json / meta.json hdist reads (its own are a few KB).
+MAX_RUN_FILE_BYTES = 1 << 20
 
-    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
-    flat = _flatten(cfg)
+
+def _read_small(path: Path) -> str:
+    size = path.stat().st_size
+    if size > MAX_RUN_FILE_BYTES:
+        raise UnreadableRun(f"{path}: {size:,} bytes; expected at most {MAX_RUN_FILE_BYTES:,} (hdist writes a few KB)")
     try:
-        st = json.loads((run_dir / "status.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UnreadableRun(f"{path}: cannot be read ({type(e).__name__}); expected text") from None
+
+
+def _no_alias_loader():
+    import yaml
+
+    class NoAliasLoader(yaml.SafeLoader):
+        """SafeLoader refusing aliases: a few hundred bytes of nested aliases ("billion laughs") expand
+        into gigabytes; hdist's own files never hold one."""
+
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                raise yaml.YAMLError("YAML aliases are not allowed")
+            return super().compose_node(parent, index)
+
+    return NoAliasLoader
+
+
+def read_run_config(path: Path) -> dict:
+    """A run's ``config.yaml`` as a mapping; :class:`UnreadableRun` for anything that is not one hdist wrote."""
+    import yaml
+
+    try:
+        cfg = yaml.load(_read_small(path), Loader=_no_alias_loader())  # noqa: S506 (a SafeLoader)
+    except yaml.YAMLError as e:
+        why = str(e).strip().splitlines()[0] if str(e).strip() else "YAML error"
+        raise UnreadableRun(f"{path}: not valid YAML ({why}); expected a run config hdist wrote") from None
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("algo"), dict) or "name" not in cfg["algo"]:
+        what = type(cfg).__name__ if not isinstance(cfg, dict) else "a mapping without algo.name"
+        raise UnreadableRun(f"{path}: holds {what}; expected a run config (a mapping with algo, model, dataset, ...)")
+    return cfg
+
+
+def read_run_json(path: Path, required: bool = True) -> dict:
+    """A run's ``status.json`` or ``meta.json`` as a mapping ({} when absent and not ``required``)."""
+    if not path.exists():
+        if required:
+            raise FileNotFoundError(path)
+        return {}
+    try:
+        obj = json.loads(_read_small(path))
+    except ValueError as e:
+        raise UnreadableRun(f"{path}: not valid JSON ({e}); expected a JSON object") from None
+    if not isinstance(obj, dict):
+        raise UnreadableRun(f"{path}: holds a JSON {type(obj).__name__}; expected a JSON object")
+    return obj
+
+
+def run_summary(run_dir: Path) -> dict[str, Any]:
+    """Flattened config plus status of one run (no metrics); :class:`UnreadableRun` names a bad file."""
+    run_dir = Path(run_dir)
+    flat = _flatten(read_run_config(run_dir / "config.yaml"))
+    try:
+        st = read_run_json(run_dir / "status.json")
+    except FileNotFoundError:
         st = {"status": "unknown", "reason": "no status.json"}
-    try:
-        meta = json.loads((run_dir / "meta.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        meta = {}
+    meta = read_run_json(run_dir / "meta.json", required=False)
     # A real dataset replaced by a synthetic stand-in (dataset.fallback) is named here, so that
     # figures can say so.
     flat["stand_in_for"] = meta.get("stand_in_for") or ""
@@ -317,11 +410,30 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
     flat["load_1m_end"] = meta.get("load_1m_end")
     cpus = [c for c in (meta.get("cpu_count_start"), meta.get("cpu_count_end")) if c]
     flat["cpu_count"] = min(cpus) if cpus else None
-    flat["status"] = st.get("status", "unknown")
-    flat["reason"] = st.get("reason", "")
+    flat["status"] = str(st.get("status", "unknown"))
+    flat["reason"] = str(st.get("reason", ""))
     flat["run_dir"] = str(run_dir)
     flat["run_id"] = run_dir.name
     return flat
+
+
+def scan_runs(results_dir: Path, stems: Iterable[str] | None = None,
+              warn: bool = False) -> tuple[list[dict[str, Any]], list[str]]:
+    """``(summaries, unreadable)``: every readable run's :func:`run_summary`, and one line per run
+    skipped for a bad file (``warn``: also printed to stderr). One bad run never stops the others."""
+    import sys
+
+    summaries, bad = [], []
+    for run_dir in iter_runs(results_dir, stems):
+        try:
+            summary = run_summary(run_dir)
+            check_run_metrics(run_dir, parts=summary["status"] not in ("done", "diverged"))
+            summaries.append(summary)
+        except UnreadableRun as e:
+            bad.append(str(e))
+            if warn:
+                print(f"[hdist] skipped unreadable run {run_dir.name}: {e}", file=sys.stderr)
+    return summaries, bad
 
 
 def load_results(results_dir: str | Path = "results", stems: Iterable[str] | str | None = None,
@@ -341,7 +453,7 @@ def load_results(results_dir: str | Path = "results", stems: Iterable[str] | str
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         return pd.DataFrame(columns=[*COLUMNS, *BASE_COLUMNS, "status"])
-    summaries = [run_summary(r) for r in iter_runs(results_dir, stems)]
+    summaries, _ = scan_runs(results_dir, stems, warn=True)
     if status is not None:
         keep = set(status)
         summaries = [s for s in summaries if s["status"] in keep]
@@ -353,9 +465,16 @@ def load_results(results_dir: str | Path = "results", stems: Iterable[str] | str
     varying = sorted(k for k in keys - ignore
                      if k.startswith(ALWAYS_PREFIXES)
                      or len({json.dumps(s.get(k), sort_keys=True, default=str) for s in summaries}) > 1)
+    import sys
+
     frames = []
     for s in summaries:
-        df = read_run_metrics(Path(s["run_dir"])).to_pandas()
+        # The parts of a running or killed run only when unfinished runs are asked for.
+        try:
+            df = read_run_metrics(Path(s["run_dir"]), parts=s["status"] not in ("done", "diverged")).to_pandas()
+        except UnreadableRun as e:
+            print(f"[hdist] skipped unreadable run {s['run_id']}: {e}", file=sys.stderr)
+            continue
         df["run_id"] = s["run_id"]
         for col, key in BASE_COLUMNS.items():
             df[col] = s.get(key)
@@ -367,4 +486,6 @@ def load_results(results_dir: str | Path = "results", stems: Iterable[str] | str
         for key in load:
             df[key] = float("nan") if s.get(key) is None else float(s[key])
         frames.append(df)
+    if not frames:
+        return pd.DataFrame(columns=[*COLUMNS, *BASE_COLUMNS, "status"])
     return pd.concat(frames, ignore_index=True)

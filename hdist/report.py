@@ -11,7 +11,7 @@ from pathlib import Path
 
 from hdist.claims import counts, verdict
 from hdist.figures import draw_all, stems_with_results
-from hdist.metrics import atomic_write_text, iter_runs
+from hdist.metrics import atomic_write_text, scan_runs
 
 
 def write_report(results_dir: Path, redraw: bool = True, every_run: bool = False) -> Path:
@@ -27,19 +27,22 @@ def write_report(results_dir: Path, redraw: bool = True, every_run: bool = False
     totals = {"PASS": 0, "FAIL": 0, "inconclusive": 0, "n/a": 0}
     for stem in stems:
         out = drawn.get(stem)
-        n_runs = sum(1 for _ in iter_runs(results_dir, [stem]))
+        readable, bad = scan_runs(results_dir, [stem])
+        n_runs = len(readable)
         claims = out["claims"] if out else []
         paper = counts(claims, "paper")
         own = {k: counts(claims, k) for k in ("sanity", "bench")}
         own_cell = " ".join(f"{k} {v['PASS']}/{sum(v.values())}" for k, v in own.items() if sum(v.values())) or "-"
-        summary.append(f"| {stem} | {n_runs} | {paper['PASS']} | {paper['FAIL']} | {paper['inconclusive']} | "
-                       f"{paper['n/a']} | {own_cell} |")
+        summary.append(f"| {stem} | {n_runs} | {len(bad)} | {paper['PASS']} | {paper['FAIL']} | "
+                       f"{paper['inconclusive']} | {paper['n/a']} | {own_cell} |")
         for k in totals:
             totals[k] += paper[k]
         n_drawn = out["runs"] if out else 0
         sweep = " (of its last `hdist reproduce`; `hdist report --all` draws every finished run)" \
             if out and out["sweep"] else ""
-        lines += [f"## {stem}", "", f"Runs: {n_runs}; drawn: {n_drawn} finished{sweep}", ""]
+        unreadable = f"; unreadable: {len(bad)} (named below, skipped)" if bad else ""
+        lines += [f"## {stem}", "", f"Runs: {n_runs}; drawn: {n_drawn} finished{sweep}{unreadable}", ""]
+        lines += [f"- unreadable: `{b}`" for b in bad] + ([""] if bad else [])
         if n_drawn:
             lines += [f"![{stem}](figures/{stem}.png)", ""]
             for path in out.get("tables", {}).values():
@@ -62,8 +65,8 @@ def write_report(results_dir: Path, redraw: bool = True, every_run: bool = False
                 f"Paper claims: {totals['PASS']} PASS, {totals['FAIL']} FAIL, {totals['inconclusive']} inconclusive, "
                 f"{totals['n/a']} n/a (not checked, or run on a synthetic stand-in). Sanity checks and benchmarks "
                 "of hdist itself are counted apart.", "",
-                "| stem | runs | PASS | FAIL | inconclusive | n/a | sanity / bench (PASS/total) |",
-                "|---|---|---|---|---|---|---|", *summary, ""]
+                "| stem | runs | unreadable | PASS | FAIL | inconclusive | n/a | sanity / bench (PASS/total) |",
+                "|---|---|---|---|---|---|---|---|", *summary, ""]
         lines[4:4] = head
     path = results_dir / "REPORT.md"
     results_dir.mkdir(parents=True, exist_ok=True)

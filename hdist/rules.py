@@ -22,12 +22,17 @@ def is_num(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def is_finite(v) -> bool:
+    """A number that is not inf or NaN (an int of any size is finite: math.isfinite would overflow)."""
+    return is_num(v) and (isinstance(v, int) or math.isfinite(v))
+
+
 def finite_pos(v) -> bool:
-    return is_num(v) and math.isfinite(v) and v > 0
+    return is_finite(v) and v > 0
 
 
 def finite_nonneg(v) -> bool:
-    return is_num(v) and math.isfinite(v) and v >= 0
+    return is_finite(v) and v >= 0
 
 
 def int_at_least(n: int) -> Callable[[Any], bool]:

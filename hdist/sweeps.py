@@ -9,6 +9,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from hdist.types import ConfigError
+
 
 def experiment_runs(stem: str, overrides: list[str]) -> list[list[str]]:
     """Every run (as an override list) behind ``stem``: each arm of its ``sweep``, expanded."""
@@ -17,7 +19,11 @@ def experiment_runs(stem: str, overrides: list[str]) -> list[list[str]]:
     from hdist import config as C
 
     base = C.compose([f"experiment={stem}", *overrides])
-    arms = OmegaConf.to_container(base.sweep) or [{}]
+    try:
+        arms = OmegaConf.to_container(base.sweep) or [{}]
+    except Exception as e:  # an interpolation that does not resolve is a config error
+        raise ConfigError(f"sweep of experiment={stem}: cannot be resolved ({C._first_line(e)})") from None
+    C.check_sweep(C.CONF_DIR / "experiment" / f"{stem}.yaml", arms)
     combos: list[list[str]] = []
     for arm in arms:
         arm_ovs = [f"{k}={_override_value(v)}" for k, v in arm.items()]

@@ -207,6 +207,9 @@ class AlgoSpec:
     on every backend).
     check: data and model checks that need the data (files, shapes); returns extra ``meta.json``
     fields. None: hdist builds the problem and records the model's size and the data's source.
+    check_problem: checks that need the built problem (``check_problem(cfg, problem)``: the objective the
+    data and model make, e.g. a dual method needs a linear one); run in the parent, on every backend,
+    after the problem is built and before the run directory exists (None: no such checks).
     max_workers: the most ``topology.workers`` it runs on (None: any).
     keys: the value rules of its own config keys (``"algo.<key>": (predicate, what is allowed)``,
     :mod:`hdist.rules`); the keys many algorithms share have theirs in :data:`hdist.config.RULES`.
@@ -216,6 +219,7 @@ class AlgoSpec:
     run: Callable[[RankCtx], None]
     validate: ConfigCheck = lambda cfg: None
     check: Callable[[Any], dict] | None = None
+    check_problem: Callable[[Any, Any], None] | None = None
     max_workers: int | None = None
     keys: dict = field(default_factory=dict)
 

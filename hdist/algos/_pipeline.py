@@ -119,11 +119,21 @@ def make_optimizer(algo, params, weight_decay: float, lr: float | None = None) -
     if not params:
         return None
     cls = optimizer_class(algo.optimizer)
+    kwargs = optimizer_kwargs(algo, cls, weight_decay, lr)
+    try:
+        return cls(params, **kwargs)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"algo.optimizer={algo.optimizer} with {kwargs}: {e}") from None
+
+
+def optimizer_kwargs(algo, cls: type[torch.optim.Optimizer], weight_decay: float,
+                     lr: float | None = None) -> dict[str, Any]:
     accepts = inspect.signature(cls.__init__).parameters
     kwargs: dict[str, Any] = {"lr": float(algo.lr if lr is None else lr)}
     if weight_decay:
         if "weight_decay" not in accepts:
-            raise ConfigError(f"objective.l2={weight_decay}: algo.optimizer={algo.optimizer} has no weight decay")
+            raise ConfigError(f"objective.l2={weight_decay}: algo.optimizer={algo.optimizer} has no weight decay; "
+                              f"allowed: objective.l2=0, or an optimizer with weight_decay")
         kwargs["weight_decay"] = float(weight_decay)
     if "momentum" in accepts and algo.get("momentum") is not None:
         kwargs["momentum"] = float(algo.momentum)
@@ -132,10 +142,7 @@ def make_optimizer(algo, params, weight_decay: float, lr: float | None = None) -
         extra = OmegaConf.to_container(extra, resolve=True)
     # torch wants tuples where a config has lists (Adam's betas).
     kwargs.update({k: tuple(v) if isinstance(v, list) else v for k, v in dict(extra).items()})
-    try:
-        return cls(params, **kwargs)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"algo.optimizer={algo.optimizer} with {kwargs}: {e}") from None
+    return kwargs
 
 
 def validate(cfg) -> None:
@@ -144,6 +151,9 @@ def validate(cfg) -> None:
     args = cfg.algo.get("optimizer_args")
     if args is not None and not hasattr(args, "items"):
         raise ConfigError(f"algo.optimizer_args={args!r}: not allowed; expected a mapping of keyword arguments")
+    # The optimizer on a stand-in parameter: a bad keyword or value is refused here, in the parent,
+    # not by each stage after launch.
+    make_optimizer(cfg.algo, [torch.zeros(1, requires_grad=True)], float(cfg.objective.l2))
 
 
 # ---------------------------------------------------------------------------------------------

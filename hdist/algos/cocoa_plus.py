@@ -40,6 +40,7 @@ from hdist.algos._ps import FlatModel, Snapshots
 from hdist.algos._vr import objective_rows
 from hdist.algos.dfsdca import KEYS as SDCA_KEYS
 from hdist.algos.dfsdca import LocalData
+from hdist.algos.dfsdca import check_problem as _check_dual
 from hdist.problems import build_problem
 from hdist.types import AlgoSpec, ConfigError, seed_for
 
@@ -133,4 +134,8 @@ def run(ctx) -> None:
     comm.barrier()
 
 
-SPEC = AlgoSpec(FAMILIES, run, validate=validate, keys={"algo.h": SDCA_KEYS["algo.h"]})
+def check_problem(cfg, problem) -> None:
+    _check_dual(cfg, problem, kinds=("ridge",))  # CoCoA+'s local SDCA solves the ridge dual only
+
+
+SPEC = AlgoSpec(FAMILIES, run, validate=validate, check_problem=check_problem, keys={"algo.h": SDCA_KEYS["algo.h"]})

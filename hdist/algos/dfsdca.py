@@ -79,6 +79,15 @@ def validate(cfg) -> None:
         raise ConfigError(f"objective.l2={cfg.objective.l2!r}: not allowed; expected lambda > 0 (dual methods)")
 
 
+def check_problem(cfg, problem, kinds: tuple[str, ...] = ("ridge", "pca")) -> None:
+    """The objective the data and model make has a dual these methods step on (run in the parent)."""
+    kind = objectives.kind_of(cfg, problem)
+    if kind not in kinds:
+        raise ConfigError(f"algo={cfg.algo.name}: needs a linear objective (ridge: model=linear with the squared "
+                          f"loss{'; or dataset=pca' if 'pca' in kinds else ''}), got algo.objective={kind}; "
+                          f"allowed: {', '.join(kinds)}")
+
+
 def eta_of(cfg, n: int) -> float:
     lr = float(cfg.algo.lr)
     return lr / (float(cfg.objective.l2) * n) if cfg.algo.get("lr_unit", "abs") == "lambda_n" else lr
@@ -265,4 +274,4 @@ def run(ctx) -> None:
     run_frame(ctx, worker_loop, spe_global=n / int(cfg.algo.h), after=after, zero_init=True)
 
 
-SPEC = AlgoSpec(FAMILIES, run, validate=validate, keys=KEYS)
+SPEC = AlgoSpec(FAMILIES, run, validate=validate, check_problem=check_problem, keys=KEYS)

@@ -75,6 +75,11 @@ def validate(cfg) -> None:
                           f"set both (thesis fig. 9 probe) or neither")
 
 
+def check_problem(cfg, problem) -> None:
+    """The optimizer on the run's model (probe_layer within its layers): refused in the parent, not in the ranks."""
+    make_optimizer(cfg, problem.build_model(seed_for(cfg.seed, 0)), problem.l2)
+
+
 def batch_size(cfg, n_workers: int) -> int:
     """B = micro-batch x accumulation steps x workers."""
     return int(cfg.algo.batch_size) * int(cfg.algo.get("accum_steps") or 1) * int(n_workers)
@@ -283,4 +288,4 @@ def run(ctx) -> None:
         log.log("event", "train_s", comm.elapsed_s())
 
 
-SPEC = AlgoSpec(FAMILIES, run, validate=validate, keys=KEYS)
+SPEC = AlgoSpec(FAMILIES, run, validate=validate, check_problem=check_problem, keys=KEYS)

@@ -8,11 +8,13 @@ Every dataset comes back as a :class:`DataBundle` of two index-addressable
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from omegaconf import OmegaConf
 
 from hdist.types import ConfigError
 
@@ -132,7 +134,17 @@ def load(cfg: Any, *, input_shape: tuple[int, ...], num_classes: int, seed: int)
     name = cfg["name"]
     if name not in DATASETS:
         raise ConfigError(f"dataset={name}: unknown dataset; allowed: {', '.join(sorted(DATASETS))}")
-    return DATASETS[name](cfg, input_shape=tuple(input_shape), num_classes=int(num_classes), seed=int(seed))
+    from hdist.data import root
+
+    with root.recording() as paths:
+        bundle = DATASETS[name](cfg, input_shape=tuple(input_shape), num_classes=int(num_classes), seed=int(seed))
+    # The data's identity, recorded in meta.json: md5s of the files read, or the generator's settings.
+    if paths:
+        bundle.info["data_files"] = root.data_files(list(dict.fromkeys(paths)))
+    else:
+        settings = cfg if isinstance(cfg, dict) else OmegaConf.to_container(cfg, resolve=True)
+        bundle.info["data_files"] = {"generator": json.dumps(settings, sort_keys=True, default=str)}
+    return bundle
 
 
 def clear_caches() -> None:

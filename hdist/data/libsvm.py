@@ -81,6 +81,17 @@ def _bad_line(lines: list[bytes], source: str, dataset: str):
     return config_error(dataset, f"{source} is not svmlight text")
 
 
+def _non_finite_line(lines: list[bytes], source: str, dataset: str):
+    """The first line holding a nan or inf label or value (slow path, only after the fast check failed)."""
+    for lineno, line in enumerate(lines, 1):
+        body = line.split(b"#", 1)[0].split()
+        tokens = body[:1] + [tok.split(b":", 1)[-1] for tok in body[1:] if not tok.startswith(b"qid:")]
+        if any(not np.isfinite(float(tok)) for tok in tokens):
+            return config_error(dataset, f"{source} line {lineno} has a nan or inf value: {line[:80]!r}; "
+                                         "expected finite numbers")
+    return config_error(dataset, f"{source} has a nan or inf value; expected finite numbers")
+
+
 def parse_svmlight(
     data: bytes, n_features: int | None = None, *, source: str = "<text>", dataset: str = "libsvm"
 ) -> tuple[sp.csr_matrix, np.ndarray]:
@@ -115,6 +126,10 @@ def parse_svmlight(
     nnz = int(sum(counts))
     if vals.size != 2 * nnz:
         raise _bad_line(lines, source, dataset)
+    if not labels:
+        raise config_error(dataset, f"{source} holds no samples; expected svmlight lines <label> <index>:<value> ...")
+    if not (np.isfinite(vals).all() and np.isfinite(y).all()):
+        raise _non_finite_line(lines, source, dataset)
     idx, v = vals[0::2], vals[1::2]
     if nnz and (idx.min() < 1 or not np.array_equal(idx, np.floor(idx))):
         bad = idx[(idx < 1) | (idx != np.floor(idx))][0]

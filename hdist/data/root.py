@@ -22,6 +22,7 @@ are shared by the loaders.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -378,6 +379,47 @@ def missing_error(
     )
 
 
+#: The paths resolved while :func:`recording` is active (a loader's files, for the run's data identity).
+_READ: list[Path] | None = None
+
+
+@contextlib.contextmanager
+def recording():
+    """Collect the paths :func:`resolve` and :func:`resolve_any` hand out inside the block."""
+    global _READ
+    outer, _READ = _READ, []
+    try:
+        yield _READ
+    finally:
+        inner, _READ = _READ, outer
+        if outer is not None:
+            outer.extend(inner)
+
+
+def _record(paths: list[Path]) -> list[Path]:
+    if _READ is not None:
+        _READ.extend(paths)
+    return paths
+
+
+def data_files(paths: list[Path]) -> dict[str, str]:
+    """``{path: md5}`` of the files a loader read (a folder: ``"folder"``): what the data was."""
+    return {str(Path(p).absolute()): ("folder" if Path(p).is_dir() else md5sum(p)) for p in paths}
+
+
+def changed_files(recorded: dict[str, str]) -> list[str]:
+    """The recorded files (:func:`data_files`) that are gone or whose md5 differs now."""
+    changed = []
+    for path, md5 in recorded.items():
+        p = Path(path)
+        if md5 == "folder":
+            if not p.is_dir():
+                changed.append(path)
+        elif not p.is_file() or md5sum(p) != md5:
+            changed.append(path)
+    return changed
+
+
 def resolve(dataset_name: str, filename: str, cfg: Any = None) -> Path:
     """The verified path of ``filename`` of ``dataset_name``, downloading it if need be.
 
@@ -387,7 +429,7 @@ def resolve(dataset_name: str, filename: str, cfg: Any = None) -> Path:
     train-images-idx3-ubyte.gz; expected at /path/...; set dataset.root or HDIST_DATA (why)")``.
     """
     try:
-        return _resolve(dataset_name, filename, cfg)
+        return _record([_resolve(dataset_name, filename, cfg)])[0]
     except _Missing as e:
         raise missing_error(dataset_name, e.filename, e.dest, e.why) from None
 
@@ -402,7 +444,7 @@ def resolve_any(dataset: str, options: list[tuple[str, ...]], cfg: Any = None) -
         if all(find(dataset, f, cfg) is not None for f in opt):
             return [resolve(dataset, f, cfg) for f in opt]
     try:
-        return [_resolve(dataset, f, cfg) for f in options[0]]
+        return _record([_resolve(dataset, f, cfg) for f in options[0]])
     except _Missing as e:
         others = " or ".join("+".join(o) for o in options[1:])
         raise missing_error(dataset, e.filename, e.dest, e.why, others) from None
