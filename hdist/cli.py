@@ -351,7 +351,17 @@ def _shell_completion(args: list[str]) -> int:
         return 0
     # Hydra reads the line after the program's name as overrides: the verb is not one.
     os.environ["COMP_LINE"] = m.group(1) + m.group(3).lstrip()
-    _hydra_main(["--shell-completion", *args])
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        _hydra_main(["--shell-completion", *args])
+    # As in --help: the _*.yaml bases are not choices, and an experiment's per-scale files are chosen by
+    # experiment= and scale=, not by hand.
+    words = [w for w in buf.getvalue().split()
+             if not w.startswith("at_scale") and not w.partition("=")[2].startswith("_")]
+    print(" ".join(words))
     return 0
 
 
