@@ -5,13 +5,16 @@ SCALE ?= small
 STEMS ?= huo17-fig1
 BENCH ?= bench-overhead bench-data-models
 
-.PHONY: help install test test-slow test-all test-mpi test-gpu lint calibrate figures reproduce bench report clean
+.PHONY: help install wheel test test-slow test-all test-mpi test-gpu lint calibrate figures reproduce bench report clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 install:  ## install hdist and its dev tools (CPU torch first: pip install torch==2.13.0)
 	$(PY) -m pip install -e ".[dev]"
+
+wheel:  ## build dist/hdist-*.whl (configs and experiments inside; tests/test_hydra_app.py installs and runs it)
+	$(PY) -m pip wheel . --no-deps --no-build-isolation -w dist
 
 test:  ## the default test suite (fast, no GPU, no network, no ../shared)
 	$(PY) -m pytest -q
@@ -55,5 +58,5 @@ bench:  ## the benchmarks (experiments too): parquet, figure and claims under RE
 	@for s in $(BENCH); do hdist reproduce $$s scale=$(SCALE) results_dir=$(RESULTS) || exit $$?; done
 
 clean:  ## remove results (runs, figures, report) and caches
-	rm -rf $(RESULTS)/* .pytest_cache .ruff_cache build *.egg-info
+	rm -rf $(RESULTS)/* .pytest_cache .ruff_cache build dist *.egg-info
 	touch $(RESULTS)/.gitkeep

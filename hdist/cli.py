@@ -339,20 +339,29 @@ def _shell_completion(args: list[str]) -> int:
     """``hdist -sc query=bash``, as the script of ``hdist run --shell-completion install=bash`` calls it on TAB:
     the verbs while the verb is typed, then Hydra's candidates (config groups, options, keys) for the
     key=value words after it."""
+    import contextlib
+    import io
     import os
     import re
 
-    line = os.environ.get("COMP_LINE", "")
-    m = re.match(r"^(\s*\S+\s+)(\S+)(\s.*)?$", line)
-    if not any(a.startswith("query=") for a in args) or m is None or m.group(3) is None:
-        if any(a.startswith("query=") for a in args):
-            print(" ".join(VERBS))
-            return 0
+    if not any(a.startswith("query=") for a in args):
         _hydra_main(["--shell-completion", *args])  # install= / uninstall=: Hydra writes the script
+        return 0
+    # "<program> <verb> <key=value words>": while the verb is typed (no blank after it yet), the verbs.
+    m = re.match(r"^(\s*\S+\s+)(\S+)(\s.*)?$", os.environ.get("COMP_LINE", ""))
+    if m is None or m.group(3) is None:
+        print(" ".join(VERBS))
         return 0
     # Hydra reads the line after the program's name as overrides: the verb is not one.
     os.environ["COMP_LINE"] = m.group(1) + m.group(3).lstrip()
-    _hydra_main(["--shell-completion", *args])
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        _hydra_main(["--shell-completion", *args])
+    # As in --help: the _*.yaml bases are not choices, and an experiment's per-scale files are chosen by
+    # experiment= and scale=, not by hand.
+    words = [w for w in buf.getvalue().split()
+             if not w.startswith("at_scale") and not w.partition("=")[2].startswith("_")]
+    print(" ".join(words))
     return 0
 
 
