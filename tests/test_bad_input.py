@@ -86,7 +86,7 @@ INPUTS = [
     ("libsvm-empty", ["run", *SMOKE, *IJCNN1, "results_dir={R}"], ["ijcnn1.val", "no samples"]),
     *[(f"dfsdca-nonlinear-{b}", ["run", *SMOKE, *DUAL, f"backend={b}", f"topology.workers={w}", "results_dir={R}"],
        ["algo=dfsdca", "linear objective", "allowed"])
-      for b, w in (("serial", 1), ("thread", 2), ("process", 2), ("sim", 2), ("torchdist", 2))],
+      for b, w in (("serial", 1), ("thread", 2), ("process", 2), ("sim", 2), ("torchdist", 2), ("mpi", 2))],
     ("cocoa-nonlinear-process", ["run", *SMOKE, *DUAL, "algo=cocoa_plus", "backend=process", "topology.workers=2",
                                  "results_dir={R}"], ["algo.objective=ridge", "model.num_classes=2", "allowed"]),
     ("figures-bad-override", ["figures", "results_dir={R}", "algo.lr=-1"], ["algo.lr=-1", "finite number > 0"]),
@@ -115,6 +115,8 @@ def test_bad_input_is_one_line_exit_2_nothing_written(case, args, words, cli, tm
         if os.geteuid() == 0:
             pytest.skip("root writes into a read-only folder: mode bits do not stop it")
         (scratch / "ro").mkdir(mode=0o555)
+    if case.endswith("-mpi") and shutil.which("mpiexec") is None:
+        pytest.skip("no mpiexec: backend=mpi is not available here")
     if case.startswith("experiment-"):
         monkeypatch.setattr(C, "CONF_DIR", bad_conf)
     if case in LIBSVM:
