@@ -86,6 +86,13 @@ def check_problem(cfg, problem, kinds: tuple[str, ...] = ("ridge", "pca")) -> No
         raise ConfigError(f"algo={cfg.algo.name}: needs a linear objective (ridge: model=linear with the squared "
                           f"loss{'; or dataset=pca' if 'pca' in kinds else ''}), got algo.objective={kind}; "
                           f"allowed: {', '.join(kinds)}")
+    m = problem.model_cfg
+    outputs = int(m.get("num_classes") or 1)
+    if kind == "ridge" and not (m.get("name") == "linear" and outputs == 1 and not m.get("bias")
+                                and problem.loss_name == "squared"):
+        raise ConfigError(f"algo.objective=ridge: needs model=linear with one output, no bias and the squared loss; "
+                          f"got model={m.get('name')} with model.num_classes={outputs}, bias={bool(m.get('bias'))}, "
+                          f"loss {problem.loss_name}; allowed: model=linear model.num_classes=1")
 
 
 def eta_of(cfg, n: int) -> float:
