@@ -12,8 +12,9 @@ It never imports a backend: it talks to :class:`~hdist.types.Comm` only.
   server loop or the algorithm's worker loop, final snapshot, evaluation, totals.
 
 Epochs: worker w of P holds shard w of the training set and makes ``scale.epochs`` passes
-over it, so P workers together make the same number of updates as one serial run; a global
-epoch is ``steps_per_epoch(n, b)`` updates of x.
+over a shard of the largest size, ceil(n / P), so every worker makes the same number of steps
+(a shorter shard wraps into its next permutation) and P workers together make about the same
+number of updates as one serial run; a global epoch is ``steps_per_epoch(n, b)`` updates of x.
 """
 
 from __future__ import annotations
@@ -83,7 +84,11 @@ class Worker:
         if len(self.shard) == 0:
             raise RuntimeError(f"worker {self.index}: empty shard ({len(train)} samples for {comm.n_workers} workers)")
         self.b = int(cfg.algo.batch_size)
-        self.spe_local = steps_per_epoch(len(self.shard), self.b)
+        # Steps per epoch from the largest shard, ceil(n / P), the same number on every worker
+        # whatever its own shard's size: synchronous algorithms (K-AVG, DiLoCo) make one
+        # collective per round and all learners must agree on how many rounds there are. A
+        # worker with a shorter shard starts its next pass (a fresh permutation) early.
+        self.spe_local = steps_per_epoch(math.ceil(len(train) / comm.n_workers), self.b)
         self.spe_global = steps_per_epoch(len(train), self.b)
         self.total_local = max(1, math.ceil(float(cfg.scale.epochs) * self.spe_local))
         if cfg.algo.get("max_steps"):
