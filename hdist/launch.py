@@ -162,10 +162,12 @@ def _execute(cfg: DictConfig, *, force: bool = False, quiet_skip: bool = False) 
     if algo.check is not None:
         meta_extra = algo.check(cfg) or {}
     else:
+        from hdist import objectives
         from hdist.models import n_params
         from hdist.problems import build_problem
 
         prob = build_problem(cfg)
+        objectives.check_pca_mu(cfg, prob)  # a bound computed from the data
         plain = (str, int, float, bool, list, tuple, type(None))
         meta_extra = {"n_params": n_params(prob.build_model(0)), "data": prob.data.description,
                       "data_source": prob.data.source,

@@ -41,7 +41,7 @@ class Grad:
         self.pca = None
         if self.kind == "pca":
             d = math.prod(problem.data.train.sample_shape)
-            self.mu, self.lam = float(cfg.algo.get("pca_mu") or 100.0), float(cfg.objective.l2)
+            self.mu, self.lam = objectives.pca_mu(cfg), float(cfg.objective.l2)
             self.b = torch.from_numpy(objectives.pca_b(d, int(cfg.dataset.get("data_seed") or 0))).to(torch.float32)
             self.pca = True
 

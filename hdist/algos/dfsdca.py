@@ -111,7 +111,7 @@ class LocalData:
         self.y = problem.target(y).to(torch.float64).numpy() if self.kind == "ridge" else None
         self.n_k, self.d = self.X.shape
         if self.kind == "pca":
-            self.mu, self.lam = float(cfg.algo.get("pca_mu") or 100.0), float(cfg.objective.l2)
+            self.mu, self.lam = objectives.pca_mu(cfg), float(cfg.objective.l2)
             self.b = objectives.pca_b(self.d, int(cfg.dataset.get("data_seed") or 0))
             self.alpha = np.zeros((self.n_k, self.d))  # O(n d): alpha_i in R^d
         else:
