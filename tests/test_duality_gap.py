@@ -23,12 +23,16 @@ from hdist.types import seed_for
 
 IJCNN1_LIKE = ["dataset=synthetic", "dataset.num_classes=2", "dataset.shape=[22]", "model=linear",
                "model.input_shape=[22]", "objective.l2=0.1", "scale=smoke", "scale.n_test=50", "progress=quiet",
-               "algo.h=100", "log.evals_per_epoch=2", "topology.workers=4"]
+               "algo.h=100", "log.evals_per_epoch=2"]
+# P and D are O(0.1) each: their float64 difference carries rounding of ~1e-15, the floor below which
+# a converged gap (the ijcnn1-sized runs reach it) is noise around 0, not a violated bound.
+ROUNDING = 1e-13
 
 
 def _run(tmp_path, algo, backend, n, epochs):
+    workers = 1 if backend == "serial" else 4
     cfg = prepare([*IJCNN1_LIKE, f"scale.n_train={n}", f"scale.epochs={epochs}", f"algo={algo}",
-                   f"backend={backend}", f"results_dir={tmp_path}"])
+                   f"backend={backend}", f"topology.workers={workers}", f"results_dir={tmp_path}"])
     res = execute(cfg, quiet_skip=True)
     assert res.status == "done", res.reason
     return cfg, load_results(tmp_path)
@@ -64,13 +68,13 @@ def cocoa_plus_reference(cfg, rounds: int) -> np.ndarray:
 
 
 def _check_bound(cfg, df) -> pd.Series:
-    """Every logged gap >= 0 and >= the primal suboptimality P(w) - P(w*) (float64 numpy w*)."""
+    """Every logged gap >= 0 (to float64 rounding) and >= the primal suboptimality P(w) - P(w*) (float64 numpy w*)."""
     gap, primal = _rows(df, "duality_gap"), _rows(df, "primal")
     obj = objectives.for_problem(cfg, build_problem(cfg))
     p_star = obj.primal(obj.solve())
-    assert (gap >= 0).all(), gap[gap < 0]
+    assert (gap >= -ROUNDING).all(), gap[gap < -ROUNDING]
     sub = primal.loc[gap.index] - p_star
-    assert (sub >= -1e-12).all() and (sub <= gap + 1e-12).all()
+    assert (sub >= -ROUNDING).all() and (sub <= gap + ROUNDING).all()
     return gap
 
 
