@@ -33,19 +33,19 @@ def test_same_straggle_count_on_serial_process_and_sim(tmp_path, algo, extra, wo
 
 # --- every backend that runs dp (mNAG/LARS/CLARS), sgd and the pipeline algorithms (issue 25.4) ------
 TINY = ["model.hidden=[8,8]"]
-DP = [*TINY, "log.layer_every=0", "algo.batch_size=16", "algo.accum_steps=1", "algo.budget_gflop=null", "topology.workers=2"]
+DP = [*TINY, "log.layer_every=0", "algo.batch_size=16", "algo.accum_steps=1", "algo.budget_gflop=null",
+      "topology.workers=2"]
 PIPE = [*TINY, "topology.stages=2", "algo.batch_size=16"]
-#: (algo, overrides, straggling worker or stage, the backends besides sim that run it)
+SLOW, MPI = pytest.mark.slow, pytest.mark.mpi
+#: (algo, overrides, straggling worker or stage, {backend besides sim that runs it: marks})
 CASES = [
-    ("mnag", DP, 1, ["thread", pytest.param("process", marks=pytest.mark.slow),
-                     pytest.param("mpi", marks=pytest.mark.mpi)]),
-    ("lars", DP, 0, [pytest.param("thread", marks=pytest.mark.slow), pytest.param("mpi", marks=pytest.mark.mpi)]),
-    ("clars", [*DP, "algo.subsample=4"], 1, ["thread", pytest.param("process", marks=pytest.mark.slow),
-                                             pytest.param("mpi", marks=pytest.mark.mpi)]),
-    ("sgd", ["model.hidden=[8,8]"], 0, ["thread"]),
-    ("bp", PIPE, 1, ["serial", pytest.param("process", marks=pytest.mark.slow)]),
-    ("fr", PIPE, 0, ["serial", pytest.param("process", marks=pytest.mark.slow)]),
-    ("dni", PIPE, 1, [pytest.param("serial", marks=pytest.mark.slow), pytest.param("process", marks=pytest.mark.slow)]),
+    ("mnag", DP, 1, {"thread": (), "process": SLOW, "mpi": MPI}),
+    ("lars", DP, 0, {"thread": SLOW, "mpi": MPI}),
+    ("clars", [*DP, "algo.subsample=4"], 1, {"thread": (), "process": SLOW, "mpi": MPI}),
+    ("sgd", TINY, 0, {"thread": ()}),
+    ("bp", PIPE, 1, {"serial": (), "process": SLOW}),
+    ("fr", PIPE, 0, {"serial": (), "process": SLOW}),
+    ("dni", PIPE, 1, {"serial": SLOW, "process": SLOW}),
 ]
 
 
@@ -61,10 +61,8 @@ def _straggles(path, algo, backend, extra, worker) -> int:
     return len(events)
 
 
-@pytest.mark.parametrize("algo,extra,worker,backend",
-                         [pytest.param(a, e, w, b.values[0] if hasattr(b, "values") else b,
-                                       marks=b.marks if hasattr(b, "marks") else (), id=f"{a}-{getattr(b, 'values', [b])[0]}")
-                          for a, e, w, bs in CASES for b in bs])
+@pytest.mark.parametrize("algo,extra,worker,backend", [pytest.param(a, e, w, b, marks=m, id=f"{a}-{b}")
+                                                      for a, e, w, bs in CASES for b, m in bs.items()])
 def test_straggles_match_the_sim(tmp_path, algo, extra, worker, backend):
     want = _straggles(tmp_path / "sim", algo, "sim", extra, worker)
     assert want > 0
