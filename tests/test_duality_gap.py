@@ -78,7 +78,9 @@ def _check_bound(cfg, df) -> pd.Series:
     return gap
 
 
-@pytest.mark.parametrize("backend", ["sim", pytest.param("thread", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("backend", ["sim", pytest.param("thread", marks=pytest.mark.slow),
+                                     pytest.param("process", marks=pytest.mark.slow),
+                                     pytest.param("mpi", marks=pytest.mark.mpi)])
 def test_cocoa_plus_gap_matches_float64_reference(tmp_path, backend):
     cfg, df = _run(tmp_path, "cocoa_plus", backend, 2000, 40)
     gap = _check_bound(cfg, df)
@@ -90,7 +92,8 @@ def test_cocoa_plus_gap_matches_float64_reference(tmp_path, backend):
     assert abs(exact - ref[-1]) < 1e-12 and float(_rows(df, "dual_residual").iloc[0]) < 1e-12
 
 
-@pytest.mark.parametrize("backend", ["sim", pytest.param("serial", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("backend", ["sim", pytest.param("serial", marks=pytest.mark.slow),
+                                     pytest.param("mpi", marks=pytest.mark.mpi)])
 def test_dfsdca_gap_is_a_float64_bound(tmp_path, backend):
     cfg, df = _run(tmp_path, "dfsdca", backend, 2000, 40)
     gap = _check_bound(cfg, df)
