@@ -74,12 +74,14 @@ def check_problem(cfg: DictConfig) -> dict:
     algo = get_algo(cfg.algo.name)
     if algo.check is not None:
         return algo.check(cfg) or {}
+    from hdist import objectives
     from hdist.models import n_params
     from hdist.problems import build_problem
 
     prob = build_problem(cfg)
     if algo.check_problem is not None:
         algo.check_problem(cfg, prob)
+    objectives.check_pca_mu(cfg, prob)  # a bound computed from the data
     plain = (str, int, float, bool, list, tuple, type(None))
     if prob.data.info.get("stand_in_for"):
         cfg.dataset.stand_in = "synthetic"

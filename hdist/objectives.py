@@ -150,6 +150,29 @@ def pca_b(d: int, seed: int) -> np.ndarray:
     return b / np.linalg.norm(b)
 
 
+def pca_mu(cfg) -> float:
+    """mu of the PCA objective (3.40): ``algo.pca_mu``, 100 (the thesis' value) when the algorithm has none."""
+    return float(cfg.algo.get("pca_mu") or 100.0)
+
+
+def check_pca_mu(cfg, problem) -> None:
+    """Refuse a PCA run whose objective has no minimum: (3.40) is bounded below only when mu I - C
+    is positive definite, mu > lambda_max(C). With mu <= lambda_max(C) an algorithm finds at best a
+    stationary point and the logged suboptimality goes negative. Runs in the parent, before launch."""
+    from hdist.types import ConfigError
+
+    if kind_of(cfg, problem) != "pca":
+        return
+    X, _ = _dense(problem.data.train)
+    C = X.T @ X / X.shape[0]
+    lam_max = float(np.linalg.eigvalsh(C)[-1])
+    mu = pca_mu(cfg)
+    if not mu > lam_max:
+        raise ConfigError(f"algo.pca_mu={mu:g}: not allowed; the PCA objective (3.40) has a minimum only for "
+                          f"mu > lambda_max(C) = {lam_max:.6g} (C = X'X/n of the {X.shape[0]} training samples of "
+                          f"dataset={cfg.dataset.name}); allowed: algo.pca_mu > {lam_max:.6g}")
+
+
 def kind_of(cfg, problem) -> str:
     """Which objective ``algo.objective`` asks for (``auto`` resolved)."""
     kind = str(cfg.algo.get("objective", "auto") or "auto")
@@ -173,4 +196,4 @@ def for_problem(cfg, problem, split: str = "train"):
     if kind == "ridge":
         return Ridge(X, problem.target(y).to(torch.float64).numpy(), float(cfg.objective.l2))
     seed = int(cfg.dataset.get("data_seed") or 0)
-    return PCAObjective(X, pca_b(X.shape[1], seed), float(cfg.algo.get("pca_mu") or 100.0), float(cfg.objective.l2))
+    return PCAObjective(X, pca_b(X.shape[1], seed), pca_mu(cfg), float(cfg.objective.l2))

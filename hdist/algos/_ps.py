@@ -12,8 +12,9 @@ It never imports a backend: it talks to :class:`~hdist.types.Comm` only.
   server loop or the algorithm's worker loop, final snapshot, evaluation, totals.
 
 Epochs: worker w of P holds shard w of the training set and makes ``scale.epochs`` passes
-over it, so P workers together make the same number of updates as one serial run; a global
-epoch is ``steps_per_epoch(n, b)`` updates of x.
+over a shard of the largest size, ceil(n / P), so every worker makes the same number of steps
+(a shorter shard wraps into its next permutation) and P workers together make about the same
+number of updates as one serial run; a global epoch is ``steps_per_epoch(n, b)`` updates of x.
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ class FlatModel:
             offset += n
         self.numel = offset
         self.inputs = tuple(self.params)  # what the autograd engine takes
+        # The vector the parameter server holds: ``flat`` itself, or a copy in another dtype
+        # (``run_ps(ps_dtype=torch.float64)``: the dual methods' w(alpha), see dfsdca).
+        self.ps = self.flat
 
     def grad(self, loss: torch.Tensor, scale: float | None = None) -> torch.Tensor:
         """The gradient of the scalar ``loss`` with respect to all parameters, as one new flat
@@ -83,7 +87,11 @@ class Worker:
         if len(self.shard) == 0:
             raise RuntimeError(f"worker {self.index}: empty shard ({len(train)} samples for {comm.n_workers} workers)")
         self.b = int(cfg.algo.batch_size)
-        self.spe_local = steps_per_epoch(len(self.shard), self.b)
+        # Steps per epoch from the largest shard, ceil(n / P), the same number on every worker
+        # whatever its own shard's size: synchronous algorithms (K-AVG, DiLoCo) make one
+        # collective per round and all learners must agree on how many rounds there are. A
+        # worker with a shorter shard starts its next pass (a fresh permutation) early.
+        self.spe_local = steps_per_epoch(math.ceil(len(train) / comm.n_workers), self.b)
         self.spe_global = steps_per_epoch(len(train), self.b)
         self.total_local = max(1, math.ceil(float(cfg.scale.epochs) * self.spe_local))
         if cfg.algo.get("max_steps"):
@@ -194,7 +202,7 @@ WorkerLoop = Callable[[RankCtx, Problem, FlatModel, Worker, "Snapshots | None"],
 
 
 def run_ps(ctx: RankCtx, worker_loop: WorkerLoop, steps_per_update: float = 1, *, spe_global: float | None = None,
-           zero_init: bool = False, finish: Callable | None = None) -> None:
+           zero_init: bool = False, finish: Callable | None = None, ps_dtype: torch.dtype | None = None) -> None:
     """One rank of a parameter-server algorithm: the server loop or ``worker_loop``.
 
     ``steps_per_update``: local steps behind one update of x (K for Downpour and EAMSGD, which
@@ -204,6 +212,9 @@ def run_ps(ctx: RankCtx, worker_loop: WorkerLoop, steps_per_update: float = 1, *
     x starts at 0 (dual methods: w^0 = w(alpha^0 = 0)). ``finish(ctx, problem, fm, snaps,
     spe_global, rows)``: runs on every rank after training, in place of the plain evaluation on
     rank 0 (``rows``: what ``worker_loop`` returned, None on a server); it may communicate.
+    ``ps_dtype``: the dtype of the server's x (``fm.ps``; default: the model's): float64 keeps the
+    dual methods' w(alpha) exact where the backend's server holds x in the type it is given (sim,
+    mpi; the thread and process backends' shared x is float32).
     """
     cfg, comm, log = ctx.cfg, ctx.comm, ctx.log
     problem = build_problem(cfg)
@@ -212,7 +223,9 @@ def run_ps(ctx: RankCtx, worker_loop: WorkerLoop, steps_per_update: float = 1, *
     ctx.extra["model"] = fm.model
     if zero_init:
         fm.flat.zero_()
-    comm.ps_init(fm.flat)
+    if ps_dtype is not None and ps_dtype != fm.flat.dtype:
+        fm.ps = fm.flat.to(ps_dtype)
+    comm.ps_init(fm.ps)
     worker = Worker(ctx, problem) if comm.worker_index is not None else None
     if spe_global is None:
         # Updates of x per pass over the data (fractional when one update stands for K steps).
@@ -230,7 +243,7 @@ def run_ps(ctx: RankCtx, worker_loop: WorkerLoop, steps_per_update: float = 1, *
     log.restart_clock()
     comm.restart_timing()  # train_s is measured on the backend's own clock: real or virtual seconds
     if snaps is not None:
-        snaps.add(0, fm.flat, 0.0)
+        snaps.add(0, fm.ps, 0.0)
     rows = None
     if comm.has_server and comm.worker_index is None:
         ctx.role = log.role = "server"
@@ -252,8 +265,8 @@ def run_ps(ctx: RankCtx, worker_loop: WorkerLoop, steps_per_update: float = 1, *
     train_s = comm.elapsed_s()
     if ctx.rank == 0:
         # The final x (on a server rank, pull reads the server's own copy).
-        version = comm.pull(fm.flat, consistent=True)
-        snaps.add(version, fm.flat, end_s)
+        version = comm.pull(fm.ps, consistent=True)
+        snaps.add(version, fm.ps, end_s)
         log.log("event", "train_s", train_s)
     if finish is not None:
         finish(ctx, problem, fm, snaps, spe_global, rows)

@@ -41,7 +41,7 @@ class Grad:
         self.pca = None
         if self.kind == "pca":
             d = math.prod(problem.data.train.sample_shape)
-            self.mu, self.lam = float(cfg.algo.get("pca_mu") or 100.0), float(cfg.objective.l2)
+            self.mu, self.lam = objectives.pca_mu(cfg), float(cfg.objective.l2)
             self.b = torch.from_numpy(objectives.pca_b(d, int(cfg.dataset.get("data_seed") or 0))).to(torch.float32)
             self.pca = True
 
@@ -121,6 +121,10 @@ def objective_rows(ctx, problem: Problem, snaps: Snapshots, spe_global: float,
                    dual_at: Callable[[int], float | None] | None = None) -> None:
     """Log ``primal`` and ``suboptimality`` (PCA) or ``duality_gap`` (ridge, given the dual terms) per snapshot.
 
+    All in float64 from the snapshot's x; the dual methods snapshot w(alpha) itself in float64
+    (cocoa_plus; dfsdca where the server holds x in float64), so that the gap P(w(alpha)) - D(alpha)
+    stays >= 0 down to float64 rounding instead of the ~1e-7 of a float32 copy of w.
+
     ``dual_at(version)``: sum_i (alpha_i y_i - alpha_i^2/2) of the dual variables whose updates
     are in x at that version (the bookkeeping identity w = w(alpha) then gives D(alpha)).
     """
@@ -145,7 +149,7 @@ def objective_rows(ctx, problem: Problem, snaps: Snapshots, spe_global: float,
 
 
 def run_frame(ctx: RankCtx, worker_loop, steps_per_update: float = 1.0, spe_global: float | None = None,
-              after: Callable | None = None, zero_init: bool = False) -> None:
+              after: Callable | None = None, zero_init: bool = False, ps_dtype: torch.dtype | None = None) -> None:
     """One rank of a parameter-server / shared-memory algorithm: :func:`hdist.algos._ps.run_ps`, and
     after training the closed-form objective rows (see the module doc).
 
@@ -161,7 +165,8 @@ def run_frame(ctx: RankCtx, worker_loop, steps_per_update: float = 1.0, spe_glob
             snaps.evaluate(ctx, problem, fm)
             objective_rows(ctx, problem, snaps, spe, dual_at)
 
-    run_ps(ctx, worker_loop, steps_per_update, spe_global=spe_global, zero_init=zero_init, finish=finish)
+    run_ps(ctx, worker_loop, steps_per_update, spe_global=spe_global, zero_init=zero_init, finish=finish,
+           ps_dtype=ps_dtype)
 
 
 def to_np(t: torch.Tensor) -> np.ndarray:

@@ -41,7 +41,10 @@ Choices and deviations, said here:
   collects them and logs ``duality_gap`` = P(w_v) - D(alpha_v) at every snapshot of w, using
   w(alpha_v) = w_v (the bookkeeping identity). At the end it also logs the exact pair check:
   ``duality_gap_exact`` = P(w) - D(alpha) with w(alpha) computed from every worker's alpha, and
-  ``dual_residual`` = ||w - w(alpha)||.
+  ``dual_residual`` = ||w - w(alpha)||. The server's w is float64 (the sum of float64 pushes,
+  so w_v = w(alpha_v) to float64 rounding) and so are the primal and the gap; on thread and
+  process the shared vector is float32 (allocated by the backend), so there the per-snapshot gap
+  is exact only to float32 rounding of w (the final ``duality_gap_exact`` is float64 everywhere).
 - Sparse data (LIBSVM rcv1: 47,236 features at 0.16% density) stays sparse: a worker keeps its
   shard as scipy CSR float64 (nnz x 12 bytes, not n_k x d x 8: the 20,242 rcv1_train rows would
   be 7.6 GB dense) and a step touches only x_i's non-zeros (x_i'w over them, v[idx] += r x_i).
@@ -127,7 +130,7 @@ class LocalData:
         self.y = problem.target(y).to(torch.float64).numpy() if self.kind == "ridge" else None
         self.n_k, self.d = self.X.shape
         if self.kind == "pca":
-            self.mu, self.lam = float(cfg.algo.get("pca_mu") or 100.0), float(cfg.objective.l2)
+            self.mu, self.lam = objectives.pca_mu(cfg), float(cfg.objective.l2)
             self.b = objectives.pca_b(self.d, int(cfg.dataset.get("data_seed") or 0))
             self.alpha = np.zeros((self.n_k, self.d))  # O(n d): alpha_i in R^d
         else:
@@ -208,9 +211,10 @@ def worker_loop(ctx, problem, fm, w, snaps):
         pushes = min(pushes, max(1, math.ceil(int(cfg.algo.max_steps) / comm.n_workers)))
     w.total_local = pushes
     rng = np.random.default_rng(ctx.worker_seed())
-    version = comm.pull(fm.flat)  # receive w
-    w.pulled(version, fm.flat, snaps)
-    wv = fm.flat.detach().to(torch.float64).numpy().copy()
+    x = fm.ps  # the server's w: float64 where the backend keeps the dtype (run_frame's ps_dtype)
+    version = comm.pull(x)  # receive w
+    w.pulled(version, x, snaps)
+    wv = x.detach().to(torch.float64).numpy().copy()
     v = np.zeros(data.d)
     entries = []  # (version at which this push is in w, the shard's dual sum then)
     for p in range(pushes):
@@ -219,15 +223,15 @@ def worker_loop(ctx, problem, fm, w, snaps):
             v[:] = 0.0
             for i in rng.integers(0, data.n_k, H):
                 if T is not None and comm.ps_version() // T > version // T:
-                    version = comm.pull(fm.flat)  # the broadcast of w^{s+1,0} reaches this worker
-                    wv[:] = fm.flat.detach().to(torch.float64).numpy()
+                    version = comm.pull(x)  # the broadcast of w^{s+1,0} reaches this worker
+                    wv[:] = x.detach().to(torch.float64).numpy()
                 data.step(int(i), wv, v, step)
                 comm.compute_done(1)
-        delta = torch.from_numpy(-eta * v).to(fm.flat.dtype)
-        staleness, version = comm.push_pull(delta, version, fm.flat)  # send v_k; receive w
-        wv[:] = fm.flat.detach().to(torch.float64).numpy()
+        delta = torch.from_numpy(-eta * v).to(x.dtype)
+        staleness, version = comm.push_pull(delta, version, x)  # send v_k; receive w
+        wv[:] = x.detach().to(torch.float64).numpy()
         entries.append((float(version), data.dual_sum))
-        w.pulled(version, fm.flat, snaps)
+        w.pulled(version, x, snaps)
         w.step = p + 1
         log.step, log.updates = p + 1, version
         log.samples += H
@@ -259,7 +263,7 @@ def after(ctx, problem, fm, snaps, rows):
     parsed = parse_rows(rows, obj.d)
     w_alpha = sum(p[3] for p in parsed) / (obj.lam * obj.n)
     dual = obj.dual_from(sum(p[2] for p in parsed), w_alpha)
-    w = fm.flat.detach().to(torch.float64).numpy()
+    w = fm.ps.detach().to(torch.float64).numpy()  # the final x (run_ps pulled it into fm.ps)
     log = ctx.log
     log.log("event", "duality_gap_exact", obj.primal(w) - dual)
     log.log("event", "dual_residual", float(np.linalg.norm(w - w_alpha)))
@@ -278,7 +282,9 @@ def run(ctx) -> None:
     cfg = ctx.cfg
     # One update of x is one push of H dual steps: n / H updates make a pass over the data.
     n = len(build_problem(cfg).data.train)
-    run_frame(ctx, worker_loop, spe_global=n / int(cfg.algo.h), after=after, zero_init=True)
+    # w = w(alpha) is the sum of every push: kept in float64 (where the backend's server keeps the
+    # dtype it is given), so that the per-snapshot duality gap is a bound down to float64 rounding.
+    run_frame(ctx, worker_loop, spe_global=n / int(cfg.algo.h), after=after, zero_init=True, ps_dtype=torch.float64)
 
 
 SPEC = AlgoSpec(FAMILIES, run, validate=validate, check_problem=check_problem, keys=KEYS)

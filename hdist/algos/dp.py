@@ -18,9 +18,11 @@ Symbols -> config: B = ``algo.batch_size`` (micro-batch b) x ``algo.accum_steps`
 (B_base; null = no scaling), times the schedule's factor (``algo.schedule``: warmup, poly_decay,
 step; :mod:`hdist.schedules`) at the fractional epoch; eta = ``algo.eta``; beta =
 ``algo.momentum``; |J| = ``algo.subsample``; the rule = ``algo.rule`` (sgd | mnag | lars |
-clars); a layer k = one parameter tensor, ``algo.layer_params`` says which get the layer-wise
-rate. Thesis fig. 9: ``algo.probe_layer`` / ``algo.probe_lr`` give one top-level layer its own
-rate.
+clars); the weight decay wd = ``objective.l2``: the step's gradient is g + wd w, LARS's
+denominator ||g_k + wd w_k|| and CLARS's (1/|J|) sum_j ||grad_k f_j + wd w_k|| (hdist uses
+||g + wd w||, not You et al.'s ||g_k|| + wd ||w_k||; :mod:`hdist.optim.clars`); a layer k = one
+parameter tensor, ``algo.layer_params`` says which get the layer-wise rate. Thesis fig. 9:
+``algo.probe_layer`` / ``algo.probe_lr`` give one top-level layer its own rate.
 
 Every rank starts from the same weights (the init of seed_for(seed, 0)) and applies the same
 all-reduced update, so replicas stay identical; with P workers and A accumulation steps the
@@ -147,7 +149,8 @@ def run(ctx) -> None:
     j_per = (max(1, math.ceil(int(sub) / micros)) if sub else None) if rule == "clars" else 0
     opt = make_optimizer(cfg, model, problem.l2)
     params = [p for g in opt.param_groups for p in g["params"]]
-    stats = SampleGradStats(model, problem.data_loss, params) if rule == "clars" else None
+    # CLARS's per-sample gradients carry the weight decay the step's gradient carries (hdist.optim.clars)
+    stats = SampleGradStats(model, problem.data_loss, params, weight_decay=problem.l2) if rule == "clars" else None
 
     evaluate = Evaluator(ctx, problem, spe, total)
     budget = a.get("budget_gflop")

@@ -44,8 +44,12 @@ def run_rank(ctx: RankCtx, rank_fn: Callable[[RankCtx], None]) -> None:
 
 
 def scratch_slot(n_params: int) -> int:
-    """Elements in each rank's collective slot: the model fits in one pass, small tensors too."""
-    return max(1 << 12, int(n_params)) if n_params else 1 << 16
+    """Elements in each rank's collective slot: the model fits in one pass, small tensors too.
+
+    Even, so that a float32 slot reinterpreted as float64 (``LocalComm``'s collectives on float64
+    tensors) is whole slot/2 elements."""
+    slot = max(1 << 12, int(n_params)) if n_params else 1 << 16
+    return slot + slot % 2
 
 
 def alloc_state_tensors(n_params: int, world: int, slot: int):

@@ -118,12 +118,23 @@ def run(ctx) -> None:
 
     # --- all-reduce -------------------------------------------------------------------------------
     tri = W * (W + 1) / 2  # sum over ranks of (rank + 1)
+    n_large = max(70_001, 2 * int(a.dim) + 1)  # larger than any backend's collective slot
     t = torch.full((5,), float(r + 1))
     comm.allreduce(t, "sum")
     c.expect(_equal(t, torch.full((5,), tri)), "allreduce_sum", f"float32 sum {t.tolist()}, expected {tri}")
     t64 = torch.arange(7, dtype=torch.float64) * (r + 1)
     comm.allreduce(t64)  # the default op is sum
     c.expect(_equal(t64, torch.arange(7, dtype=torch.float64) * tri), "allreduce_sum", f"float64 sum {t64.tolist()}")
+    # float64 values float32 cannot hold (1 + 2^-40 rounds to 1): the collective must carry all 53 bits
+    fine = torch.full((9,), 1.0 + 2.0 ** -40, dtype=torch.float64)
+    t64 = fine * (r + 1)
+    comm.allreduce(t64, "sum")
+    c.expect(_equal(t64, fine * tri), "allreduce_sum", f"float64 sum {t64.tolist()}, expected {(fine * tri).tolist()}")
+    ramp = 1.0 + torch.arange(n_large, dtype=torch.float64) * 2.0 ** -40  # exact in float64, not in float32
+    big64 = ramp * (r + 1)
+    comm.allreduce(big64, "sum")
+    c.expect(_equal(big64, ramp * tri), "allreduce_sum",
+             f"{n_large} float64 elements: first {big64[:3].tolist()}")
     t2 = torch.full((3, 4), float(r))
     comm.allreduce(t2, "sum")
     c.expect(_equal(t2, torch.full((3, 4), (W - 1) * W / 2)), "allreduce_sum", f"2-d sum {t2.tolist()}")
@@ -132,7 +143,6 @@ def run(ctx) -> None:
     comm.allreduce(t, "mean")
     c.expect(bool(torch.allclose(t, torch.full((3,), (W + 1) / 2))), "allreduce_mean", f"mean {t.tolist()}")
     c.ok("allreduce_mean")
-    n_large = max(70_001, 2 * int(a.dim) + 1)  # larger than any backend's collective slot
     big = torch.arange(n_large, dtype=torch.float32) * (r + 1)
     comm.allreduce(big, "sum")
     c.expect(_equal(big, torch.arange(n_large, dtype=torch.float32) * tri), "allreduce_large",
@@ -152,6 +162,10 @@ def run(ctx) -> None:
     comm.broadcast(big, root=W - 1)
     c.expect(_equal(big, torch.arange(n_large, dtype=torch.float32) + (W - 1)), "broadcast_large",
              f"first {big[:3].tolist()}")
+    fine = torch.full((5,), 1.0 + 2.0 ** -40, dtype=torch.float64) * (r + 1)
+    comm.broadcast(fine, root=W - 1)
+    want = torch.full((5,), 1.0 + 2.0 ** -40, dtype=torch.float64) * W
+    c.expect(_equal(fine, want), "broadcast_large", f"float64 {fine.tolist()}, expected {want.tolist()}")
     c.ok("broadcast_large")
 
     # --- point to point ---------------------------------------------------------------------------

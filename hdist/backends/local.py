@@ -116,31 +116,40 @@ class LocalComm(RealClock):
     def barrier(self) -> None:
         self._wait_barrier()
 
+    def _slots(self, dtype: torch.dtype) -> torch.Tensor:
+        """The [P, slot] scratch buffers in ``dtype``: the float32 memory reinterpreted, so a float64
+        tensor is carried and summed in float64 (a copy through float32 slots would round it: the
+        dual methods' duality gap near 1e-10 needs every bit). The slot is even (scratch_slot)."""
+        scratch = self.s.scratch
+        return scratch if dtype == scratch.dtype else scratch.view(dtype)
+
     def allreduce(self, tensor: torch.Tensor, op: str = "sum") -> None:
         if op not in ("sum", "mean"):
             raise ValueError(f"allreduce op {op!r}: expected sum or mean")
         flat = tensor.view(-1)
-        slot = self.s.scratch.shape[1]
+        scratch = self._slots(flat.dtype)
+        slot = scratch.shape[1]
         for lo in range(0, flat.numel(), slot):
             hi = min(flat.numel(), lo + slot)
-            self.s.scratch[self.rank, : hi - lo].copy_(flat[lo:hi])
+            scratch[self.rank, : hi - lo].copy_(flat[lo:hi])
             self._wait_barrier()  # every slot written
             # Sum in rank order on every rank: identical results everywhere (deterministic).
-            torch.sum(self.s.scratch[:, : hi - lo], dim=0, out=flat[lo:hi])
+            torch.sum(scratch[:, : hi - lo], dim=0, out=flat[lo:hi])
             self._wait_barrier()  # every rank has read before any slot is overwritten
         if op == "mean":
             flat.div_(self.world_size)
 
     def broadcast(self, tensor: torch.Tensor, root: int = 0) -> None:
         flat = tensor.view(-1)
-        slot = self.s.scratch.shape[1]
+        scratch = self._slots(flat.dtype)
+        slot = scratch.shape[1]
         for lo in range(0, flat.numel(), slot):
             hi = min(flat.numel(), lo + slot)
             if self.rank == root:
-                self.s.scratch[root, : hi - lo].copy_(flat[lo:hi])
+                scratch[root, : hi - lo].copy_(flat[lo:hi])
             self._wait_barrier()
             if self.rank != root:
-                flat[lo:hi].copy_(self.s.scratch[root, : hi - lo])
+                flat[lo:hi].copy_(scratch[root, : hi - lo])
             self._wait_barrier()
 
     # --- point to point -----------------------------------------------------------------------

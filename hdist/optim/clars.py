@@ -11,6 +11,13 @@ over the batch of the layer's per-sample gradient norms, is passed to each step:
 the whole batch (eq. 4.7 exactly) or, as thesis section 4.4.4 does to save time, over a
 subsample J of the batch (|J| = 512 there): (1/|J|) sum_{j in J} ||grad_k f_j||, an unbiased
 estimate of the same mean. Zero norms: the ratio is taken as 1 (no NaN).
+
+Weight decay (wd > 0): the step's gradient is ``g + wd w`` (mNAG adds the gradient of
+(wd/2)||w||^2), so the per-sample gradients of the denominator are ``grad_k f_i + wd w_k`` too
+(:class:`SampleGradStats` with ``weight_decay``): hdist's CLARS denominator is
+(1/B) sum_i ||grad_k f_i + wd w_k||, and its LARS denominator ||(1/B) sum_i grad_k f_i + wd w_k||
+(not You et al.'s ||g_k|| + wd ||w_k||). With these, identity (4.8) holds with weight decay, and
+CLARS on a batch of one sample is LARS exactly.
 """
 
 from __future__ import annotations
@@ -55,7 +62,9 @@ class SampleGradStats:
     For a batch (x, y) it returns, per parameter tensor k (in the order of ``params``):
     ``norm_sum[k]`` = sum_i ||grad_k f_i||_2 (CLARS's denominator times n), ``sq_sum[k]`` =
     sum_i ||grad_k f_i||^2 and, when asked, ``grad_sum[k]`` = sum_i grad_k f_i (for the variance
-    factor M_k of thesis 4.4.3), with ``n``. f_i is ``loss_fn`` on sample i alone.
+    factor M_k of thesis 4.4.3), with ``n``. f_i is ``loss_fn`` on sample i alone, plus
+    ``weight_decay`` times the weights: grad_k f_i + wd w_k, the per-sample version of the
+    gradient the optimizer steps with (see the module doc).
 
     BatchNorm: a per-sample gradient needs each sample to pass the network alone, so a private
     copy of the model has its BatchNorm layers normalise each sample by its own statistics
@@ -66,8 +75,10 @@ class SampleGradStats:
     """
 
     def __init__(self, model: nn.Module, loss_fn: Callable, params: Sequence[torch.Tensor] | None = None,
-                 max_bytes: int = 256 << 20):
+                 max_bytes: int = 256 << 20, weight_decay: float = 0.0):
         from torch.func import replace_all_batch_norm_modules_
+
+        self.weight_decay = float(weight_decay)
 
         self.model, self.loss_fn = model, loss_fn
         names = {id(p): n for n, p in model.named_parameters()}
@@ -102,6 +113,8 @@ class SampleGradStats:
                 with torch.enable_grad():
                     g = per_sample(live, xs, ys)
                 for j, name in enumerate(self.names):
+                    if self.weight_decay:
+                        g[name] = g[name] + self.weight_decay * live[name].unsqueeze(0)
                     gj = g[name].reshape(xs.shape[0], -1)
                     sq = gj.pow(2).sum(1, dtype=torch.float64)
                     sq_sum[j] += sq.sum()

@@ -7,6 +7,8 @@ times the schedule's factor, e.g. warmup), eta = ``eta`` (1e-3 in the thesis and
 beta = ``momentum``, k = one parameter tensor. Groups with ``layerwise=False`` (see
 :func:`hdist.optim.mnag.layer_param_groups`) get the plain rate gamma_scale. Zero norms: the
 ratio is taken as 1 (rate gamma_scale * eta), so no NaN or inf ever reaches the weights.
+With weight decay wd > 0 the gradient is g_k + wd w_k (mNAG's) and so is the denominator:
+hdist uses ||g_k + wd w_k||, not You et al.'s ||g_k|| + wd ||w_k||.
 """
 
 from __future__ import annotations
