@@ -42,9 +42,9 @@ CASES = [
     ("mnag", DP, 1, {"thread": (), "process": SLOW, "mpi": MPI}),
     ("lars", DP, 0, {"thread": SLOW, "mpi": MPI}),
     ("clars", [*DP, "algo.subsample=4"], 1, {"thread": (), "process": SLOW, "mpi": MPI}),
-    ("sgd", TINY, 0, {"thread": ()}),
+    ("sgd", TINY, 0, {"thread": SLOW}),
     ("bp", PIPE, 1, {"serial": (), "process": SLOW}),
-    ("fr", PIPE, 0, {"serial": (), "process": SLOW}),
+    ("fr", PIPE, 0, {"serial": SLOW, "process": SLOW}),
     ("dni", PIPE, 1, {"serial": SLOW, "process": SLOW}),
 ]
 

@@ -66,7 +66,8 @@ def test_collective_uneven_shards(tmp_path, algo, backend):
     _check_agree(_run(tmp_path, [f"backend={backend}", "topology.workers=3", *COLLECTIVE[algo]]), 3)
 
 
-@pytest.mark.parametrize("algo", ["kavg", "kavg_k3", "mnag", "cocoa_plus"])
+@pytest.mark.parametrize("algo", ["kavg", pytest.param("kavg_k3", marks=pytest.mark.slow),
+                                  pytest.param("mnag", marks=pytest.mark.slow), "cocoa_plus"])
 def test_collective_uneven_shards_serial(tmp_path, algo):
     ovs = [o for o in COLLECTIVE[algo] if not o.startswith("algo.batch_size")]
     _check_agree(_run(tmp_path, ["backend=serial", "algo.batch_size=3", *ovs]), 1)
