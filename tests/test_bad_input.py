@@ -266,3 +266,15 @@ def test_load_results_reads_parts_only_of_unfinished_runs(two_runs, tmp_path):
     assert read_run_metrics(run_dir, parts=False).num_rows == 0
     every = load_results(root, "adhoc", status=None)
     assert (every["run_id"] == run_dir.name).sum() == 5
+
+
+def test_read_only_results_dir_is_refused_even_where_mode_bits_do_not_stop_root(cli, tmp_path, monkeypatch):
+    # Root (as in CI containers) writes through mode 0555, so the row above is skipped there; the
+    # refusal itself is what os.access reports, as on a read-only mount.
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if Path(p) == ro else real_access(p, mode, **kw))
+    code, out, err = cli("run", *SMOKE, f"results_dir={ro}/sub")
+    assert code == 2 and err.strip().splitlines() == [err.strip()] and "not writable" in err and f"{ro}" in err
+    assert not list(ro.iterdir())
