@@ -179,7 +179,11 @@ def _check_groups(parsed) -> None:
                 if str(v) not in group_options(key):
                     raise ConfigError(f"{key}={v}: unknown {key}; allowed: {', '.join(group_options(key))}")
                 if key == "experiment":
-                    check_experiment_file(CONF_DIR / "experiment" / f"{v}.yaml")
+                    # The first file Hydra would take: the package's, else a hydra.searchpath directory's.
+                    for d in (CONF_DIR, *SEARCH_DIRS):
+                        if (d / "experiment" / f"{v}.yaml").is_file():
+                            check_experiment_file(d / "experiment" / f"{v}.yaml")
+                            break
 
 
 def yaml_error(path: Path, e: Exception) -> ConfigError:
