@@ -165,7 +165,7 @@ def test_report_separates_paper_claims_from_sanity(tmp_path, monkeypatch):
 
     run = tmp_path / "thesis-fig11" / "abc"
     run.mkdir(parents=True)
-    (run / "config.yaml").write_text("stem: thesis-fig11\n")
+    (run / "config.yaml").write_text("stem: thesis-fig11\nalgo:\n  name: sgd\n")
     atomic_write_json(run / "status.json", {"status": "done", "reason": ""})
     atomic_write_json(tmp_path / "thesis-fig11" / "claims.json", [])
     import hdist.report as R
