@@ -60,6 +60,7 @@ def test_an_old_at_scale_block_is_refused_in_one_line():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # 1611 compositions: about 10 minutes on 2 busy cores
 def test_every_point_of_every_experiment_at_every_scale_keeps_its_run_id():
     """tests/data/run_ids_all_points.json: the run id of every point of every experiment at smoke, small and
     paper scale, written by the code before per-scale settings moved into Hydra's composition (at_scale
