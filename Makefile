@@ -32,7 +32,7 @@ test-gpu:  ## the tests that need a CUDA device
 	$(PY) -m pytest -q -m gpu
 
 lint:  ## ruff
-	$(PY) -m ruff check hdist tests
+	$(PY) -m ruff check hdist tests hydra_plugins
 
 reproduce:  ## run the sweeps behind STEMS at SCALE (resumable): make reproduce STEMS="huo17-fig1" SCALE=smoke
 	@for s in $(STEMS); do hdist reproduce $$s scale=$(SCALE) results_dir=$(RESULTS) || exit $$?; done

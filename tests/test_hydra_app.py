@@ -60,6 +60,7 @@ def test_an_old_at_scale_block_is_refused_in_one_line():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # 1611 compositions: about 10 minutes on 2 busy cores
 def test_every_point_of_every_experiment_at_every_scale_keeps_its_run_id():
     """tests/data/run_ids_all_points.json: the run id of every point of every experiment at smoke, small and
     paper scale, written by the code before per-scale settings moved into Hydra's composition (at_scale
@@ -105,16 +106,13 @@ def test_cfg_job_prints_the_config_the_run_stores(cli, tmp_path):
     _cfg_job_equals_config_yaml(cli, tmp_path / "r", [*SMOKE, "experiment=huo17-fig1", "algo.beta=0.5"])
 
 
-def _first_points_at_smoke():
+@pytest.mark.slow
+@pytest.mark.parametrize("stem", C.group_options("experiment"))
+def test_cfg_job_equals_config_yaml_on_every_experiment_at_smoke_scale(cli, tmp_path, stem):
     from hdist.sweeps import experiment_runs
 
-    return [(stem, experiment_runs(stem, ["scale=smoke"])[0]) for stem in C.group_options("experiment")]
-
-
-@pytest.mark.slow
-def test_cfg_job_equals_config_yaml_on_every_experiment_at_smoke_scale(cli, tmp_path):
-    for stem, point in _first_points_at_smoke():
-        _cfg_job_equals_config_yaml(cli, tmp_path / stem, [*point, "progress=quiet"])
+    point = experiment_runs(stem, ["scale=smoke"])[0]
+    _cfg_job_equals_config_yaml(cli, tmp_path / stem, [*point, "progress=quiet"])
 
 
 def test_cfg_job_with_a_bad_value_is_the_one_line_error(sub, tmp_path):
