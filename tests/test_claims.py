@@ -182,3 +182,26 @@ def test_report_separates_paper_claims_from_sanity(tmp_path, monkeypatch):
     assert "n/a (stand-in for covtype)" in text
     paper_part, sanity_part = text.split("Sanity checks and benchmarks of hdist itself (not reproductions)")
     assert "schedule vs itself" in sanity_part and "schedule vs itself" not in paper_part.split("Paper claims:")[-1]
+
+
+def test_runs_record_the_machine_load():
+    from hdist.launch import machine_load
+
+    start, end = machine_load("start"), machine_load("end")
+    assert set(start) == {"load_1m_start", "cpu_count_start"} and set(end) == {"load_1m_end", "cpu_count_end"}
+    assert start["cpu_count_start"] >= 1 and start["load_1m_start"] >= 0
+
+
+@pytest.mark.slow
+def test_first_evaluation_of_a_batchnorm_network_is_sane(tmp_path):
+    """ResNet-56's first evaluated loss was ~1000 with the initial BatchNorm statistics; re-estimated before
+    every evaluation, it is that of an untrained 10-class network (a few nats, l2 included)."""
+    from hdist.launch import execute, prepare
+    from hdist.metrics import load_results
+
+    cfg = prepare(["experiment=thesis-table5", "scale=smoke", "model=resnet56", "algo=bp", "algo.cuts=[14]",
+                   "dataset=cifar10", f"results_dir={tmp_path}", "progress=quiet"])
+    assert execute(cfg).status == "done"
+    df = load_results(tmp_path)
+    first = df[(df["metric"] == "test_loss")].sort_values("step")["value"].iloc[0]
+    assert first < 10.0
