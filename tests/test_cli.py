@@ -107,8 +107,9 @@ def test_reproduce_figures_ls_report(cli, tmp_path):
     assert png.exists() and png.stat().st_size > 1000
     assert (tmp_path / "figures" / "huo17-fig1.pdf").exists()
     claims = json.loads((tmp_path / "huo17-fig1" / "claims.json").read_text())
-    assert claims and set(claims[0]) == {"claim", "paper", "measured", "passed"}
-    assert claims[0]["passed"] is True  # SGD's training loss falls
+    assert claims and set(claims[0]) >= {"claim", "paper", "measured", "passed", "status", "kind"}
+    # SGD's training loss falls, on the stand-in: a check of the pipeline, not a result about MNIST
+    assert claims[0]["status"] == "n/a" and claims[0]["passed"] is None and claims[0]["stand_in"] == "mnist"
     # The stand-in is labelled: no MNIST in the (empty) data root.
     df = load_results(tmp_path, "huo17-fig1")
     assert (df["stand_in_for"] == "mnist").all()
