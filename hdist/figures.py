@@ -18,6 +18,7 @@ from hdist import papers
 from hdist.claims import Claim
 from hdist.config import NON_IDENTITY_KEYS
 from hdist.metrics import atomic_write_bytes, atomic_write_json, atomic_write_text, iter_runs, load_results, run_summary
+from hdist.rundir import holder
 from hdist.types import ConfigError
 
 
@@ -159,7 +160,7 @@ def list_stems(results_dir: Path) -> str:
     for stem in stems_with_results(results_dir):
         counts: dict[str, int] = {}
         for run_dir in iter_runs(results_dir, [stem]):
-            st = _status(run_dir)
+            st = "running" if holder(run_dir) else _status(run_dir)
             counts[st] = counts.get(st, 0) + 1
         total = sum(counts.values())
         lines.append(f"{stem:24s} {total:4d}  {counts.get('done', 0):4d}  {counts.get('diverged', 0):8d}  "
@@ -169,8 +170,18 @@ def list_stems(results_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def _owned(row: dict) -> dict:
+    """A run whose lock a live process holds is running, whatever its status file says (a rerun that
+    has not rewritten it yet)."""
+    owner = holder(Path(row["run_dir"]))
+    if owner:
+        row["status"] = "running"
+        row["reason"] = f"running elsewhere, pid {owner.get('pid', '?')} on host {owner.get('host', '?')}"
+    return row
+
+
 def list_runs(results_dir: Path, stem: str) -> str:
-    rows = [run_summary(r) for r in iter_runs(results_dir, [stem])]
+    rows = [_owned(run_summary(r)) for r in iter_runs(results_dir, [stem])]
     if not rows:
         return f"{stem}: no runs under {Path(results_dir) / stem}/"
     keys = ["run_id", "status", "algo.name", "model.name", "dataset.name", "backend.name",

@@ -15,6 +15,7 @@ import torch
 
 from hdist.metrics import MetricsLogger
 from hdist.progress import QuietProgress, make_progress
+from hdist.rundir import WriteFailed
 from hdist.runtime import timed_comm
 from hdist.types import Diverged, PeerFailed, RankCtx
 
@@ -119,6 +120,8 @@ def raise_interrupted(signum, frame):
 
 
 def failure_kind(exc: BaseException) -> str:
+    if isinstance(exc, WriteFailed):
+        return "write"
     if isinstance(exc, Diverged):
         return "diverged"
     if isinstance(exc, PeerFailed):
@@ -136,7 +139,7 @@ def read_errors(run_dir: Path) -> list[dict]:
             out.append(json.loads(f.read_text()))
         except (OSError, json.JSONDecodeError):
             continue
-    order = {"error": 0, "diverged": 0, "interrupted": 1, "peer": 2}
+    order = {"error": 0, "write": 0, "diverged": 0, "interrupted": 1, "peer": 2}
     return sorted(out, key=lambda e: (order.get(e.get("kind"), 0), e.get("time", 0.0)))
 
 
@@ -149,7 +152,10 @@ def record_failure(run_dir: Path, rank: int, exc: BaseException, write_status: b
     kind = failure_kind(exc)
     text = str(exc).strip()
     first = text.splitlines()[0] if text else ""
-    message = first if kind == "diverged" else f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    if kind in ("diverged", "write"):
+        message = first
+    else:
+        message = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
     run_dir = Path(run_dir)
     atomic_write_json(run_dir / f"error-r{rank}.json",
                       {"rank": rank, "kind": kind, "message": message, "time": time.time()})
