@@ -205,3 +205,81 @@ def test_killing_worker_1_names_worker_1(tmp_path):
     df = read_run_metrics(run_dir).to_pandas()
     assert set(df["rank"]) == {0, 1}  # rows written before the failure are kept
     assert not list(run_dir.glob("rank-r*.pid"))
+
+
+# --- timeout_s is the bound ---------------------------------------------------------------------------
+
+
+def _stop_rank_1(tmp_path, layout, timeout_s=10.0):
+    """SIGSTOP rank 1 of a running job; return (seconds until hdist exited, status, run_dir)."""
+    ovs = ["scale=small", "scale.epochs=8", "log.train_every=1", "log.flush_s=0.05", "progress=quiet",
+           f"backend.timeout_s={timeout_s}", f"results_dir={tmp_path}", *layout]
+    proc = _popen(["run", *ovs])
+    pid_file = _wait_for(str(tmp_path / "adhoc/*/rank-r1.pid"))
+    run_dir = pid_file.parent
+    _wait_for(str(run_dir / "metrics-r1.p*.parquet"))
+    pid = int(pid_file.read_text())
+    os.kill(pid, signal.SIGSTOP)
+    t0 = time.monotonic()
+    try:
+        _, err = proc.communicate(timeout=timeout_s + 60)
+        took_s = time.monotonic() - t0
+    finally:
+        try:  # never leave a stopped process behind, whatever happened
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return took_s, _status(run_dir), run_dir, err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout,label", [
+    (["backend=process", "algo=kavg", "topology.workers=2"], "worker 1"),
+    (["backend=torchdist", "algo=kavg", "topology.workers=2"], "rank 1"),
+    pytest.param(["backend=mpi", "algo=kavg", "topology.workers=2"], "rank 1", marks=pytest.mark.mpi),
+], ids=["process", "torchdist", "mpi"])
+def test_a_stopped_rank_ends_the_run_within_timeout_s(tmp_path, layout, label):
+    timeout_s = 10.0
+    took_s, st, run_dir, err = _stop_rank_1(tmp_path, layout, timeout_s)
+    print(f"{layout[0]}: a stopped rank ended the run after {took_s:.1f} s (backend.timeout_s={timeout_s})")
+    assert took_s < timeout_s + 5, err
+    assert st["status"] == "failed" and f"{label} stopped (SIGSTOP)" in st["reason"], st
+    assert set(read_run_metrics(run_dir).to_pandas()["rank"]) >= {0, 1}
+
+
+# --- MPI: every rank's rows, no leaks ----------------------------------------------------------------
+
+
+def _mpich_shm() -> set[str]:
+    return set(glob.glob("/dev/shm/mpich_shm_*"))
+
+
+@pytest.mark.mpi
+def test_a_diverged_mpi_run_keeps_every_ranks_rows(tmp_path):
+    res = execute(prepare(["algo=asysg_con", "backend=mpi", "topology.workers=2", "algo.lr=1e6", *SMOKE,
+                           f"results_dir={tmp_path}"]))
+    assert res.status == "diverged"
+    df = read_run_metrics(res.run_dir).to_pandas()
+    assert set(df["rank"]) == {0, 1, 2}  # the server's rows and both workers'
+    assert not list(res.run_dir.glob("metrics-r*.p*.parquet"))  # every rank closed its final file
+
+
+@pytest.mark.mpi
+def test_a_killed_mpi_run_leaves_no_shared_memory(tmp_path):
+    ovs = ["scale=small", "scale.epochs=8", "log.train_every=1", "log.flush_s=0.05", "progress=quiet",
+           "backend=mpi", "algo=kavg", "topology.workers=2", f"results_dir={tmp_path}"]
+    proc = _popen(["run", *ovs])
+    pid_file = _wait_for(str(tmp_path / "adhoc/*/rank-r1.pid"))
+    run_dir = pid_file.parent
+    _wait_for(str(run_dir / "metrics-r1.p*.parquet"))
+    pid = int(pid_file.read_text())
+    ours = {line.split(maxsplit=5)[5] for line in Path(f"/proc/{pid}/maps").read_text().splitlines()
+            if line.count(" ") >= 5 and "/dev/shm/mpich_shm_" in line}
+    assert ours, "the rank maps no MPICH segment (another MPI library?)"
+    os.kill(pid, signal.SIGKILL)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    st = _status(run_dir)
+    assert st["status"] == "failed" and "rank 1" in st["reason"] and "SIGKILL" in st["reason"], st
+    assert not (ours & _mpich_shm())
+    assert set(read_run_metrics(run_dir).to_pandas()["rank"]) == {0, 1}

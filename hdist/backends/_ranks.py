@@ -36,12 +36,26 @@ def make_ctx(cfg, run_dir: Path, run_id: str, rank: int, world: int, comm, role:
 
 
 def run_rank(ctx: RankCtx, rank_fn: Callable[[RankCtx], None]) -> None:
-    """Run one rank; the logger and progress are always closed (complete files on any exit)."""
+    """Run one rank; the logger and progress are always closed (complete files on any exit).
+
+    SIGTERM is held back while the files close: a peer that fails asks the others to close theirs
+    with it, and a second request must not cut the first close short (its rows would be lost)."""
     try:
         rank_fn(ctx)
     finally:
-        ctx.progress.close()
-        ctx.log.close()
+        held = _hold_sigterm()
+        try:
+            ctx.progress.close()
+            ctx.log.close()
+        finally:
+            if held:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
+
+def _hold_sigterm() -> bool:
+    """Block SIGTERM in this thread (it stays pending) unless it is already blocked."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    return signal.SIGTERM not in old
 
 
 def scratch_slot(n_params: int) -> int:
@@ -115,7 +129,9 @@ class Interrupted(BaseException):
 
 
 def raise_interrupted(signum, frame):
-    """A SIGTERM handler: raise :class:`Interrupted` in the rank's main thread."""
+    """A SIGTERM handler: raise :class:`Interrupted` in the rank's main thread, once: while it unwinds
+    (closing its files), further SIGTERMs (every failing peer sends one) are ignored."""
+    signal.signal(signum, signal.SIG_IGN)
     raise Interrupted(f"signal {signal.Signals(signum).name}")
 
 
