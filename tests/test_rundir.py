@@ -155,8 +155,11 @@ def _unshare_ok() -> bool:
 
 
 @pytest.mark.skipif(not _unshare_ok(), reason="needs unshare -rm and a tmpfs mount (user namespaces)")
-@pytest.mark.parametrize("layout", [["backend=serial"], pytest.param(
-    ["backend=process", "algo=kavg", "topology.workers=2"], marks=pytest.mark.slow)], ids=["serial", "process"])
+@pytest.mark.parametrize("layout", [
+    ["backend=serial"],
+    pytest.param(["backend=process", "algo=kavg", "topology.workers=2"], marks=pytest.mark.slow),
+    pytest.param(["backend=mpi", "algo=kavg", "topology.workers=2"], marks=pytest.mark.mpi),
+], ids=["serial", "process", "mpi"])
 def test_a_full_disk_fails_the_run_with_the_reason(tmp_path, layout):
     full = tmp_path / "full"
     full.mkdir()

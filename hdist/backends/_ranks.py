@@ -6,6 +6,7 @@ import json
 import math
 import os
 import signal
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -147,9 +148,15 @@ def failure_kind(exc: BaseException) -> str:
     return "error"
 
 
-def read_errors(run_dir: Path) -> list[dict]:
-    """Ranks' error reports, real errors first, then in the order they happened."""
-    out = []
+#: A rank that cannot write its error file (a full disk) prints its report on this line instead
+#: (the launcher's output reaches the parent; :func:`parse_report_line`).
+REPORT_LINE = "hdist-rank-report: "
+
+
+def read_errors(run_dir: Path, extra: list[dict] = ()) -> list[dict]:
+    """Ranks' error reports (files, and ``extra`` ones that came by another way), real errors first,
+    then in the order they happened."""
+    out = list(extra)
     for f in Path(run_dir).glob("error-r*.json"):
         try:
             out.append(json.loads(f.read_text()))
@@ -157,6 +164,16 @@ def read_errors(run_dir: Path) -> list[dict]:
             continue
     order = {"error": 0, "write": 0, "diverged": 0, "interrupted": 1, "peer": 2}
     return sorted(out, key=lambda e: (order.get(e.get("kind"), 0), e.get("time", 0.0)))
+
+
+def parse_report_line(line: str) -> dict | None:
+    """The report of a :data:`REPORT_LINE` (None for any other line)."""
+    if not line.startswith(REPORT_LINE):
+        return None
+    try:
+        return json.loads(line[len(REPORT_LINE):])
+    except json.JSONDecodeError:
+        return None
 
 
 def record_failure(run_dir: Path, rank: int, exc: BaseException, write_status: bool) -> None:
@@ -173,9 +190,13 @@ def record_failure(run_dir: Path, rank: int, exc: BaseException, write_status: b
     else:
         message = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
     run_dir = Path(run_dir)
-    atomic_write_json(run_dir / f"error-r{rank}.json",
-                      {"rank": rank, "kind": kind, "message": message, "time": time.time()})
-    atomic_write_text(run_dir / f"error-r{rank}.txt", f"{message}\n\n{traceback.format_exc()}")
+    report = {"rank": rank, "kind": kind, "message": message, "time": time.time()}
+    try:
+        atomic_write_json(run_dir / f"error-r{rank}.json", report)
+        atomic_write_text(run_dir / f"error-r{rank}.txt", f"{message}\n\n{traceback.format_exc()}")
+    except WriteFailed:
+        print(REPORT_LINE + json.dumps(report), file=sys.stderr, flush=True)
+        return
     if write_status and read_errors(run_dir)[0].get("rank") == rank:
         status = "diverged" if kind == "diverged" else "failed"
         reason = message if kind == "diverged" else f"RuntimeError: rank {rank}: {message}"

@@ -49,7 +49,14 @@ from typing import Callable
 
 import torch
 
-from hdist.backends._ranks import Interrupted, ServerRankChecks, raise_interrupted, read_errors, record_failure
+from hdist.backends._ranks import (
+    Interrupted,
+    ServerRankChecks,
+    parse_report_line,
+    raise_interrupted,
+    read_errors,
+    record_failure,
+)
 from hdist.backends._supervise import (
     ExternalWorld,
     ExternalWorldBackend,
@@ -352,6 +359,7 @@ class _Job:
         self.run_dir, self.cmd = run_dir, cmd
         self.tail: collections.deque[str] = collections.deque(maxlen=400)
         self.killed_because = ""
+        self.reports: list[dict] = []
         self._proxies: list[int] = []
         # What an abnormal end leaves behind (MPICH removes them itself on a normal end): the shared
         # memory segments the ranks map, and hydra's topology files made while the job started.
@@ -369,8 +377,14 @@ class _Job:
     def _forward(self) -> None:
         for raw in iter(self.proc.stdout.readline, b""):
             line = raw.decode(errors="replace")
+            report = parse_report_line(line)
+            if report is not None:  # a rank that could not write its error file: kept, not shown
+                self.reports.append(report)
+                continue
             self.tail.append(line.rstrip("\n"))
             if "Exit codes:" in line:  # hydra's -print-all-exitcodes, which hdist asked for: kept, not shown
+                continue
+            if "application called MPI_Abort" in line:  # our own rank's abort: hdist names its cause
                 continue
             try:
                 sys.stderr.write(line)
@@ -566,7 +580,7 @@ def _died(tail) -> list[tuple[int, str]]:
 
 
 def _raise_from(run_dir: Path, job: _Job, launcher_name: str) -> None:
-    errors = [(e.get("rank"), e.get("kind", "error"), e.get("message", "")) for e in read_errors(run_dir)]
+    errors = [(e.get("rank"), e.get("kind", "error"), e.get("message", "")) for e in read_errors(run_dir, job.reports)]
     rc = job.proc.returncode
     raise_first(errors, _died(job.tail) if rc else [], "rank", job.killed_because)
     if rc == 0:
