@@ -172,11 +172,13 @@ def list_stems(results_dir: Path) -> str:
 
 def _owned(row: dict) -> dict:
     """A run whose lock a live process holds is running, whatever its status file says (a rerun that
-    has not rewritten it yet)."""
+    has not rewritten it yet); one that says running with no owner was left by a killed process."""
     owner = holder(Path(row["run_dir"]))
     if owner:
         row["status"] = "running"
         row["reason"] = f"running elsewhere, pid {owner.get('pid', '?')} on host {owner.get('host', '?')}"
+    elif row["status"] == "running" and not row.get("reason"):
+        row["reason"] = "no process owns it (its owner was killed): the next run of it redoes it"
     return row
 
 

@@ -92,6 +92,9 @@ def test_ls_shows_an_owned_run_as_running(tmp_path, cli):
         code, out, _ = cli("ls", "adhoc", f"results_dir={tmp_path}")
     assert code == 0
     assert f"{res.run_id}: running: running elsewhere, pid {os.getpid()}" in out
+    (res.run_dir / "status.json").write_text('{"status": "running", "reason": ""}')  # as a killed owner leaves it
+    _, out, _ = cli("ls", "adhoc", f"results_dir={tmp_path}")
+    assert f"{res.run_id}: running: no process owns it" in out
 
 
 def test_two_identical_runs_at_once_give_one_done_run(tmp_path):
