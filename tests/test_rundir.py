@@ -289,3 +289,38 @@ def test_a_killed_mpi_run_leaves_no_shared_memory(tmp_path):
     assert st["status"] == "failed" and "rank 1" in st["reason"] and "SIGKILL" in st["reason"], st
     assert not (ours & _mpich_shm())
     assert set(read_run_metrics(run_dir).to_pandas()["rank"]) == {0, 1}
+
+
+# --- the pieces, without processes (fast; a CI without user namespaces still checks them) ---------------
+
+
+def test_a_write_error_names_the_file_and_leaves_no_temp_file(tmp_path, monkeypatch):
+    import errno
+
+    import pyarrow as pa
+
+    from hdist import metrics
+    from hdist.rundir import WriteFailed
+
+    def full(table, where, **kw):
+        Path(where).write_bytes(b"torn")  # what a full disk leaves: part of the file
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(metrics.pq, "write_table", full)
+    target = tmp_path / "metrics-r0.p00001.parquet"
+    with pytest.raises(WriteFailed) as e:
+        metrics._write_table_atomic(pa.table({"a": [1]}), target)
+    assert str(e.value) == f"no space left on device writing {target}"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_first_failure_is_named_not_the_peer_that_saw_it():
+    from hdist.backends._supervise import raise_first
+
+    died = [(0, "exit code 3"), (1, "killed by SIGKILL")]  # worker 0 exits first, only because 1 died
+    for reports in ([(0, "peer", "PeerFailed: barrier: a peer failed")], []):  # its report may be lost
+        with pytest.raises(RuntimeError, match="^worker 1 killed by SIGKILL$"):
+            raise_first(reports, died, "worker")
+    with pytest.raises(RuntimeError, match="^worker 1 stopped"):
+        raise_first([(0, "peer", "PeerFailed")], [(0, "exit code 3")], "worker",
+                    "worker 1 stopped (SIGSTOP) and did not go on")
