@@ -544,9 +544,13 @@ class _Job:
     def stop(self) -> None:
         """Leave no process behind: :func:`~hdist.backends._supervise.stop` with the ranks' SIGTERM
         (each closes its metrics files), then SIGKILL for the launcher, its proxies and the ranks."""
-        # A stopped rank cannot handle its SIGTERM: waiting for it would only add the grace period.
-        stop(self._terminate, lambda: any(not stopped(p) for p in self.rank_pids()),
-             lambda: self._signal_all(signal.SIGKILL), _STOP_GRACE_S)
+        # Waiting is for ranks that still have files to close: not for a stopped rank (it cannot
+        # handle its SIGTERM), nor for one that reported its error (it closed them before).
+        def closing() -> bool:
+            return any(not stopped(pid) and not (self.run_dir / f"error-r{r}.json").exists()
+                       for r, pid in self.rank_pid_map().items())
+
+        stop(self._terminate, closing, lambda: self._signal_all(signal.SIGKILL), _STOP_GRACE_S)
         try:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
