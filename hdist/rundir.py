@@ -29,6 +29,7 @@ LOCK = ".lock"
 RANKS_LOCK = ".ranks.lock"
 RESERVE = ".reserve"
 RESERVE_BYTES = 64 * 1024  # enough for status.json, meta.json and error.txt of a failed run
+_ACQUIRE_TRIES = 4  # tries 50 ms apart before a held lock counts as another owner's
 _KEEP = (LOCK, RANKS_LOCK)  # what clearing the directory leaves: the locks held by this owner
 
 #: errno values that mean "this file cannot be written here" (the run fails with the reason).
@@ -106,11 +107,16 @@ class RunLock:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         path = self.run_dir / LOCK
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise Held(_read_holder(path)) from None
+        # A few tries: `hdist ls` probes the lock (shared, for an instant) and must not turn a run away.
+        for attempt in range(_ACQUIRE_TRIES):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if attempt == _ACQUIRE_TRIES - 1:
+                    os.close(fd)
+                    raise Held(_read_holder(path)) from None
+                time.sleep(0.05)
         self._fd = fd
         # Who holds it, for the second process's message and `hdist ls`. Written in place: readers
         # that find it empty or torn say "?" (the lock, not this text, is what counts).
