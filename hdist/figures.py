@@ -19,6 +19,7 @@ from hdist import papers
 from hdist.claims import Claim, finalize, from_dict, verdict
 from hdist.config import NON_IDENTITY_KEYS
 from hdist.metrics import atomic_write_bytes, atomic_write_json, atomic_write_text, load_results, scan_runs
+from hdist.rundir import holder
 from hdist.types import ConfigError
 
 
@@ -170,7 +171,9 @@ def list_stems(results_dir: Path) -> str:
         summaries, bad = scan_runs(results_dir, [stem])
         counts: dict[str, int] = {}
         for s in summaries:
-            counts[s["status"]] = counts.get(s["status"], 0) + 1
+            # a run whose lock a live process holds is running, whatever its status file says
+            st = "running" if holder(Path(s["run_dir"])) else s["status"]
+            counts[st] = counts.get(st, 0) + 1
         lines.append(f"{stem:24s} {len(summaries):4d}  {counts.get('done', 0):4d}  {counts.get('diverged', 0):8d}  "
                      f"{counts.get('failed', 0):6d}  {counts.get('running', 0):7d}  {len(bad):10d}")
         bad_lines += [f"  unreadable: {b}" for b in bad]
@@ -179,8 +182,21 @@ def list_stems(results_dir: Path) -> str:
     return "\n".join(lines + bad_lines)
 
 
+def _owned(row: dict) -> dict:
+    """A run whose lock a live process holds is running, whatever its status file says (a rerun that
+    has not rewritten it yet); one that says running with no owner was left by a killed process."""
+    owner = holder(Path(row["run_dir"]))
+    if owner:
+        row["status"] = "running"
+        row["reason"] = f"running elsewhere, pid {owner.get('pid', '?')} on host {owner.get('host', '?')}"
+    elif row["status"] == "running" and not row.get("reason"):
+        row["reason"] = "no process owns it (its owner was killed): the next run of it redoes it"
+    return row
+
+
 def list_runs(results_dir: Path, stem: str) -> str:
     rows, bad = scan_runs(results_dir, [stem])
+    rows = [_owned(r) for r in rows]
     unreadable = [f"unreadable: {len(bad)}", *(f"  {b}" for b in bad)] if bad else []
     if not rows:
         return "\n".join([f"{stem}: no runs under {Path(results_dir) / stem}/", *unreadable])

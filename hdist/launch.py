@@ -5,7 +5,9 @@ Layout of one run: ``<results_dir>/<stem>/<run_id>/`` with ``config.yaml`` (reso
 (``running | done | failed | diverged`` and the reason) and ``metrics-r<rank>.parquet``.
 Every file is written atomically. A run whose status is ``done`` or ``diverged`` is finished
 and skipped on rerun; any other (failed, or ``running`` left by a killed process) is redone
-from scratch.
+from scratch. One process owns a run directory at a time (:mod:`hdist.rundir`): a second one
+that finds it owned skips it ("running elsewhere, pid N on host H") and touches nothing; a full
+or unwritable disk ends the run ``failed`` with the file it could not write.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import datetime as _dt
 import json
 import os
 import platform
-import shutil
 import signal
 import socket
 import subprocess
@@ -28,9 +29,11 @@ from omegaconf import DictConfig, OmegaConf
 from hdist import config as C
 from hdist.backends._ranks import Interrupted, raise_interrupted
 from hdist.metrics import atomic_write_json, atomic_write_text
+from hdist.rundir import Held, RankWriteFailed, RunLock, WriteFailed, drop_reserve, with_reserve
 from hdist.types import ConfigError, Diverged
 
 FINISHED = ("done", "diverged")
+_OLD_RANKS_GRACE_S = 10.0  # beyond timeout_s: how long a new owner waits for a previous owner's ranks to end
 
 
 @dataclass
@@ -225,18 +228,40 @@ def _execute(cfg: DictConfig, *, force: bool = False, quiet_skip: bool = False) 
         if done:
             return done
 
-    if run_dir.exists():
-        # Unfinished or failed before: redo from a clean directory so no stale rows mix in.
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True)
-    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg))
-    meta = {**base_meta(cfg, rid), **meta_extra, **backend.library_meta(cfg), **machine_load("start")}
-    atomic_write_json(run_dir / "meta.json", meta)
-    write_status(run_dir, "running")
+    lock = RunLock(run_dir)
+    try:
+        lock.acquire()
+    except Held as e:
+        # Another live process owns this run: leave every file of it alone.
+        print(f"[hdist] skip {cfg.stem}/{rid}: {e} ({run_dir})", file=sys.stderr)
+        return RunResult(rid, run_dir, "running", str(e), skipped=True)
+    try:
+        return _own(cfg, rid, run_dir, lock, backend, algo, world, meta_extra, force, quiet_skip)
+    finally:
+        lock.release()
 
+
+def _own(cfg, rid, run_dir, lock, backend, algo, world, meta_extra, force, quiet_skip) -> RunResult:
+    """Run ``cfg`` in ``run_dir``, whose lock this process holds."""
+    # Another owner may have finished it between our first look and the lock.
+    done = None if force else _finished(cfg, rid, run_dir, quiet_skip)
+    if done:
+        return done
+    if not lock.wait_for_old_ranks(float(cfg.backend.get("timeout_s") or 30.0) + _OLD_RANKS_GRACE_S):
+        msg = "ranks of a previous owner of this run are still running"
+        print(f"[hdist] skip {cfg.stem}/{rid}: {msg} ({run_dir})", file=sys.stderr)
+        return RunResult(rid, run_dir, "running", msg, skipped=True)
+    # Unfinished or failed before: redo from a clean directory so no stale rows mix in.
+    lock.clear()
+    lock.reserve()
+    meta = {}
     old = signal.signal(signal.SIGTERM, raise_interrupted) if _main_thread() else None
     status, reason = "failed", ""
     try:
+        atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg))
+        meta = {**base_meta(cfg, rid), **meta_extra, **backend.library_meta(cfg), **machine_load("start")}
+        atomic_write_json(run_dir / "meta.json", meta)
+        write_status(run_dir, "running")
         backend.launch(run_dir, cfg, algo.run, world, run_id=rid, n_params=int(meta.get("n_params") or 0))
         status = "done"
     except Diverged as e:
@@ -247,15 +272,26 @@ def _execute(cfg: DictConfig, *, force: bool = False, quiet_skip: bool = False) 
     except ConfigError as e:
         status, reason = "failed", str(e)
         raise
+    except (WriteFailed, RankWriteFailed) as e:  # a full or unwritable disk: the reason says which file
+        status, reason = "failed", str(e)
     except Exception as e:  # a run's own error: record it, the sweep goes on
         msg = str(e).strip()
         status, reason = "failed", f"{type(e).__name__}: {msg.splitlines()[0] if msg else ''}"
-        atomic_write_text(run_dir / "error.txt", traceback.format_exc())
+        try:
+            atomic_write_text(run_dir / "error.txt", traceback.format_exc())
+        except WriteFailed:
+            pass  # the status below says what failed; the traceback is the part that may go
     finally:
-        meta["end"] = _dt.datetime.now(_dt.timezone.utc).isoformat()
-        meta.update(machine_load("end"))
-        atomic_write_json(run_dir / "meta.json", meta)
-        write_status(run_dir, status, reason)
+        if status != "done":
+            drop_reserve(run_dir)  # a failed run's status must land, on a full disk too
+        with_reserve(run_dir, lambda: write_status(run_dir, status, reason))
+        if meta:
+            meta.update(machine_load("end"))
+            meta["end"] = _dt.datetime.now(_dt.timezone.utc).isoformat()
+            try:
+                atomic_write_json(run_dir / "meta.json", meta)
+            except WriteFailed:
+                pass  # meta.json of the start stays: complete, only without "end"
         if old is not None:
             signal.signal(signal.SIGTERM, old)
     word = {"done": "done", "diverged": "diverged", "failed": "FAILED"}[status]

@@ -27,6 +27,8 @@ from typing import Any, Iterable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from hdist.rundir import write_failed
+
 # ---------------------------------------------------------------------------------------------
 # Schema
 # ---------------------------------------------------------------------------------------------
@@ -109,15 +111,38 @@ METRICS: dict[str, str] = {
 # ---------------------------------------------------------------------------------------------
 
 
+def _tmp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
+def _atomic(path: Path, write) -> None:
+    """``write(tmp)`` then rename ``tmp`` to ``path``; on any failure the temp file goes and a disk
+    error becomes :class:`~hdist.rundir.WriteFailed` naming ``path`` (a full disk leaves no torn file)."""
+    tmp = _tmp_name(path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        failed = write_failed(e, path)
+        if failed is not None:
+            raise failed from None
+        raise
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new, never a torn one."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+    _atomic(Path(path), write)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -129,9 +154,7 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 
 def _write_table_atomic(table: pa.Table, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    _atomic(path, lambda tmp: pq.write_table(table, tmp))
 
 
 class MetricsLogger:
@@ -231,11 +254,13 @@ def finalize_rank(run_dir: Path, rank: int) -> Path:
         return final
     tables = ([pq.read_table(final, schema=SCHEMA)] if final.exists() else []) + [
         pq.read_table(p, schema=SCHEMA) for p in parts]
-    tmp = final.with_name(f".{final.name}.tmp{os.getpid()}")
-    with pq.ParquetWriter(tmp, SCHEMA) as w:
-        for t in tables:
-            w.write_table(t)  # one row group per flushed part
-    os.replace(tmp, final)
+
+    def write(tmp: Path) -> None:
+        with pq.ParquetWriter(tmp, SCHEMA) as w:
+            for t in tables:
+                w.write_table(t)  # one row group per flushed part
+
+    _atomic(final, write)
     # The parts are deleted only after the merged file is in place; if we die in between, the
     # reader prefers the final file and ignores the leftovers.
     for p in parts:

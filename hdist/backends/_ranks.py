@@ -6,6 +6,7 @@ import json
 import math
 import os
 import signal
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -15,6 +16,7 @@ import torch
 
 from hdist.metrics import MetricsLogger
 from hdist.progress import QuietProgress, make_progress
+from hdist.rundir import WriteFailed
 from hdist.runtime import timed_comm
 from hdist.types import Diverged, PeerFailed, RankCtx
 
@@ -35,12 +37,26 @@ def make_ctx(cfg, run_dir: Path, run_id: str, rank: int, world: int, comm, role:
 
 
 def run_rank(ctx: RankCtx, rank_fn: Callable[[RankCtx], None]) -> None:
-    """Run one rank; the logger and progress are always closed (complete files on any exit)."""
+    """Run one rank; the logger and progress are always closed (complete files on any exit).
+
+    SIGTERM is held back while the files close: a peer that fails asks the others to close theirs
+    with it, and a second request must not cut the first close short (its rows would be lost)."""
     try:
         rank_fn(ctx)
     finally:
-        ctx.progress.close()
-        ctx.log.close()
+        held = _hold_sigterm()
+        try:
+            ctx.progress.close()
+            ctx.log.close()
+        finally:
+            if held:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
+
+def _hold_sigterm() -> bool:
+    """Block SIGTERM in this thread (it stays pending) unless it is already blocked."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    return signal.SIGTERM not in old
 
 
 def scratch_slot(n_params: int) -> int:
@@ -118,11 +134,15 @@ class Interrupted(BaseException):
 
 
 def raise_interrupted(signum, frame):
-    """A SIGTERM handler: raise :class:`Interrupted` in the rank's main thread."""
+    """A SIGTERM handler: raise :class:`Interrupted` in the rank's main thread, once: while it unwinds
+    (closing its files), further SIGTERMs (every failing peer sends one) are ignored."""
+    signal.signal(signum, signal.SIG_IGN)
     raise Interrupted(f"signal {signal.Signals(signum).name}")
 
 
 def failure_kind(exc: BaseException) -> str:
+    if isinstance(exc, WriteFailed):
+        return "write"
     if isinstance(exc, Diverged):
         return "diverged"
     if isinstance(exc, PeerFailed):
@@ -132,16 +152,32 @@ def failure_kind(exc: BaseException) -> str:
     return "error"
 
 
-def read_errors(run_dir: Path) -> list[dict]:
-    """Ranks' error reports, real errors first, then in the order they happened."""
-    out = []
+#: A rank that cannot write its error file (a full disk) prints its report on this line instead
+#: (the launcher's output reaches the parent; :func:`parse_report_line`).
+REPORT_LINE = "hdist-rank-report: "
+
+
+def read_errors(run_dir: Path, extra: list[dict] = ()) -> list[dict]:
+    """Ranks' error reports (files, and ``extra`` ones that came by another way), real errors first,
+    then in the order they happened."""
+    out = list(extra)
     for f in Path(run_dir).glob("error-r*.json"):
         try:
             out.append(json.loads(f.read_text()))
         except (OSError, json.JSONDecodeError):
             continue
-    order = {"error": 0, "diverged": 0, "interrupted": 1, "peer": 2}
+    order = {"error": 0, "write": 0, "diverged": 0, "interrupted": 1, "peer": 2}
     return sorted(out, key=lambda e: (order.get(e.get("kind"), 0), e.get("time", 0.0)))
+
+
+def parse_report_line(line: str) -> dict | None:
+    """The report of a :data:`REPORT_LINE` (None for any other line)."""
+    if not line.startswith(REPORT_LINE):
+        return None
+    try:
+        return json.loads(line[len(REPORT_LINE):])
+    except json.JSONDecodeError:
+        return None
 
 
 def record_failure(run_dir: Path, rank: int, exc: BaseException, write_status: bool) -> None:
@@ -153,11 +189,18 @@ def record_failure(run_dir: Path, rank: int, exc: BaseException, write_status: b
     kind = failure_kind(exc)
     text = str(exc).strip()
     first = text.splitlines()[0] if text else ""
-    message = first if kind == "diverged" else f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    if kind in ("diverged", "write"):
+        message = first
+    else:
+        message = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
     run_dir = Path(run_dir)
-    atomic_write_json(run_dir / f"error-r{rank}.json",
-                      {"rank": rank, "kind": kind, "message": message, "time": time.time()})
-    atomic_write_text(run_dir / f"error-r{rank}.txt", f"{message}\n\n{traceback.format_exc()}")
+    report = {"rank": rank, "kind": kind, "message": message, "time": time.time()}
+    try:
+        atomic_write_json(run_dir / f"error-r{rank}.json", report)
+        atomic_write_text(run_dir / f"error-r{rank}.txt", f"{message}\n\n{traceback.format_exc()}")
+    except WriteFailed:
+        print(REPORT_LINE + json.dumps(report), file=sys.stderr, flush=True)
+        return
     if write_status and read_errors(run_dir)[0].get("rank") == rank:
         status = "diverged" if kind == "diverged" else "failed"
         reason = message if kind == "diverged" else f"RuntimeError: rank {rank}: {message}"

@@ -29,11 +29,11 @@ from typing import Callable, NoReturn
 from hdist.backends._ranks import failure_kind
 from hdist.types import Backend, ConfigError, Diverged, RankCtx
 
-#: (rank, kind, message): what a rank reports; kind is error | diverged | interrupted | peer.
+#: (rank, kind, message): what a rank reports; kind is error | write | diverged | interrupted | peer.
 Failure = tuple[int, str, str]
 
 #: A rank's exit code by the kind of its failure.
-EXIT_CODES = {"error": 1, "peer": 3, "diverged": 4, "interrupted": 128 + signal.SIGTERM}
+EXIT_CODES = {"error": 1, "write": 1, "peer": 3, "diverged": 4, "interrupted": 128 + signal.SIGTERM}
 
 #: ``backend.external`` values: always run in place / always spawn (anything else: auto).
 EXTERNAL_ON = ("true", "yes", "on", "1", "always")
@@ -88,6 +88,8 @@ def report_and_exit(errq, rank: int, exc: BaseException,
         on_failure()
     if kind == "error":
         message = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
+    elif kind == "write":
+        message = str(exc)
     elif kind == "peer":
         message = f"{type(exc).__name__}: {exc}"
     else:
@@ -99,40 +101,68 @@ def report_and_exit(errq, rank: int, exc: BaseException,
 # --- the parent ------------------------------------------------------------------------------------
 
 
+def stopped(pid: int | None) -> bool:
+    """True when ``pid`` is stopped (SIGSTOP, SIGTSTP, a debugger): Linux's /proc state T or t."""
+    if pid is None:
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state in ("T", "t")
+
+
 def watch(procs, errq, grace_s: float, on_failure: Callable[[], None] | None = None,
-          poll_s: float = 0.1) -> tuple[list[Failure], dict[int, int]]:
+          poll_s: float = 0.1, timeout_s: float | None = None,
+          label: str = "rank") -> tuple[list[Failure], dict[int, int], str]:
     """Wait for the ranks (``multiprocessing`` processes, rank = index); on the first failure call
     ``on_failure`` and give the others ``grace_s`` to end by themselves.
 
-    Returns the ranks' reports and the exit codes of the ranks that ended on their own (rank ->
+    Returns the ranks' reports, the exit codes of the ranks that ended on their own (rank ->
     code), in the order in which they were seen to end: the first rank to die comes first, not
-    the lowest one.
+    the lowest one, and the cause when a rank was stopped (SIGSTOP): a stopped rank is the
+    failure, not the peers that timed out waiting for it. A rank stopped for ``timeout_s`` is a
+    failure on its own (its peers may not wait for it at all), and a failed run whose remaining
+    ranks are all stopped does not wait out the grace period: they cannot end by themselves.
     """
     errors: list[Failure] = []
     ended: dict[int, int] = {}
     failed_at = None
+    stopped_since: dict[int, float] = {}
+    cause = ""
     while True:
         try:
             errors.append(errq.get(timeout=poll_s))
         except queue.Empty:
             pass
+        now = time.monotonic()
         for r, p in enumerate(procs):
             if r not in ended and p.exitcode is not None:
                 ended[r] = p.exitcode
-        if failed_at is None and (errors or any(c != 0 for c in ended.values())):
-            failed_at = time.monotonic()
+        for r, p in enumerate(procs):
+            if r in ended or not stopped(p.pid):
+                stopped_since.pop(r, None)
+            else:
+                stopped_since.setdefault(r, now)
+        first_stopped = min(stopped_since, key=stopped_since.get) if stopped_since else None
+        stuck = (first_stopped is not None and timeout_s is not None
+                 and now - stopped_since[first_stopped] > timeout_s)
+        if failed_at is None and (errors or any(c != 0 for c in ended.values()) or stuck):
+            failed_at = now
+            if first_stopped is not None:
+                cause = f"{label} {first_stopped} stopped (SIGSTOP) and did not go on"
             if on_failure is not None:
                 on_failure()
         if len(ended) == len(procs):
             break
-        if failed_at is not None and time.monotonic() - failed_at > grace_s:
+        if failed_at is not None and (now - failed_at > grace_s or len(ended) + len(stopped_since) == len(procs)):
             break
     while True:  # reports sent just before their rank exited
         try:
             errors.append(errq.get(timeout=0.05))
         except queue.Empty:
             break
-    return errors, ended
+    return errors, ended, cause
 
 
 def stop(terminate: Callable[[], None], alive: Callable[[], bool], kill: Callable[[], None],
@@ -161,12 +191,23 @@ def stop_procs(procs, grace_s: float) -> None:
                 p.kill()
                 p.join(timeout=2)
 
-    stop(terminate, lambda: any(p.is_alive() for p in procs), kill, grace_s)
+    def alive() -> bool:
+        # A stopped rank cannot handle its SIGTERM: waiting for it would only add the grace period.
+        return any(p.is_alive() and not stopped(p.pid) for p in procs)
+
+    stop(terminate, alive, kill, grace_s)
 
 
 def exit_how(code: int) -> str:
     """A ``multiprocessing``/``subprocess`` exit code in words: negative codes are signals."""
-    return f"signal {-code}" if code < 0 else f"exit code {code}"
+    return f"killed by {signal_name(-code)}" if code < 0 else f"exit code {code}"
+
+
+def signal_name(sig: int) -> str:
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return f"signal {sig}"
 
 
 def raise_first(failures: list[Failure], died: list[tuple[int, str]], label: str = "rank",
@@ -179,18 +220,26 @@ def raise_first(failures: list[Failure], died: list[tuple[int, str]], label: str
     Order: the first real error (:class:`Diverged` for a diverged rank), ``killed_because``, the
     first rank that died without a report (the others only saw it die), the first report.
     """
+    from hdist.rundir import RankWriteFailed
+
     real = [f for f in failures if f[1] not in ("peer", "interrupted")]
     if real:
         rank, kind, msg = real[0]
         if kind == "diverged":
             raise Diverged(msg)
+        if kind == "write":
+            raise RankWriteFailed(f"{label} {rank}: {msg}")
         raise RuntimeError(f"{label} {rank}: {msg}")
     if killed_because:
         raise RuntimeError(killed_because)
     reported = {f[0] for f in failures}
-    silent = [(r, how) for r, how in died if r not in reported]
+    # A rank that exited with the peer code only saw another fail, even when its report was lost.
+    peer_exit = f"exit code {EXIT_CODES['peer']}"
+    silent = [(r, how) for r, how in died if r not in reported and how != peer_exit]
     if silent:
         rank, how = silent[0]
+        if how.startswith("killed by"):
+            raise RuntimeError(f"{label} {rank} {how}")
         raise RuntimeError(f"{label} {rank} died ({how}) without a message")
     if failures:
         rank, _, msg = failures[0]
@@ -198,19 +247,20 @@ def raise_first(failures: list[Failure], died: list[tuple[int, str]], label: str
 
 
 def supervise_procs(procs, errq, grace_s: float, stop_grace_s: float, label: str,
-                    on_failure: Callable[[], None] | None = None) -> None:
+                    on_failure: Callable[[], None] | None = None, timeout_s: float | None = None) -> None:
     """Start ``procs`` (rank = index), :func:`watch` them, :func:`stop_procs` what is left and
     :func:`raise_first`; a rank stopped by the parent is named only when nothing else explains
     the failure."""
     errors: list[Failure] = []
     ended: dict[int, int] = {}
+    cause = ""
     try:
         for p in procs:
             p.start()
-        errors, ended = watch(procs, errq, grace_s, on_failure)
+        errors, ended, cause = watch(procs, errq, grace_s, on_failure, timeout_s=timeout_s, label=label)
     finally:
         stop_procs(procs, stop_grace_s)
-    raise_first(errors, [(r, exit_how(c)) for r, c in ended.items() if c != 0], label)
+    raise_first(errors, [(r, exit_how(c)) for r, c in ended.items() if c != 0], label, cause)
     bad = [(r, p.exitcode) for r, p in enumerate(procs) if p.exitcode not in (0, None)]
     if bad:
         rank, code = bad[0]

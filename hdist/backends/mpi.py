@@ -33,6 +33,7 @@ its metrics file), and then SIGKILLs whatever is left: no process outlives a run
 from __future__ import annotations
 
 import collections
+import glob
 import importlib
 import os
 import re
@@ -48,8 +49,23 @@ from typing import Callable
 
 import torch
 
-from hdist.backends._ranks import Interrupted, ServerRankChecks, raise_interrupted, read_errors, record_failure
-from hdist.backends._supervise import ExternalWorld, ExternalWorldBackend, die_with_parent_preexec, raise_first, stop
+from hdist.backends._ranks import (
+    Interrupted,
+    ServerRankChecks,
+    parse_report_line,
+    raise_interrupted,
+    read_errors,
+    record_failure,
+)
+from hdist.backends._supervise import (
+    ExternalWorld,
+    ExternalWorldBackend,
+    die_with_parent_preexec,
+    raise_first,
+    signal_name,
+    stop,
+    stopped,
+)
 from hdist.types import ConfigError, Diverged, RankCtx, RealClock, World
 from hdist.types import PeerFailed as BasePeerFailed
 
@@ -60,8 +76,13 @@ FAMILIES = ("ps", "collective")
 _LAUNCHER_ENV = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS",
                  "HYDI_CONTROL_FD", "PMI_FD", "PMI_PORT")
 _IDLE_MIN_S = 120.0  # watchdog: shortest silence (no rank file changed) before the job is killed
-_ERROR_GRACE_S = 5.0  # watchdog: seconds the launcher gets to exit after a rank reported an error
+_ERROR_GRACE_S = 15.0  # watchdog: seconds the launcher gets to exit after a rank reported an error (> _PEER_CLOSE_S)
 _STOP_GRACE_S = 3.0  # seconds the ranks get between SIGTERM and SIGKILL when the job is stopped
+# Seconds a failing rank gives its peers to close their metrics files before MPI_Abort: a first flush
+# imports pandas (pyarrow does, lazily), seconds on a busy machine.
+_PEER_CLOSE_S = 10.0
+_MPICH_SHM = "/dev/shm/mpich_shm_"  # MPICH's shared-memory segments (one per node and job)
+_HWLOC_XML = "/tmp/hydra_hwloc_xmlfile_*"  # the topology hydra's proxy writes at start-up
 
 
 class PeerFailed(BasePeerFailed):
@@ -219,6 +240,8 @@ def run_in_world(run_dir: Path, rank_fn: Callable[[RankCtx], None] | str, run_id
         run_rank(ctx, fn)
         comm.close()
     except BaseException as e:  # noqa: B036 - every way out must end the whole world
+        if main_thread and not external:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # this rank is ending already: peers' requests can wait
         try:
             record_failure(run_dir, rank, e, write_status=external)
         except BaseException:
@@ -228,10 +251,39 @@ def run_in_world(run_dir: Path, rank_fn: Callable[[RankCtx], None] | str, run_id
             # Every rank got the signal (the parent stops the whole job): no abort cascade, and
             # no MPI_Finalize, which would wait for ranks that are gone.
             os._exit(128 + signal.SIGTERM)
+        if not external:
+            _close_peers(run_dir, rank)
         world.Abort(4 if isinstance(e, Diverged) else 1)
     finally:
         if old is not None:
             signal.signal(signal.SIGTERM, old)
+
+
+def _close_peers(run_dir: Path, rank: int) -> None:
+    """Before MPI_Abort (which kills every rank at once): SIGTERM the other ranks of this run, so that
+    each closes its metrics file with every row it logged (a diverged run keeps all ranks' rows),
+    and wait up to ``_PEER_CLOSE_S`` for them to end. A stopped peer is not waited for."""
+    peers = []
+    for f in run_dir.glob("rank-r*.pid"):
+        try:
+            r, pid = int(f.name[len("rank-r"):-len(".pid")]), int(f.read_text().split()[0])
+            if r != rank and str(run_dir).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                os.kill(pid, signal.SIGTERM)
+                peers.append(pid)
+        except (OSError, ValueError, IndexError):
+            continue
+    deadline = time.monotonic() + _PEER_CLOSE_S
+    while time.monotonic() < deadline:
+        if not [p for p in peers if Path(f"/proc/{p}").exists() and not stopped(p) and not _zombie(p)]:
+            return
+        time.sleep(0.05)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -292,9 +344,11 @@ def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], world: World,
     timeout_s = float(cfg.backend.timeout_s)
     job = _Job(cmd, run_dir, _child_env(threads_per_rank(cfg, ranks)))
     try:
-        job.watch(idle_s=max(_IDLE_MIN_S, 4 * timeout_s), grace_s=_ERROR_GRACE_S)
+        job.watch(idle_s=max(_IDLE_MIN_S, 4 * timeout_s), grace_s=_ERROR_GRACE_S, stopped_s=timeout_s)
     finally:
         job.stop()
+        if job.proc.returncode != 0 or job.killed_because:
+            job.remove_leftovers()
     _raise_from(run_dir, job, Path(launcher).name)
 
 
@@ -305,7 +359,15 @@ class _Job:
         self.run_dir, self.cmd = run_dir, cmd
         self.tail: collections.deque[str] = collections.deque(maxlen=400)
         self.killed_because = ""
+        self.reports: list[dict] = []
         self._proxies: list[int] = []
+        # What an abnormal end leaves behind (MPICH removes them itself on a normal end): the shared
+        # memory segments the ranks map, and hydra's topology files made while the job started.
+        self._shm: set[str] = set()
+        self._maps_read: set[int] = set()
+        self._xml_before = set(glob.glob(_HWLOC_XML))
+        self._xml: set[str] = set()
+        self._started_ns = time.time_ns()
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      env=env, start_new_session=True,
                                      preexec_fn=die_with_parent_preexec())
@@ -315,8 +377,14 @@ class _Job:
     def _forward(self) -> None:
         for raw in iter(self.proc.stdout.readline, b""):
             line = raw.decode(errors="replace")
+            report = parse_report_line(line)
+            if report is not None:  # a rank that could not write its error file: kept, not shown
+                self.reports.append(report)
+                continue
             self.tail.append(line.rstrip("\n"))
             if "Exit codes:" in line:  # hydra's -print-all-exitcodes, which hdist asked for: kept, not shown
+                continue
+            if "application called MPI_Abort" in line:  # our own rank's abort: hdist names its cause
                 continue
             try:
                 sys.stderr.write(line)
@@ -337,11 +405,20 @@ class _Job:
             pass
         return tuple(sorted(sig))
 
-    def watch(self, idle_s: float, grace_s: float) -> None:
+    def watch(self, idle_s: float, grace_s: float, stopped_s: float = float("inf")) -> None:
+        """Until the launcher exits, or: a rank reported an error and the launcher has not exited
+        ``grace_s`` later; no rank file changed for ``idle_s``; a rank has been stopped (SIGSTOP)
+        for ``stopped_s``, or is stopped when a peer reports its error (the peer only timed out
+        waiting for it: the stopped rank is the failure, and nothing is gained by waiting)."""
         last_sig, last_change, error_at = None, time.monotonic(), None
+        stopped_since: dict[int, float] = {}
         while True:
             try:
                 self.proc.wait(timeout=0.2)
+                if self.proc.returncode != 0 and stopped_since:
+                    # MPI_Abort of the peer that timed out took the stopped rank with it: name the cause.
+                    self.killed_because = f"rank {min(stopped_since, key=stopped_since.get)} stopped (SIGSTOP) " \
+                                          f"and did not go on"
                 return
             except subprocess.TimeoutExpired:
                 pass
@@ -349,8 +426,19 @@ class _Job:
             sig = self._activity()
             if sig != last_sig:
                 last_sig, last_change = sig, now
+            pids = self.rank_pid_map()
+            self._note_leftovers(pids)
+            for rank, pid in pids.items():
+                if stopped(pid):
+                    stopped_since.setdefault(rank, now)
+                else:
+                    stopped_since.pop(rank, None)
+            first_stopped = min(stopped_since, key=stopped_since.get) if stopped_since else None
             if error_at is None and any(n.startswith("error-r") for n, *_ in sig):
                 error_at = now
+            if first_stopped is not None and (error_at is not None or now - stopped_since[first_stopped] > stopped_s):
+                self.killed_because = f"rank {first_stopped} stopped (SIGSTOP) and did not go on"
+                return
             if error_at is not None and now - error_at > grace_s:
                 self.killed_because = f"a rank reported an error and the launcher had not exited {grace_s:.0f} s later"
                 return
@@ -359,19 +447,53 @@ class _Job:
                                        f"exited; killed the MPI job")
                 return
 
-    def rank_pids(self) -> list[int]:
-        out = []
+    def rank_pid_map(self) -> dict[int, int]:
+        """rank -> pid of this run's live ranks (from ``rank-r<rank>.pid``)."""
+        out = {}
         for f in self.run_dir.glob("rank-r*.pid"):
             try:
+                rank = int(f.name[len("rank-r"):-len(".pid")])
                 pid = int(f.read_text().split()[0])
             except (OSError, ValueError, IndexError):
                 continue
             try:  # only our own rank: the pid's command line names this run directory
                 if str(self.run_dir).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
-                    out.append(pid)
+                    out[rank] = pid
             except OSError:
                 continue
         return out
+
+    def rank_pids(self) -> list[int]:
+        return list(self.rank_pid_map().values())
+
+    def _note_leftovers(self, pids: dict[int, int]) -> None:
+        """Record the MPICH segments the ranks map, and hydra's topology files that appeared between the
+        launcher's start and the ranks' (its proxies make them at start-up, under a random name)."""
+        for pid in set(pids.values()) - self._maps_read:
+            try:
+                maps = Path(f"/proc/{pid}/maps").read_text()
+            except OSError:
+                continue
+            for line in maps.splitlines():
+                parts = line.split(maxsplit=5)
+                if len(parts) == 6 and parts[5].startswith(_MPICH_SHM) and not parts[5].endswith("(deleted)"):
+                    self._shm.add(parts[5])
+                    self._maps_read.add(pid)  # a rank maps its node's segment once, at MPI_Init
+        if pids and not self._xml:
+            for f in set(glob.glob(_HWLOC_XML)) - self._xml_before:
+                try:
+                    if os.stat(f).st_mtime_ns >= self._started_ns - 1_000_000_000:
+                        self._xml.add(f)
+                except OSError:
+                    continue
+
+    def remove_leftovers(self) -> None:
+        """After an abnormal end (the ranks are gone): remove the run's shared memory and topology files."""
+        for f in self._shm | self._xml:
+            try:
+                os.unlink(f)
+            except OSError:
+                pass
 
     def _hydra_proxies(self) -> list[int]:
         """The parents of our ranks that are hydra proxies (they setsid() away from the launcher)."""
@@ -422,8 +544,13 @@ class _Job:
     def stop(self) -> None:
         """Leave no process behind: :func:`~hdist.backends._supervise.stop` with the ranks' SIGTERM
         (each closes its metrics files), then SIGKILL for the launcher, its proxies and the ranks."""
-        stop(self._terminate, lambda: bool(self.rank_pids()), lambda: self._signal_all(signal.SIGKILL),
-             _STOP_GRACE_S)
+        # Waiting is for ranks that still have files to close: not for a stopped rank (it cannot
+        # handle its SIGTERM), nor for one that reported its error (it closed them before).
+        def closing() -> bool:
+            return any(not stopped(pid) and not (self.run_dir / f"error-r{r}.json").exists()
+                       for r, pid in self.rank_pid_map().items())
+
+        stop(self._terminate, closing, lambda: self._signal_all(signal.SIGKILL), _STOP_GRACE_S)
         try:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -453,11 +580,11 @@ def _died(tail) -> list[tuple[int, str]]:
     exits = [(r, f"exit code {s >> 8}") for r, s in enumerate(codes) if not s & 0x7F and s >> 8]
     signals = [(r, s & 0x7F) for r, s in enumerate(codes) if s & 0x7F]
     signals.sort(key=lambda rs: rs[1] == signal.SIGKILL)
-    return exits + [(r, f"signal {sig}") for r, sig in signals]
+    return exits + [(r, f"killed by {signal_name(sig)}") for r, sig in signals]
 
 
 def _raise_from(run_dir: Path, job: _Job, launcher_name: str) -> None:
-    errors = [(e.get("rank"), e.get("kind", "error"), e.get("message", "")) for e in read_errors(run_dir)]
+    errors = [(e.get("rank"), e.get("kind", "error"), e.get("message", "")) for e in read_errors(run_dir, job.reports)]
     rc = job.proc.returncode
     raise_first(errors, _died(job.tail) if rc else [], "rank", job.killed_because)
     if rc == 0:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from hdist.backends._supervise import die_with_parent
 from hdist.backends.mpi import run_in_world
+from hdist.rundir import hold_ranks_lock
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -26,6 +27,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2)
     run_dir, ref, run_id, n_params, server = args
     die_with_parent()  # a rank never outlives the launcher's proxy that started it
+    hold_ranks_lock(Path(run_dir))  # a new owner of the run waits until this rank is gone
     run_in_world(Path(run_dir), ref, "" if run_id == "-" else run_id, int(n_params), server == "1")
 
 

@@ -8,7 +8,8 @@ really runs in parallel on a multicore machine (measured here: lock-free AsySG a
 Children are started by a forkserver that has imported torch once, so a run does not pay the
 torch import per worker. A worker that raises or dies ends the run: the launcher sees it,
 sets the shared abort flag (blocked peers give up), terminates what is left and raises with
-the worker's message; nothing waits longer than ``backend.timeout_s``.
+the worker's message; nothing waits longer than ``backend.timeout_s``. Workers die with the
+hdist process that owns the run (:func:`hdist.rundir.rank_guard`: the forkserver outlives it).
 
 A worker that finds the lock on x held polls it for ``backend.spin_s`` before it sleeps on it
 (:meth:`LocalComm._acquire`), while every worker has a core of its own (:func:`spin_s`).
@@ -27,6 +28,7 @@ import torch.multiprocessing as tmp
 from hdist.backends._ranks import alloc_state_tensors, make_ctx, run_rank, scratch_slot, threads_per_rank
 from hdist.backends._supervise import die_with_parent, report_and_exit, supervise_procs
 from hdist.backends.local import LocalComm, LocalState
+from hdist.rundir import rank_guard, remove_pid_files
 from hdist.types import Backend, RankCtx, World
 
 NAME = "process"
@@ -45,10 +47,11 @@ def _context(method: str):
 
 
 def _child(rank: int, world: int, cfg_dict: dict, run_dir: str, run_id: str, state: LocalState,
-           rank_fn: Callable[[RankCtx], None], errq, threads: int) -> None:
+           rank_fn: Callable[[RankCtx], None], errq, threads: int, owner_pid: int) -> None:
     from omegaconf import OmegaConf
 
     die_with_parent()
+    rank_guard(Path(run_dir), owner_pid, rank)  # the forkserver, our parent, outlives the owner
     torch.set_num_threads(threads)
     cfg = OmegaConf.create(cfg_dict)
     try:
@@ -95,10 +98,13 @@ def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], world: World,
     cfg_dict = OmegaConf.to_container(cfg, resolve=True)
     threads = threads_per_rank(cfg, world)
     procs = [mp.Process(target=_child, name=f"hdist-rank{r}", daemon=True,
-                        args=(r, world, cfg_dict, str(run_dir), run_id, state, rank_fn, errq, threads))
+                        args=(r, world, cfg_dict, str(run_dir), run_id, state, rank_fn, errq, threads, os.getpid()))
              for r in range(world)]
-    supervise_procs(procs, errq, min(timeout_s, _FAIL_GRACE_S), _STOP_GRACE_S, "worker",
-                    on_failure=lambda: _abort(state, from_watcher=True))
+    try:
+        supervise_procs(procs, errq, min(timeout_s, _FAIL_GRACE_S), _STOP_GRACE_S, "worker",
+                        on_failure=lambda: _abort(state, from_watcher=True), timeout_s=timeout_s)
+    finally:
+        remove_pid_files(run_dir)
 
 
 class ProcessBackend(Backend):

@@ -32,7 +32,8 @@ any source waits at most ``backend.timeout_s``). The parent turns the first real
 ``RuntimeError("rank N: ...")`` (or :class:`~hdist.types.Diverged`), names a rank that died
 without a word by its exit code, and gives the others ``_FAIL_GRACE_S`` before SIGTERM and then
 SIGKILL: nothing outlives a run. Ranks also die with the process that forked them
-(PR_SET_PDEATHSIG). In an external world there is no parent: a failing rank writes
+(PR_SET_PDEATHSIG) and with the hdist process that owns the run (:func:`hdist.rundir.rank_guard`:
+a forkserver parent outlives it). In an external world there is no parent: a failing rank writes
 ``error-r<rank>.json``/``.txt`` (and ``status.json`` when its error is the first), then exits,
 which ends its peers the same way and makes torchrun report the failure (MPI_Abort's part).
 
@@ -67,6 +68,7 @@ from hdist.backends._supervise import (
     report_and_exit,
     supervise_procs,
 )
+from hdist.rundir import rank_guard, remove_pid_files
 from hdist.types import ConfigError, Diverged, RankCtx, RealClock, World
 from hdist.types import PeerFailed as BasePeerFailed
 
@@ -449,8 +451,9 @@ def _context(method: str):
 
 
 def _child(rank: int, world: int, port: int, cfg_dict: dict, run_dir: str, run_id: str, server: bool,
-           dist_backend: str, rank_fn: Callable[[RankCtx], None], errq, threads: int) -> None:
+           dist_backend: str, rank_fn: Callable[[RankCtx], None], errq, threads: int, owner_pid: int) -> None:
     die_with_parent()
+    rank_guard(Path(run_dir), owner_pid, rank)  # the forkserver, our parent, outlives the owner
     signal.signal(signal.SIGTERM, raise_interrupted)
     lo = _loopback()
     if lo:
@@ -497,11 +500,13 @@ def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], world: World,
     threads = threads_per_rank(cfg, world)
     procs = [mp.Process(target=_child, name=f"hdist-torchdist-rank{r}", daemon=True,
                         args=(r, world, store.port, cfg_dict, str(run_dir), run_id, server, dist_backend, rank_fn,
-                              errq, threads))
+                              errq, threads, os.getpid()))
              for r in range(world)]
     try:
-        supervise_procs(procs, errq, min(float(cfg.backend.timeout_s), _FAIL_GRACE_S), _STOP_GRACE_S, "rank")
+        timeout_s = float(cfg.backend.timeout_s)
+        supervise_procs(procs, errq, min(timeout_s, _FAIL_GRACE_S), _STOP_GRACE_S, "rank", timeout_s=timeout_s)
     finally:
+        remove_pid_files(run_dir)
         del store
 
 
