@@ -33,7 +33,7 @@ verbs:
   calibrate [NAME] [key=value]   time a training step of model/batch here; write conf/topology/NAME.yaml for sim
 
 Every verb accepts key=value overrides, e.g. results_dir=DIR (default: results).
-Stems are the ids of ../shared/papers/FIGURES.md; conf/experiment/ lists the ones hdist has.
+Stems are the figure ids of docs/papers.md; conf/experiment/ lists the ones hdist has.
 Bad input gets one line and exit code 2."""
 
 
@@ -127,6 +127,21 @@ def cmd_run(args: list[str]) -> int:
     return _summarise(_RESULTS, multirun)
 
 
+#: the variables launchers set to a process's rank in the job: mpich/hydra, PMIx, Open MPI, torchrun
+_RANK_ENV = ("PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK", "RANK")
+
+
+def _world_rank() -> int:
+    """This process's rank in an external world (mpiexec, srun, torchrun); 0 when started alone."""
+    import os
+
+    for name in _RANK_ENV:
+        value = os.environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    return 0
+
+
 def _summarise(results, many: bool) -> int:
     failed = [r for r in results if r.status == "failed"]
     if many or len(results) > 1:
@@ -135,7 +150,7 @@ def _summarise(results, many: bool) -> int:
             key = "skipped" if r.skipped else r.status
             counts[key] = counts.get(key, 0) + 1
         print("[hdist] " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())), file=sys.stderr)
-    if len(results) == 1 and not failed:
+    if len(results) == 1 and not failed and _world_rank() == 0:
         r = results[0]
         print(f"results: {r.run_dir}  (hdist figures draws them; hdist ls lists them)")
     return 1 if failed else 0
@@ -240,19 +255,30 @@ def cmd_report(args: list[str]) -> int:
 
 
 def cmd_data(args: list[str]) -> int:
+    from hdist.data.catalog import describe_all
+
     _, ovs, _ = _split(args)
-    try:
-        from hdist.data.catalog import describe_all
-    except ModuleNotFoundError:
-        raise ConfigError("data: the dataset catalogue is not available in this build") from None
     root = None
     for o in ovs:
         if o.startswith("dataset.root="):
             root = o.split("=", 1)[1]
-    rows = describe_all(root)
-    for r in rows:
-        print("  ".join(f"{k}={v}" for k, v in r.items()))
+    print(data_table(describe_all(root)))
     return 0
+
+
+def data_table(rows: list[dict]) -> str:
+    """One line per dataset: name, source, present, checksum, the files present of those looked for, folder."""
+    head = ("dataset", "source", "present", "checksum", "files", "folder")
+    body = []
+    for r in rows:
+        files = r["files"]
+        n_there = sum(1 for f in files if f["present"])
+        body.append((r["name"], r["source"], r["present"], r["checksum"],
+                     f"{n_there}/{len(files)}" if files else "-", r["folder"] or "(generated from the seed)"))
+    widths = [max(len(str(x[i])) for x in [head, *body]) for i in range(len(head) - 1)]
+    lines = ["  ".join(str(x[i]).ljust(widths[i]) for i in range(len(widths))) + "  " + str(x[-1])
+             for x in [head, *body]]
+    return "\n".join(lines)
 
 
 def cmd_models(args: list[str]) -> int:
