@@ -248,6 +248,9 @@ def finalize(cfg: DictConfig, overrides: Iterable[str] = ()) -> DictConfig:
                               f"expected {_type_name(old)}")
         OmegaConf.update(cfg, key, value, merge=False)
     cfg.at_scale = {}
+    from hdist import demo
+
+    demo.apply(cfg, user_keys)  # the headline command on a CPU: sized to learn in minutes (hdist/demo.py)
     try:
         resolved = OmegaConf.to_container(cfg, resolve=True)
     except Exception as e:  # interpolation errors are config errors

@@ -142,6 +142,9 @@ def _finished(cfg: DictConfig, rid: str, run_dir: Path, quiet: bool) -> RunResul
     return RunResult(rid, run_dir, st["status"], st.get("reason", ""), skipped=True)
 
 
+_SAID: set[str] = set()
+
+
 def _execute(cfg: DictConfig, *, force: bool = False, quiet_skip: bool = False) -> RunResult:
     from hdist.algos import get_algo
     from hdist.backends import get_backend
@@ -171,6 +174,10 @@ def _execute(cfg: DictConfig, *, force: bool = False, quiet_skip: bool = False) 
                       "data_source": prob.data.source,
                       **{k: v for k, v in prob.data.info.items() if isinstance(v, plain)}}
         if prob.data.info.get("stand_in_for"):
+            line = prob.data.info.get("stand_in_line")
+            if line and line not in _SAID:  # once per process, not once per run of a sweep
+                _SAID.add(line)
+                print(f"[hdist] {line}", file=sys.stderr, flush=True)
             # A synthetic stand-in is a different run from the real data's: it gets its own id,
             # so that real data added later is run rather than skipped.
             cfg.dataset.stand_in = "synthetic"
