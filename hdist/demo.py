@@ -29,7 +29,7 @@ CPU_SIZE = {
     "model.num_classes": 10,
     "algo.batch_size": 8,
     "algo.accum_steps": 1,
-    "algo.base_batch": None,        # gamma_scale = algo.lr: linear scaling down to B=8 leaves 1/16 of it, too little to move in 60 steps
+    "algo.base_batch": None,        # gamma_scale = algo.lr: scaled down to B=8 it is 1/16, too small for 60 steps
     "algo.subsample": 2,            # CLARS's |J|: per-sample gradients cost ~8 batched ones (hdist/algos/dp.py)
     "algo.max_steps": STEPS,
     "algo.budget_gflop": None,      # the step count above is the cap
