@@ -46,6 +46,16 @@ def _split(args: list[str]) -> tuple[list[str], list[str], list[str]]:
 
 
 def _results_dir(overrides: list[str]) -> Path:
+    """The results folder: read straight from ``results_dir=`` or conf/config.yaml when that is all there is
+    (``hdist ls`` stays instant), else from the composed config."""
+    if all(o.startswith("results_dir=") for o in overrides):
+        if overrides:
+            return Path(overrides[-1].split("=", 1)[1])
+        import yaml  # PyYAML comes with omegaconf
+
+        from hdist.config import CONF_DIR
+
+        return Path(yaml.safe_load((CONF_DIR / "config.yaml").read_text())["results_dir"])
     from hdist import config as C
 
     cfg = C.compose(overrides)

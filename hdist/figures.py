@@ -43,6 +43,42 @@ def stems_with_results(results_dir: Path) -> list[str]:
                   if p.is_dir() and p.name != "figures" and any(p.glob("*/config.yaml")))
 
 
+def data_kind(dataset: str | None, stand_in_for: str | None) -> str:
+    """What a run trained on: ``real``, ``synthetic`` (a generated dataset) or ``synthetic stand-in for X``."""
+    from hdist.data.root import REQUIRED  # the datasets read from files
+
+    if stand_in_for:
+        return f"synthetic stand-in for {stand_in_for}"
+    return "real" if dataset in REQUIRED else "synthetic"
+
+
+def data_line(rows) -> str:
+    """``data: synthetic stand-in for mnist; scale: smoke``: the data and scale of some runs, for ``hdist ls``,
+    figure titles and REPORT.md. ``rows``: dicts with ``dataset``, ``stand_in_for`` and ``scale``."""
+    rows = list(rows)
+    kinds = sorted({data_kind(r.get("dataset"), r.get("stand_in_for")) for r in rows})
+    scales = sorted({str(r.get("scale")) for r in rows if r.get("scale") is not None})
+    return f"data: {', '.join(kinds) or '-'}; scale: {', '.join(scales) or '-'}"
+
+
+def _summary_rows(results_dir: Path, stem: str) -> list[dict]:
+    return [{"dataset": s.get("dataset.name"), "stand_in_for": s.get("stand_in_for"), "scale": s.get("scale.name")}
+            for s in (run_summary(r) for r in iter_runs(results_dir, [stem]))]
+
+
+def frame_data_line(df) -> str:
+    """:func:`data_line` of a results frame (its ``dataset``, ``stand_in_for`` and ``scale`` columns)."""
+    cols = [c for c in ("dataset", "stand_in_for", "scale") if c in df.columns]
+    return data_line(df[cols].drop_duplicates().to_dict("records"))
+
+
+def _title_data_line(fig, line: str) -> None:
+    """Every stem's figure says what it was drawn from: the data line under its title."""
+    # matplotlib keeps the suptitle as a private attribute and offers no getter
+    title = fig._suptitle.get_text() if fig._suptitle is not None else ""
+    fig.suptitle(f"{title}\n{line}" if title else line, fontsize=9)
+
+
 def generic_plot(df):
     """Convergence of ad-hoc runs: train loss and test error against epochs, one line per run."""
     from hdist.plots import curves, figure
@@ -93,6 +129,7 @@ def draw_stem(results_dir: Path, stem: str, run_ids: set[str] | None = None) -> 
         fig = mod.plot(df)
         claims = list(mod.check(df))
         tables = dict(mod.tables(df)) if hasattr(mod, "tables") else {}
+    _title_data_line(fig, frame_data_line(df))
     paths = _save(fig, results_dir / "figures", stem)
     table_paths = {}
     for name, text in tables.items():
@@ -155,7 +192,7 @@ def print_claims(stem: str, claims: list[dict], file=None) -> None:
 
 
 def list_stems(results_dir: Path) -> str:
-    lines = [f"{'stem':24s} runs  done  diverged  failed  running"]
+    lines = [f"{'stem':24s} runs  done  diverged  failed  running  data and scale"]
     for stem in stems_with_results(results_dir):
         counts: dict[str, int] = {}
         for run_dir in iter_runs(results_dir, [stem]):
@@ -163,7 +200,8 @@ def list_stems(results_dir: Path) -> str:
             counts[st] = counts.get(st, 0) + 1
         total = sum(counts.values())
         lines.append(f"{stem:24s} {total:4d}  {counts.get('done', 0):4d}  {counts.get('diverged', 0):8d}  "
-                     f"{counts.get('failed', 0):6d}  {counts.get('running', 0):7d}")
+                     f"{counts.get('failed', 0):6d}  {counts.get('running', 0):7d}  "
+                     f"{data_line(_summary_rows(results_dir, stem))}")
     if len(lines) == 1:
         return f"no results under {results_dir}/"
     return "\n".join(lines)
@@ -179,6 +217,9 @@ def list_runs(results_dir: Path, stem: str) -> str:
     varying = sorted(k for k in set().union(*rows) - set(keys) - skip
                      if len({json.dumps(r.get(k), default=str) for r in rows}) > 1)
     cols = keys + varying
+    for r in rows:  # a stand-in run is not a run on the dataset it stands in for
+        if r.get("stand_in_for"):
+            r["dataset.name"] = f"{r['dataset.name']} (synthetic stand-in)"
     table = [[str(r.get(k, "")) for k in cols] for r in rows]
     widths = [max(len(c), *(len(t[i]) for t in table)) for i, c in enumerate(cols)]
     out = ["  ".join(c.ljust(w) for c, w in zip(cols, widths))]

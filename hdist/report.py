@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 from pathlib import Path
 
-from hdist.figures import draw_all, stems_with_results, verdict
+from hdist.figures import _summary_rows, data_line, draw_all, stems_with_results, verdict
 from hdist.metrics import atomic_write_text, iter_runs
 
 
@@ -29,7 +29,8 @@ def write_report(results_dir: Path, redraw: bool = True, every_run: bool = False
         n_drawn = out["runs"] if out else 0
         sweep = " (of its last `hdist reproduce`; `hdist report --all` draws every finished run)" \
             if out and out["sweep"] else ""
-        lines += [f"## {stem}", "", f"Runs: {n_runs}; drawn: {n_drawn} finished{sweep}", ""]
+        lines += [f"## {stem}", "", f"Runs: {n_runs}; drawn: {n_drawn} finished{sweep}", "",
+                  f"{data_line(_summary_rows(results_dir, stem))}", ""]
         if n_drawn:
             lines += [f"![{stem}](figures/{stem}.png)", ""]
             for path in out.get("tables", {}).values():
