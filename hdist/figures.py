@@ -85,11 +85,27 @@ def generic_plot(df):
 
     metrics = [m for m in ("train_loss", "test_error") if (df["metric"] == m).any()]
     fig, axes = figure(max(1, len(metrics)), title="ad-hoc runs")
-    by = ["algo", "run_id"]
+    by = swept_keys(df) or ["algo"]
+    # as text: a key some runs lack (NA) is a series of its own, not dropped by the grouping
+    df = df.assign(**{k: df[k].astype(str).replace({"<NA>": "-", "nan": "-"}) for k in by})
     for ax, m in zip(axes, metrics):
         curves(ax, df, m, x="epoch", by=by)
+        if df.drop_duplicates(by).shape[0] > 6 and ax.get_legend() is not None:  # beside the data, not on it
+            ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.tight_layout()
     return fig
+
+
+#: columns of a results frame that are no config key a sweep sets
+_NOT_SWEPT = {"run_id", "rank", "role", "kind", "step", "updates", "epoch", "samples", "wall_s", "sim_s", "metric",
+              "value", "status", "stand_in_for", "stem"}
+
+
+def swept_keys(df) -> list[str]:
+    """The config columns whose value differs between the frame's runs (the keys a legend tells runs apart by),
+    short names (algo, model, ...) first."""
+    runs = df.drop_duplicates("run_id")
+    return [c for c in runs.columns if c not in _NOT_SWEPT and runs[c].astype(str).nunique() > 1]
 
 
 def _save(fig, out_dir: Path, stem: str) -> dict:
