@@ -364,7 +364,7 @@ def load_results(results_dir: str | Path = "results", stems: Iterable[str] | str
         df["stand_in_for"] = s["stand_in_for"]
         frames.append(df)
     out = pd.concat(frames, ignore_index=True)
-    for col in out.select_dtypes(include="object").columns:
+    for col in [c for c in out.columns if pd.api.types.is_object_dtype(out[c])]:
         out[col] = typed_column(out[col])
     return out
 
