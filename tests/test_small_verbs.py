@@ -72,3 +72,17 @@ def test_results_line_is_printed_by_world_rank_0_only(monkeypatch, capsys):
     monkeypatch.setenv("PMI_RANK", "0")
     cli._summarise(done, False)
     assert capsys.readouterr().out.count("results: ") == 1
+
+
+@pytest.mark.slow
+def test_bench_startup_times_the_small_verbs(cli, tmp_path):
+    import json
+
+    from hdist.metrics import load_results
+
+    code, _, err = cli("reproduce", "bench-startup", "scale=smoke", "progress=quiet", f"results_dir={tmp_path}")
+    assert code == 0, err
+    df = load_results(tmp_path, "bench-startup")
+    assert set(df[df["metric"] == "startup_s"]["role"]) == {"python", "help", "ls", "data"}
+    claims = json.loads((tmp_path / "bench-startup" / "claims.json").read_text())
+    assert len(claims) == 2 and all(isinstance(c["passed"], bool) for c in claims)
