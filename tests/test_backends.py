@@ -325,6 +325,7 @@ def test_mpi_sigterm_stops_every_rank_and_keeps_their_metrics(tmp_path):
     _assert_nothing_left(before, run_dir)
 
 
+@pytest.mark.slow  # a benchmark's plumbing at smoke scale: minutes on a loaded 2-core box (make test-slow)
 def test_bench_thread_reproduces_at_smoke(cli, tmp_path):
     code, out, err = cli("reproduce", "bench-thread", "scale=smoke", "scale.n_train=300", "progress=quiet",
                          f"results_dir={tmp_path}")

@@ -230,7 +230,8 @@ def test_budget_caps_big_models(cli, tmp_path):
 
 # --- the thesis stems at smoke scale --------------------------------------------------------------
 
-CHEAP_STEMS = ["thesis-fig11", "thesis-fig12", "bench-clars"]
+CHEAP_STEMS = ["thesis-fig11", "thesis-fig12",
+               pytest.param("bench-clars", marks=pytest.mark.slow)]  # a benchmark: make test-slow
 
 
 @pytest.mark.parametrize("stem", CHEAP_STEMS)
