@@ -170,7 +170,6 @@ def test_models_and_data_verbs(cli):
     assert code == 0 and "mnist" in out
 
 
-@pytest.mark.slow  # a benchmark's plumbing at smoke scale: minutes on a loaded 2-core box (make test-slow)
 def test_benchmark_is_an_experiment(cli, tmp_path):
     stem = "bench-overhead"
     code, out, err = cli("reproduce", stem, "scale=smoke", "algo.steps=50", "algo.reps=2", "progress=quiet",
