@@ -192,6 +192,11 @@ def _execute(cfg: DictConfig, *, force: bool = False, quiet_skip: bool = False) 
     run_dir.mkdir(parents=True)
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg))
     meta = {**base_meta(cfg, rid), **meta_extra, **backend.library_meta(cfg)}
+    from hdist.threads import threads_for
+
+    # the threads each rank runs with (the rule's, when the config leaves them null), not this process's
+    key = "threads_per_rank" if "threads_per_rank" in cfg.backend else "threads"
+    meta["torch_threads"] = threads_for(cfg, 1 if key == "threads" else world.ranks, key)
     atomic_write_json(run_dir / "meta.json", meta)
     write_status(run_dir, "running")
 

@@ -14,7 +14,9 @@ raises a one-line :class:`~hdist.types.ConfigError` that says where the file was
 Config keys read here (all optional): ``root`` (data root), ``verify`` (default true; false
 skips the md5 check, for files you made yourself), ``download`` (default true; false never
 touches the network; ``HDIST_OFFLINE=1`` does the same for every dataset) and
-``download_timeout`` (seconds per network operation, default 15).
+``download_timeout`` (seconds per network operation, default 15). A download that reaches no
+server at all leaves ``<root>/.no-network``: for an hour no download is tried again (no retry storm
+on every rerun offline); delete it to retry at once.
 
 The small config helpers at the end (:func:`cfg_get`, :func:`opt_count`, :func:`first_n` ...)
 are shared by the loaders.
