@@ -55,3 +55,11 @@ def test_bench_pool_writes_both_sides_and_its_claims(cli, tmp_path):
     assert set(rows["role"]) == {"threads1", "threads2"} and set(rows["model"]) == {"mlp", "resnet20"}
     claims = json.loads((tmp_path / "bench-pool" / "claims.json").read_text())
     assert len(claims) == 2 and all(isinstance(c["passed"], bool) for c in claims)
+
+
+def test_meta_records_the_threads_the_rank_ran_with(cli, tmp_path):
+    code, _, err = cli("run", "scale=smoke", "scale.n_train=64", "scale.n_test=16", "progress=quiet",
+                       f"results_dir={tmp_path}")
+    assert code == 0, err
+    (meta,) = tmp_path.glob("adhoc/*/meta.json")
+    assert json.loads(meta.read_text())["torch_threads"] == 1  # the MLP's step is small: 1 thread, whatever the cores
