@@ -307,9 +307,10 @@ def _has_server(cfg) -> bool:
 def rank_threads(cfg) -> int:
     """Torch threads of one rank of ``cfg``'s backend: what the rank's compute is timed with."""
     from hdist.backends._ranks import threads_per_rank
+    from hdist.threads import threads_for
 
     if "threads_per_rank" not in cfg.backend:
-        return int(cfg.backend.get("threads") or torch.get_num_threads())
+        return threads_for(cfg, 1, "threads")
     server = cfg.backend.name == "mpi" and _has_server(cfg)
     return threads_per_rank(cfg, int(cfg.topology.workers) + (1 if server else 0))
 

@@ -33,7 +33,7 @@ verbs:
   calibrate [NAME] [key=value]   time a training step of model/batch here; write conf/topology/NAME.yaml for sim
 
 Every verb accepts key=value overrides, e.g. results_dir=DIR (default: results).
-Stems are the ids of ../shared/papers/FIGURES.md; conf/experiment/ lists the ones hdist has.
+Stems are the figure ids of docs/papers.md; conf/experiment/ lists the ones hdist has.
 Bad input gets one line and exit code 2."""
 
 
@@ -47,7 +47,20 @@ def _split(args: list[str]) -> tuple[list[str], list[str], list[str]]:
 
 def _results_dir(overrides: list[str], *, writes: bool = True) -> Path:
     """The results directory of ``overrides``, checked as a run's config is (a bad override of any
-    key is refused, not ignored: ``hdist figures algo.lr=-1`` is exit 2)."""
+    key is refused, not ignored: ``hdist figures algo.lr=-1`` is exit 2). Read straight from
+    ``results_dir=`` or conf/config.yaml when that is all there is (``hdist ls`` stays instant)."""
+    from hdist.config import CONF_DIR, check_results_dir
+
+    if all(o.startswith("results_dir=") for o in overrides):
+        if overrides:
+            path = overrides[-1].split("=", 1)[1]
+        else:
+            import yaml  # PyYAML comes with omegaconf
+
+            path = str(yaml.safe_load((CONF_DIR / "config.yaml").read_text())["results_dir"])
+        if "${" not in path:
+            check_results_dir(path, writes=writes)
+            return Path(path)
     from hdist.launch import prepare
 
     return Path(prepare(overrides, writes=writes).results_dir)
@@ -64,11 +77,14 @@ def _task(cfg):
     """One job of Hydra's app: a run through ``hdist run --help|--info|...`` or one point of a multirun sweep
     (any launcher; the sweeper validated every point before launching). Returns the RunResult (what the
     sweeper reports)."""
+    from hydra.core.hydra_config import HydraConfig
+
     from hdist import config as C
     from hdist.launch import execute
 
     try:
-        cfg = C.finalize(cfg)
+        # the point's own overrides: keys the user set are left alone by the headline's CPU sizing
+        cfg = C.finalize(cfg, list(HydraConfig.get().overrides.task))
         C.validate(cfg)
         result = execute(cfg)
     except ConfigError as e:
@@ -151,6 +167,21 @@ def cmd_run(args: list[str]) -> int:
     return _summarise(LAST_RESULTS if multirun else _RESULTS, multirun)
 
 
+#: the variables launchers set to a process's rank in the job: mpich/hydra, PMIx, Open MPI, torchrun
+_RANK_ENV = ("PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK", "RANK")
+
+
+def _world_rank() -> int:
+    """This process's rank in an external world (mpiexec, srun, torchrun); 0 when started alone."""
+    import os
+
+    for name in _RANK_ENV:
+        value = os.environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    return 0
+
+
 def _summarise(results, many: bool) -> int:
     failed = [r for r in results if r.status == "failed"]
     if many or len(results) > 1:
@@ -159,7 +190,7 @@ def _summarise(results, many: bool) -> int:
             key = "skipped" if r.skipped else r.status
             counts[key] = counts.get(key, 0) + 1
         print("[hdist] " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())), file=sys.stderr)
-    if len(results) == 1 and not failed:
+    if len(results) == 1 and not failed and _world_rank() == 0:
         r = results[0]
         print(f"results: {r.run_dir}  (hdist figures draws them; hdist ls lists them)")
     return 1 if failed else 0
@@ -266,19 +297,30 @@ def cmd_report(args: list[str]) -> int:
 
 
 def cmd_data(args: list[str]) -> int:
+    from hdist.data.catalog import describe_all
+
     _, ovs, _ = _split(args)
-    try:
-        from hdist.data.catalog import describe_all
-    except ModuleNotFoundError:
-        raise ConfigError("data: the dataset catalogue is not available in this build") from None
     root = None
     for o in ovs:
         if o.startswith("dataset.root="):
             root = o.split("=", 1)[1]
-    rows = describe_all(root)
-    for r in rows:
-        print("  ".join(f"{k}={v}" for k, v in r.items()))
+    print(data_table(describe_all(root)))
     return 0
+
+
+def data_table(rows: list[dict]) -> str:
+    """One line per dataset: name, source, present, checksum, the files present of those looked for, folder."""
+    head = ("dataset", "source", "present", "checksum", "files", "folder")
+    body = []
+    for r in rows:
+        files = r["files"]
+        n_there = sum(1 for f in files if f["present"])
+        body.append((r["name"], r["source"], r["present"], r["checksum"],
+                     f"{n_there}/{len(files)}" if files else "-", r["folder"] or "(generated from the seed)"))
+    widths = [max(len(str(x[i])) for x in [head, *body]) for i in range(len(head) - 1)]
+    lines = ["  ".join(str(x[i]).ljust(widths[i]) for i in range(len(widths))) + "  " + str(x[-1])
+             for x in [head, *body]]
+    return "\n".join(lines)
 
 
 def cmd_models(args: list[str]) -> int:

@@ -311,12 +311,13 @@ def _first_line(e: Exception) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def finalize(cfg: DictConfig) -> DictConfig:
+def finalize(cfg: DictConfig, overrides: Iterable[str] = ()) -> DictConfig:
     """Resolve interpolations; returns a new config: what the run id hashes and ``config.yaml`` stores.
 
     Hydra has composed everything, the per-scale settings included (``conf/at_scale/<stem>/<scale>.yaml``,
     after the experiment, before the command line). An ``at_scale`` block inside an experiment file is the
-    older layout, which nothing applies any more: refused rather than silently ignored.
+    older layout, which nothing applies any more: refused rather than silently ignored. ``overrides``: the
+    command line's, whose keys the CPU sizing of the headline command leaves alone.
     """
     if cfg.get("at_scale"):
         raise ConfigError(f"at_scale={OmegaConf.to_container(cfg.at_scale)}: per-scale settings are no longer "
@@ -329,6 +330,10 @@ def finalize(cfg: DictConfig) -> DictConfig:
         if isinstance(v, float) and math.isfinite(v) and v.is_integer() and abs(v) < 2**53:
             # 1.0 epochs is the run 1 epoch always was: the same run id.
             OmegaConf.update(cfg, key, int(v), merge=False)
+    from hdist import demo
+
+    # the headline command on a CPU: sized to learn in minutes (hdist/demo.py); keys the user set win
+    demo.apply(cfg, {o.key_or_group for o in parse_overrides(list(overrides))})
     try:
         resolved = OmegaConf.to_container(cfg, resolve=True)
     except Exception as e:  # interpolation errors are config errors

@@ -45,15 +45,60 @@ def stems_with_results(results_dir: Path) -> list[str]:
                   if p.is_dir() and p.name != "figures" and any(p.glob("*/config.yaml")))
 
 
+def data_kind(dataset: str | None, stand_in_for: str | None) -> str:
+    """What a run trained on: ``real``, ``synthetic`` (a generated dataset) or ``synthetic stand-in for X``."""
+    from hdist.data.root import REQUIRED  # the datasets read from files
+
+    if stand_in_for:
+        return f"synthetic stand-in for {stand_in_for}"
+    return "real" if dataset in REQUIRED else "synthetic"
+
+
+def data_line(rows) -> str:
+    """``data: synthetic stand-in for mnist; scale: smoke``: the data and scale of some runs, for ``hdist ls``,
+    figure titles and REPORT.md. ``rows``: dicts with ``dataset``, ``stand_in_for`` and ``scale``."""
+    rows = list(rows)
+    kinds = sorted({data_kind(r.get("dataset"), r.get("stand_in_for")) for r in rows})
+    scales = sorted({str(r.get("scale")) for r in rows if r.get("scale") is not None})
+    return f"data: {', '.join(kinds) or '-'}; scale: {', '.join(scales) or '-'}"
+
+
+def _rows_data(summaries: list[dict]) -> list[dict]:
+    return [{"dataset": s.get("dataset.name"), "stand_in_for": s.get("stand_in_for"), "scale": s.get("scale.name")}
+            for s in summaries]
+
+
+def _summary_rows(results_dir: Path, stem: str) -> list[dict]:
+    """The data and scale of a stem's readable runs (an unreadable one is named by ``scan_runs``' callers)."""
+    return _rows_data(scan_runs(results_dir, [stem])[0])
+
+
+def frame_data_line(df) -> str:
+    """:func:`data_line` of a results frame (its ``dataset``, ``stand_in_for`` and ``scale`` columns)."""
+    cols = [c for c in ("dataset", "stand_in_for", "scale") if c in df.columns]
+    return data_line(df[cols].drop_duplicates().to_dict("records"))
+
+
+def _title_data_line(fig, line: str) -> None:
+    """Every stem's figure says what it was drawn from: the data line under its title."""
+    # matplotlib keeps the suptitle as a private attribute and offers no getter
+    title = fig._suptitle.get_text() if fig._suptitle is not None else ""
+    fig.suptitle(f"{title}\n{line}" if title else line, fontsize=9)
+
+
 def generic_plot(df):
     """Convergence of ad-hoc runs: train loss and test error against epochs, one line per run."""
     from hdist.plots import curves, figure
 
     metrics = [m for m in ("train_loss", "test_error") if (df["metric"] == m).any()]
     fig, axes = figure(max(1, len(metrics)), title="ad-hoc runs")
-    by = ["algo", "run_id"]
+    by = swept_keys(df) or ["algo"]
+    # as text: a key some runs lack (NA) is a series of its own, not dropped by the grouping
+    df = df.assign(**{k: df[k].astype(str).replace({"<NA>": "-", "nan": "-"}) for k in by})
     for ax, m in zip(axes, metrics):
         curves(ax, df, m, x="epoch", by=by)
+        if df.drop_duplicates(by).shape[0] > 6 and ax.get_legend() is not None:  # beside the data, not on it
+            ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.tight_layout()
     return fig
 
@@ -66,6 +111,18 @@ def check_claims(mod: ModuleType, df) -> list[Claim]:
         # The bench stems measure hdist itself: their claims are benchmarks, not a paper's results.
         claims = [replace(c, kind="bench") if c.kind == "paper" else c for c in claims]
     return finalize(claims, df)
+
+
+#: columns of a results frame that are no config key a sweep sets
+_NOT_SWEPT = {"run_id", "rank", "role", "kind", "step", "updates", "epoch", "samples", "wall_s", "sim_s", "metric",
+              "value", "status", "stand_in_for", "stem"}
+
+
+def swept_keys(df) -> list[str]:
+    """The config columns whose value differs between the frame's runs (the keys a legend tells runs apart by),
+    short names (algo, model, ...) first."""
+    runs = df.drop_duplicates("run_id")
+    return [c for c in runs.columns if c not in _NOT_SWEPT and runs[c].astype(str).nunique() > 1]
 
 
 def _save(fig, out_dir: Path, stem: str) -> dict:
@@ -105,6 +162,7 @@ def draw_stem(results_dir: Path, stem: str, run_ids: set[str] | None = None) -> 
         fig = mod.plot(df)
         claims = check_claims(mod, df)
         tables = dict(mod.tables(df)) if hasattr(mod, "tables") else {}
+    _title_data_line(fig, frame_data_line(df))
     paths = _save(fig, results_dir / "figures", stem)
     table_paths = {}
     for name, text in tables.items():
@@ -165,7 +223,7 @@ def print_claims(stem: str, claims: list[dict], file=None) -> None:
 
 
 def list_stems(results_dir: Path) -> str:
-    lines = [f"{'stem':24s} runs  done  diverged  failed  running  unreadable"]
+    lines = [f"{'stem':24s} runs  done  diverged  failed  running  unreadable  data and scale"]
     bad_lines = []
     for stem in stems_with_results(results_dir):
         summaries, bad = scan_runs(results_dir, [stem])
@@ -175,7 +233,8 @@ def list_stems(results_dir: Path) -> str:
             st = "running" if holder(Path(s["run_dir"])) else s["status"]
             counts[st] = counts.get(st, 0) + 1
         lines.append(f"{stem:24s} {len(summaries):4d}  {counts.get('done', 0):4d}  {counts.get('diverged', 0):8d}  "
-                     f"{counts.get('failed', 0):6d}  {counts.get('running', 0):7d}  {len(bad):10d}")
+                     f"{counts.get('failed', 0):6d}  {counts.get('running', 0):7d}  {len(bad):10d}  "
+                     f"{data_line(_rows_data(summaries))}")
         bad_lines += [f"  unreadable: {b}" for b in bad]
     if len(lines) == 1:
         return f"no results under {results_dir}/"
@@ -206,6 +265,9 @@ def list_runs(results_dir: Path, stem: str) -> str:
     varying = sorted(k for k in set().union(*rows) - set(keys) - skip
                      if len({json.dumps(r.get(k), default=str) for r in rows}) > 1)
     cols = keys + varying
+    for r in rows:  # a stand-in run is not a run on the dataset it stands in for
+        if r.get("stand_in_for"):
+            r["dataset.name"] = f"{r['dataset.name']} (synthetic stand-in)"
     table = [[str(r.get(k, "")) for k in cols] for r in rows]
     widths = [max(len(c), *(len(t[i]) for t in table)) for i, c in enumerate(cols)]
     out = ["  ".join(c.ljust(w) for c, w in zip(cols, widths))]

@@ -62,7 +62,7 @@ def write_status(run_dir: Path, status: str, reason: str = "") -> None:
 
 def prepare(overrides: list[str], *, writes: bool = True) -> DictConfig:
     """Compose, finalize and validate one run's config (raises ConfigError); ``writes``: see :func:`C.validate`."""
-    cfg = C.finalize(C.compose(overrides))
+    cfg = C.finalize(C.compose(overrides), overrides)
     C.validate(cfg, writes=writes)
     return cfg
 
@@ -87,6 +87,10 @@ def check_problem(cfg: DictConfig) -> dict:
     objectives.check_pca_mu(cfg, prob)  # a bound computed from the data
     plain = (str, int, float, bool, list, tuple, type(None))
     if prob.data.info.get("stand_in_for"):
+        line = prob.data.info.get("stand_in_line")
+        if line and line not in _SAID:  # once per process, not once per run of a sweep
+            _SAID.add(line)
+            print(f"[hdist] {line}", file=sys.stderr, flush=True)
         cfg.dataset.stand_in = "synthetic"
     return {"n_params": n_params(prob.build_model(0)), "data": prob.data.description,
             "data_source": prob.data.source, **{k: v for k, v in prob.data.info.items() if isinstance(v, plain)},
@@ -205,6 +209,9 @@ def _data_changed(run_dir: Path) -> list[str]:
     return changed_files({k: v for k, v in recorded.items() if k != "generator"})
 
 
+_SAID: set[str] = set()
+
+
 def _execute(cfg: DictConfig, *, force: bool = False, quiet_skip: bool = False) -> RunResult:
     from hdist.algos import get_algo
     from hdist.backends import get_backend
@@ -260,6 +267,11 @@ def _own(cfg, rid, run_dir, lock, backend, algo, world, meta_extra, force, quiet
     try:
         atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg))
         meta = {**base_meta(cfg, rid), **meta_extra, **backend.library_meta(cfg), **machine_load("start")}
+        from hdist.threads import threads_for
+
+        # the threads each rank runs with (the rule's, when the config leaves them null), not this process's
+        key = "threads_per_rank" if "threads_per_rank" in cfg.backend else "threads"
+        meta["torch_threads"] = threads_for(cfg, 1 if key == "threads" else world.ranks, key)
         atomic_write_json(run_dir / "meta.json", meta)
         write_status(run_dir, "running")
         backend.launch(run_dir, cfg, algo.run, world, run_id=rid, n_params=int(meta.get("n_params") or 0))

@@ -101,6 +101,10 @@ METRICS: dict[str, str] = {
     "straggle_s_total": "seconds a worker was held back by the straggler model over the run",
     "straggle_s": "seconds a straggling worker was held back at a step (thesis 3.5 delay model)",
     "updates_total": "updates this rank pushed (or, on a server, applied) over the run",
+    "serve_s": "seconds a parameter-server rank spent in its server loop (its clock: real, or virtual on the sim)",
+    "apply_s": "seconds of a server's loop spent on the algorithm's work per applied update (logging, snapshots)",
+    "updates_applied": "updates a parameter-server rank applied over the run",
+    "step_flop": "forward FLOPs of one training step of the model at the run's batch (benchmarks)",
     "samples_per_s": "samples loaded per second (benchmarks)",
     "step_s": "seconds per training step (benchmarks)",
 }
@@ -513,4 +517,22 @@ def load_results(results_dir: str | Path = "results", stems: Iterable[str] | str
         frames.append(df)
     if not frames:
         return pd.DataFrame(columns=[*COLUMNS, *BASE_COLUMNS, "status"])
-    return pd.concat(frames, ignore_index=True)
+    out = pd.concat(frames, ignore_index=True)
+    for col in [c for c in out.columns if pd.api.types.is_object_dtype(out[c])]:
+        out[col] = typed_column(out[col])
+    return out
+
+
+def typed_column(col):
+    """A config column as its YAML type, missing values (a key a run does not have) as NA: bool -> boolean,
+    int -> Int64, int and float -> float64, else str (a column mixing text and numbers: all text)."""
+    import pandas as pd
+
+    kinds = {type(v) for v in col.dropna()}
+    if kinds <= {bool}:
+        return col.astype("boolean")
+    if kinds <= {int}:
+        return col.astype("Int64")
+    if kinds <= {int, float}:
+        return col.astype("float64")
+    return col.map(lambda v: v if v is None or isinstance(v, str) else str(v)).astype(pd.StringDtype())

@@ -212,7 +212,29 @@ def load_data(dcfg: Any, input_shape, num_classes: int, seed: int) -> data_mod.D
     b.name = f"{dcfg['name']} (synthetic stand-in)"
     b.description = f"synthetic stand-in for {dcfg['name']}: {reason}"
     b.info["stand_in_for"] = dcfg["name"]
+    b.info["stand_in_line"] = stand_in_line(dcfg, reason)
     return b
+
+
+#: how the stand-in line names a dataset (others: their config name)
+DISPLAY_NAMES = {"mnist": "MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "imagenet": "ImageNet"}
+
+
+def stand_in_line(dcfg: Any, reason: str) -> str:
+    """The one line that says a real dataset was replaced, where it was looked for and why it was not fetched."""
+    from hdist.data.root import OFFLINE_ENV, data_root
+
+    name = DISPLAY_NAMES.get(dcfg["name"], dcfg["name"])
+    if "downloads are off" in reason:
+        off = "dataset.download=false" if dcfg.get("download") is False else f"{OFFLINE_ENV}=1"
+        why = f"cannot be downloaded (offline: {off})"
+    elif "offline" in reason:
+        why = "cannot be downloaded (offline)"
+    elif "download failed" in reason:
+        why = "could not be downloaded (the server answered with an error)"
+    else:
+        why = "has no download source"
+    return f"{name} not found under {data_root(dcfg)} and {why}: using the labelled synthetic stand-in"
 
 
 def _check_compat(cfg, bundle, input_shape, num_classes) -> None:

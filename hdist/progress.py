@@ -1,7 +1,8 @@
 """Progress display: a tqdm bar on a terminal, a plain line every few seconds otherwise.
 
-Algorithms call ``update`` at logging steps only (not every step), so the display costs
-nothing measurable.
+Algorithms call ``update`` at logging steps (``log.train_every``), so the display costs nothing
+measurable; a plain line is printed at most every few seconds, except for runs whose updates are
+slower than one a second, which get one per update.
 """
 
 from __future__ import annotations
@@ -59,19 +60,29 @@ class BarProgress(Progress):
             self.bar = None
 
 
+SHORT = 100  # steps: a run this short gets a plain line at every update
+
+
 class PlainProgress(Progress):
     """One line every ``every_s`` seconds: for logs, CI and batch jobs."""
 
     def __init__(self, desc: str, every_s: float = 5.0):
         self.desc, self.every_s = desc, every_s
-        self.total, self.t0, self.last = None, time.perf_counter(), -math.inf
+        self.total, self.unit, self.t0 = None, "step", time.perf_counter()
+        self.last, self.last_update = -math.inf, -math.inf
 
     def start(self, total, unit="step"):
         self.total, self.unit, self.t0, self.last = total, unit, time.perf_counter(), time.perf_counter()
+        self.last_update = self.t0
 
     def update(self, step, loss=None, epoch=None):
         now = time.perf_counter()
-        if now - self.last < self.every_s:
+        # The first update, the last, every update of a short run (<= SHORT steps) and of a run whose
+        # updates come slower than one a second (a big model's steps) get a line: the user sees it move;
+        # long fast runs get one every every_s.
+        every = now - self.last_update >= 1.0 or (self.total is not None and self.total <= SHORT)
+        self.last_update = now
+        if not (step <= 1 or step == self.total or every) and now - self.last < self.every_s:
             return
         self.last = now
         rate = step / max(now - self.t0, 1e-9)
@@ -83,7 +94,7 @@ class PlainProgress(Progress):
             parts.append(f"epoch {epoch:.2f}")
         if loss is not None:
             parts.append(f"loss {loss:.4g}")
-        parts.append(f"{rate:.0f} steps/s")
+        parts.append(f"{rate:.3g} {self.unit}s/s")
         print("  ".join(parts), file=sys.stderr, flush=True)
 
     def message(self, text):

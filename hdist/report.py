@@ -10,7 +10,7 @@ import datetime as _dt
 from pathlib import Path
 
 from hdist.claims import counts, verdict
-from hdist.figures import draw_all, stems_with_results
+from hdist.figures import _summary_rows, data_line, draw_all, stems_with_results
 from hdist.metrics import atomic_write_text, scan_runs
 
 
@@ -42,6 +42,7 @@ def write_report(results_dir: Path, redraw: bool = True, every_run: bool = False
             if out and out["sweep"] else ""
         unreadable = f"; unreadable: {len(bad)} (named below, skipped)" if bad else ""
         lines += [f"## {stem}", "", f"Runs: {n_runs}; drawn: {n_drawn} finished{sweep}{unreadable}", ""]
+        lines += [data_line(_summary_rows(results_dir, stem)), ""]
         lines += [f"- unreadable: `{b}`" for b in bad] + ([""] if bad else [])
         if n_drawn:
             lines += [f"![{stem}](figures/{stem}.png)", ""]

@@ -12,6 +12,8 @@ serial backend), and the wrapper attributes the rank's time:
   rank ``m`` times the block's time (a real sleep, logged as ``straggle_s``): the same straggling
   for every algorithm on every backend. Communication inside a block is part of the block.
 - ``wait_s``: those straggler sleeps.
+- A server rank's loop (:meth:`TimedComm.serve`): ``serve_s``, ``wait_s`` (its time not spent on the
+  algorithm's per-update work) and ``apply_s`` (that work), and ``updates_applied``.
 
 Consecutive intervals of one kind are one span, from the first one's start to the last one's
 end (an elastic exchange is one pull and one push; a data-parallel step's micro-batches are one
@@ -197,7 +199,28 @@ class TimedComm:
         return self.inner.ps_version()
 
     def serve(self, on_apply=None) -> None:
-        self.inner.serve(on_apply)
+        """The server loop, with the server's time split logged at its end (``comm`` rows): ``serve_s``, the
+        whole loop on the rank's clock; ``apply_s``, the algorithm's work on each applied update
+        (``on_apply``: logging, snapshots); ``wait_s``, the rest: waiting for, receiving and answering the
+        workers' requests and adding their updates to x; ``updates_applied``."""
+        now = self.inner.now
+        acc = {"apply_s": 0.0, "updates_applied": 0}
+
+        def timed_apply(version, x, staleness):
+            t0 = now()
+            if on_apply is not None:
+                on_apply(version, x, staleness)
+            acc["apply_s"] += now() - t0
+            acc["updates_applied"] += 1
+
+        t0 = now()
+        try:
+            self.inner.serve(timed_apply)
+        finally:
+            serve_s = now() - t0
+            if self.log is not None:
+                self.log.log_many("comm", {"serve_s": serve_s, "wait_s": serve_s - acc["apply_s"],
+                                           "apply_s": acc["apply_s"], "updates_applied": acc["updates_applied"]})
 
     def ps_done(self) -> None:
         self.inner.ps_done()

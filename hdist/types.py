@@ -11,9 +11,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
 
-import torch
+if TYPE_CHECKING:  # torch only for annotations: the small verbs (ls, data, report, --help) import no torch
+    import torch
 
 
 class ConfigError(ValueError):
@@ -26,6 +27,12 @@ class PeerFailed(RuntimeError):
 
 class Diverged(RuntimeError):
     """The loss became NaN or inf: the run ends with status ``diverged`` (a result, not a crash)."""
+
+
+def _cpu():
+    import torch
+
+    return torch.device("cpu")
 
 
 @runtime_checkable
@@ -172,7 +179,7 @@ class RankCtx:
     run_dir: Path
     role: str = "worker"  # worker | server | stage
     progress: Any = None  # hdist.progress.Progress or None
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    device: torch.device = field(default_factory=lambda: _cpu())
     extra: dict = field(default_factory=dict)
 
     @property

@@ -281,6 +281,7 @@ def test_straggler_worker_0_only(tmp_path, algo):
     assert set(ev["rank"]) == {0} and len(ev) == 52 and (ev.value > 0).all()
 
 
+@pytest.mark.slow  # a benchmark's plumbing at smoke scale: minutes on a loaded 2-core box (make test-slow)
 def test_bench_flat_grad_reproduces_at_smoke(cli, tmp_path):
     code, out, err = cli("reproduce", "bench-flat-grad", "scale=smoke", "algo.steps=30", "algo.warmup_steps=5",
                          "algo.reps=2", "progress=quiet", f"results_dir={tmp_path}")

@@ -255,9 +255,10 @@ def test_bench_ps_mpi_smoke(tmp_path):
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_thread_rank_0_runs_on_the_calling_thread_with_its_share_of_cores(tmp_path, workers):
+def test_thread_rank_0_runs_on_the_calling_thread_with_its_share_of_cores(tmp_path, monkeypatch, workers):
     """OpenMP gives each calling thread its own team: rank 0 keeps the calling thread's, and the
-    null threads_per_rank shares the cores out among the rank threads (cores / workers)."""
+    null threads_per_rank follows the thread rule (hdist.threads: a big model's step gets the cores
+    shared out among the rank threads, cores / workers)."""
     import threading
 
     import torch
@@ -270,12 +271,17 @@ def test_thread_rank_0_runs_on_the_calling_thread_with_its_share_of_cores(tmp_pa
     def rank_fn(ctx):
         seen[ctx.rank] = (threading.current_thread() is threading.main_thread(), torch.get_num_threads())
 
+    import hdist.threads
+
+    # a step above the rule's threshold (a big model's), so the pool is shared out
+    monkeypatch.setattr(hdist.threads, "step_flop", lambda cfg: 1e12)
     cfg = prepare(["algo=conformance", "backend=thread", f"topology.workers={workers}"])
     thread.launch(tmp_path, cfg, rank_fn, World(workers=workers, stages=1, servers=0, ranks=workers), n_params=4)
     share = max(1, (os.cpu_count() or 1) // workers)
     assert seen == {r: (r == 0, share) for r in range(workers)}
 
 
+@pytest.mark.slow  # timing-dependent: it waits 1.5 s for the loop, which a loaded machine may not reach
 def test_thread_sigterm_in_rank_0_is_an_interruption(tmp_path):
     """Rank 0 of the thread backend runs on the main thread (its OpenMP team): a SIGTERM lands in
     its step, stops the other rank, and the run is recorded interrupted with every metrics file."""
@@ -325,6 +331,7 @@ def test_mpi_sigterm_stops_every_rank_and_keeps_their_metrics(tmp_path):
     _assert_nothing_left(before, run_dir)
 
 
+@pytest.mark.slow  # a benchmark's plumbing at smoke scale: minutes on a loaded 2-core box (make test-slow)
 def test_bench_thread_reproduces_at_smoke(cli, tmp_path):
     code, out, err = cli("reproduce", "bench-thread", "scale=smoke", "scale.n_train=300", "progress=quiet",
                          f"results_dir={tmp_path}")

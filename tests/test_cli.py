@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 
 from hdist.metrics import load_results
 
@@ -184,6 +185,7 @@ def test_benchmark_is_an_experiment(cli, tmp_path):
     assert isinstance(df, pd.DataFrame)
 
 
+@pytest.mark.slow  # a benchmark's plumbing at smoke scale: minutes on a loaded 2-core box (make test-slow)
 def test_data_and_model_benchmark(cli, tmp_path):
     code, out, err = cli("reproduce", "bench-data-models", "scale=smoke", "progress=quiet", f"results_dir={tmp_path}")
     assert code == 0, err

@@ -230,7 +230,9 @@ def test_budget_caps_big_models(cli, tmp_path):
 
 # --- the thesis stems at smoke scale --------------------------------------------------------------
 
-CHEAP_STEMS = ["thesis-fig11", "thesis-fig12", "bench-clars"]
+CHEAP_STEMS = ["thesis-fig11",
+               pytest.param("thesis-fig12", marks=pytest.mark.slow),  # ~50 s on the shared 2-core box
+               pytest.param("bench-clars", marks=pytest.mark.slow)]  # a benchmark: make test-slow
 
 
 @pytest.mark.parametrize("stem", CHEAP_STEMS)

@@ -10,7 +10,7 @@ import pytest
 from hdist.config import group_options
 from hdist.launch import execute, prepare
 
-BIG = {"resnet101", "resnet152", "densenet121"}  # > 5 s each here even at smoke: slow marker
+BIG = {"resnet101", "resnet152", "densenet121", "resnet50", "resnet110", "resnet164"}  # > 5 s each even at smoke: slow
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 

@@ -43,6 +43,8 @@ ALGOS: dict[str, str] = {
     "bench_clars": "hdist.bench.clars",
     "bench_postlocal": "hdist.bench.postlocal",
     "bench_flat_grad": "hdist.bench.flat_grad",
+    "bench_pool": "hdist.bench.pool",
+    "bench_startup": "hdist.bench.startup",
     "conformance": "hdist.backends.conformance",  # a test algorithm: the backend conformance suite
 }
 

@@ -33,9 +33,9 @@ Rank 0 logs the training rows, evaluates (:class:`hdist.train.Evaluator`), and e
 variance factor of thesis 4.4.3 on the first ``log.m_k_samples`` training samples; its time is
 excluded from ``wall_s`` like evaluation).
 
-``algo.budget_gflop`` caps the training compute so that the default run of a big model
-(``hdist run algo=clars model=resnet50``) takes about a minute on a laptop: forward FLOPs of one
-sample are counted once (torch's FlopCounterMode), a step costs 3 x that x (B + 8 |J|), and the
+``algo.budget_gflop`` caps the training compute of a big model run at full size (the CPU headline,
+``hdist run algo=clars model=resnet50``, is resized by :mod:`hdist.demo` instead): forward FLOPs of
+one sample are counted once (torch's FlopCounterMode), a step costs 3 x that x (B + 8 |J|), and the
 run stops after budget / cost steps (evaluations then use at most a quarter of the samples the
 budget trains on, per split). Experiments set it to null.
 """

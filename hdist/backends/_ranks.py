@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
 import sys
 import time
@@ -22,11 +21,10 @@ from hdist.types import Diverged, PeerFailed, RankCtx
 
 
 def threads_per_rank(cfg, ranks: int) -> int:
-    """Torch intra-op threads for each rank: the configured number, or the cores shared out."""
-    n = cfg.backend.get("threads_per_rank")
-    if n:
-        return int(n)
-    return max(1, (os.cpu_count() or 1) // max(1, ranks))
+    """Torch intra-op threads for each rank: the configured number, or the rule of :mod:`hdist.threads`."""
+    from hdist.threads import threads_for
+
+    return threads_for(cfg, ranks)
 
 
 def make_ctx(cfg, run_dir: Path, run_id: str, rank: int, world: int, comm, role: str = "worker") -> RankCtx:

@@ -10,6 +10,7 @@ import torch
 from hdist.metrics import MetricsLogger
 from hdist.progress import make_progress
 from hdist.runtime import timed_comm
+from hdist.threads import threads_for
 from hdist.types import Backend, RankCtx, RealClock, World
 
 NAME = "serial"
@@ -86,8 +87,7 @@ def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], world: World,
     ctx = RankCtx(cfg=cfg, rank=0, world_size=1, comm=timed_comm(SerialComm(), cfg, log), log=log,
                   run_dir=Path(run_dir), progress=progress)
     old_threads = torch.get_num_threads()
-    if cfg.backend.get("threads"):
-        torch.set_num_threads(int(cfg.backend.threads))
+    torch.set_num_threads(threads_for(cfg, 1, "threads"))
     try:
         rank_fn(ctx)
     finally:

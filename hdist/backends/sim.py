@@ -50,6 +50,7 @@ import torch
 
 from hdist.backends._ranks import make_ctx
 from hdist.stragglers import stream
+from hdist.threads import threads_for
 from hdist.types import Backend, RankCtx
 from hdist.types import World as Layout  # this module's World is its event loop
 
@@ -555,12 +556,10 @@ def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], layout: Layou
     workers = layout.compute_ranks  # the workers, or one rank per stage of a pipeline algorithm
     server = bool(layout.servers)
     world_size = layout.ranks
-    # One process plays every rank, one at a time. Its torch threads default to the serial
-    # backend's (torch's default), so that one worker on sim equals the serial run bit for bit;
-    # set backend.threads=1 for many small ranks on a loaded machine.
+    # One process plays every rank, one at a time. Its torch threads follow the serial backend's
+    # rule (hdist.threads, one process), so that one worker on sim equals the serial run bit for bit.
     old_threads = torch.get_num_threads()
-    if cfg.backend.get("threads"):
-        torch.set_num_threads(int(cfg.backend.threads))
+    torch.set_num_threads(threads_for(cfg, 1, "threads"))
     cost = CostModel(cfg.topology, int(cfg.seed), workers, server)
     world = World(cost, world_size, server)
     ctxs: list[RankCtx] = []

@@ -11,12 +11,12 @@ import importlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-import torch
-from omegaconf import OmegaConf
+from typing import TYPE_CHECKING, Any
 
 from hdist.types import ConfigError
+
+if TYPE_CHECKING:  # torch is imported where used: `hdist data` reads the catalogue without it
+    import torch
 
 
 def is_sparse(X) -> bool:
@@ -26,6 +26,8 @@ def is_sparse(X) -> bool:
 
 def _np_index(idx):
     """An index usable on a scipy matrix: tensors become numpy arrays, ints and slices stay."""
+    import torch
+
     if isinstance(idx, torch.Tensor):
         idx = idx.detach().cpu().numpy()
         return idx.item() if idx.ndim == 0 else idx
@@ -55,6 +57,8 @@ class ArrayDataset:
 
     def __getitem__(self, idx):
         if is_sparse(self.X):
+            import torch
+
             rows = self.X[_np_index(idx)]
             dense = torch.from_numpy(rows.toarray()).to(torch.float32)
             if isinstance(_np_index(idx), int):
@@ -77,12 +81,16 @@ class ArrayDataset:
 
     def shard(self, rank: int, world: int) -> ArrayDataset:
         """Deterministic contiguous shard ``rank`` of ``world`` (sizes differ by at most one)."""
+        import torch
+
         n = len(self)
         lo, hi = rank * n // world, (rank + 1) * n // world
         return self.subset(torch.arange(lo, hi))
 
     def dense_X(self) -> torch.Tensor:
         """All of ``X`` as a dense float tensor (a sparse matrix is densified: mind the memory)."""
+        import torch
+
         return self[torch.arange(len(self))][0]
 
 
@@ -142,6 +150,8 @@ def load(cfg: Any, *, input_shape: tuple[int, ...], num_classes: int, seed: int)
     if paths:
         bundle.info["data_files"] = root.data_files(list(dict.fromkeys(paths)))
     else:
+        from omegaconf import OmegaConf
+
         settings = cfg if isinstance(cfg, dict) else OmegaConf.to_container(cfg, resolve=True)
         bundle.info["data_files"] = {"generator": json.dumps(settings, sort_keys=True, default=str)}
     return bundle

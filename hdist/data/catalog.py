@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from hdist.data import dataset_names
+from hdist.config import group_options
 from hdist.data.root import KNOWN, REQUIRED, SUBDIRS, checksum_status, data_root, expected_path, find
 
 
@@ -102,5 +102,5 @@ def describe_all(root: str | Path | None = None, *, verify: bool = True) -> list
     (the worst state among the files the loader would use). ``root`` None = the usual lookup
     (``$HDIST_DATA``, else the per-user cache).
     """
-    names = sorted(set(dataset_names()) | set(REQUIRED))
+    names = sorted(set(group_options("dataset")) | set(REQUIRED))  # the config's choices: no loader (torch) imported
     return [describe(n, root, verify=verify) for n in names]

@@ -14,7 +14,9 @@ raises a one-line :class:`~hdist.types.ConfigError` that says where the file was
 Config keys read here (all optional): ``root`` (data root), ``verify`` (default true; false
 skips the md5 check, for files you made yourself), ``download`` (default true; false never
 touches the network; ``HDIST_OFFLINE=1`` does the same for every dataset) and
-``download_timeout`` (seconds per network operation, default 15).
+``download_timeout`` (seconds per network operation, default 15). A download that reaches no
+server at all leaves ``<root>/.no-network``: for an hour no download is tried again (no retry storm
+on every rerun offline); delete it to retry at once.
 
 The small config helpers at the end (:func:`cfg_get`, :func:`opt_count`, :func:`first_n` ...)
 are shared by the loaders.
@@ -28,6 +30,7 @@ import os
 import shutil
 import sys
 import tarfile
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -283,11 +286,40 @@ def downloads_allowed(cfg: Any = None) -> bool:
     return bool(cfg_get(cfg, "download", True)) and os.environ.get(OFFLINE_ENV, "") in ("", "0")
 
 
+#: a file in the data root that says the last download found no network: no retries for an hour
+NO_NETWORK = ".no-network"
+NO_NETWORK_S = 3600.0
+
+
+def _no_network_marker(cfg: Any) -> Path:
+    return data_root(cfg) / NO_NETWORK
+
+
+def network_known_down(cfg: Any = None) -> bool:
+    """Whether a download in the last hour found no network (the marker's age); rerunning does not retry."""
+    try:
+        return time.time() - _no_network_marker(cfg).stat().st_mtime < NO_NETWORK_S
+    except OSError:
+        return False
+
+
+def _remember_no_network(cfg: Any, reasons: list[str]) -> None:
+    marker = _no_network_marker(cfg)
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text("; ".join(reasons) + "\n")
+    except OSError:  # a read-only data root: every run retries, nothing worse
+        pass
+
+
 def _download(dataset: str, kf: KnownFile, dest: Path, cfg: Any) -> Path:
     if not kf.urls:
         raise _Unavailable("no download source known")
     if not downloads_allowed(cfg):
         raise _Unavailable(f"downloads are off (dataset.download=false or {OFFLINE_ENV}=1)")
+    if network_known_down(cfg):
+        raise _Unavailable(f"offline: no network at the last try, less than an hour ago (delete "
+                           f"{_no_network_marker(cfg)} to retry now)")
     timeout = float(cfg_get(cfg, "download_timeout", DEFAULT_TIMEOUT))
     created = [p for p in [dest.parent, *dest.parent.parents] if not p.exists()]
     try:
@@ -295,16 +327,20 @@ def _download(dataset: str, kf: KnownFile, dest: Path, cfg: Any) -> Path:
     except OSError as e:
         raise _Unavailable(f"cannot create {dest.parent}: {e}") from None
     tmp = dest.with_name(f"{dest.name}.part{os.getpid()}")
-    reasons = []
+    reasons, no_network = [], True
     for url in kf.urls:
         print(f"hdist: downloading {url} -> {dest}", file=sys.stderr, flush=True)
         try:
             with urllib.request.urlopen(url, timeout=timeout) as r, open(tmp, "wb") as f:
                 shutil.copyfileobj(r, f, 1 << 20)
         except (OSError, urllib.error.URLError, ValueError) as e:
+            # An HTTP answer (404, 503) means the network works; only a failure to reach any server
+            # (name lookup, refused, timed out) is remembered as offline.
+            no_network = no_network and not isinstance(e, urllib.error.HTTPError)
             reasons.append(f"{url}: {getattr(e, 'reason', e)}")
             tmp.unlink(missing_ok=True)
             continue
+        no_network = False
         if kf.md5 is not None and md5sum(tmp) != kf.md5:
             reasons.append(f"{url}: md5 {md5sum(tmp)}, expected {kf.md5}")
             tmp.unlink(missing_ok=True)
@@ -316,6 +352,9 @@ def _download(dataset: str, kf: KnownFile, dest: Path, cfg: Any) -> Path:
             p.rmdir()
         except OSError:
             break
+    if no_network:
+        _remember_no_network(cfg, reasons)
+        raise _Unavailable("offline: no server could be reached (" + "; ".join(reasons) + ")")
     raise _Unavailable("download failed (" + "; ".join(reasons) + ")")
 
 
