@@ -355,10 +355,11 @@ def finalize(claims: Iterable[Claim | Mapping], df=None) -> list[Claim]:
 
 
 def counts(claims: Iterable[Mapping | Claim], kind: str = "paper") -> dict[str, int]:
-    """How many claims of ``kind`` have each status."""
-    out = {s: 0 for s in STATUSES}
+    """How many claims of ``kind`` have each status, and (``stand-in``) how many of the n/a ran on a stand-in."""
+    out = {**{s: 0 for s in STATUSES}, "stand-in": 0}
     for c in claims:
         d = c.to_dict() if isinstance(c, Claim) else c
         if d.get("kind", "paper") == kind:
             out[verdict(d).split(" ")[0]] += 1
+            out["stand-in"] += bool(d.get("stand_in"))
     return out
