@@ -171,8 +171,12 @@ def curve(df, metric: str) -> list[float]:
         return []
     if "rank" in d.columns:
         d = d[d["rank"] == d["rank"].min()]
-    x = "step" if "step" in d.columns else "epoch"
-    return [float(v) for v in d.groupby(x, sort=True)["value"].mean()]
+    # The progress axis that moves in these rows: a parameter server's snapshot evaluations share one step
+    # and differ in epoch and updates.
+    for x in ("epoch", "updates", "step"):
+        if x in d.columns and d[x].nunique(dropna=True) > 1:
+            return [float(v) for v in d.groupby(x, sort=True)["value"].mean()]
+    return [float(v) for v in d["value"]]
 
 
 def settle(claim: str, paper: Any, measured: Any, holds: bool, *,
@@ -309,6 +313,13 @@ def loads_of(df) -> list[dict]:
              for c in cols} for _, r in runs.iterrows()]
 
 
+def _names(text: str, name: str) -> bool:
+    """``text`` names the dataset ``name`` as a word (cifar10 is not named by "cifar100")."""
+    import re
+
+    return bool(name) and re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text) is not None
+
+
 def finalize(claims: Iterable[Claim | Mapping], df=None) -> list[Claim]:
     """Apply the rules any stem's paper claims obey to what its ``check`` returned (sanity and bench claims
     only get their status): a claim on a synthetic stand-in is n/a; when no run in ``df`` trained, or every
@@ -324,12 +335,13 @@ def finalize(claims: Iterable[Claim | Mapping], df=None) -> list[Claim]:
     loads = None
     done = []
     for c in out:
-        if c.kind == "paper" and c.status in ("PASS", "FAIL"):
-            named = sorted({v for k, v in stand_ins.items() if k in c.claim or v in c.claim})
-            if all_stand_in or named:
-                who = ", ".join(named or sorted(set(stand_ins.values())))
-                c = c.not_applicable(f"stand-in for {who}", who)
-            elif untrained and c.relation != "single":
+        named = sorted({v for k, v in stand_ins.items() if _names(c.claim, k) or _names(c.claim, v)})
+        if c.kind == "paper" and c.status != "n/a" and (all_stand_in or named):
+            # Whatever else held or did not, the runs were not on the named dataset: the stand-in decides.
+            who = ", ".join(named or sorted(set(stand_ins.values())))
+            c = c.not_applicable(f"stand-in for {who}" + (f"; {c.reason}" if c.reason else ""), who)
+        elif c.kind == "paper" and c.status in ("PASS", "FAIL"):
+            if untrained and c.relation != "single":
                 c = c.inconclusive(untrained)
             elif tie and c.relation == "order":
                 c = c.inconclusive(tie)
@@ -343,10 +355,11 @@ def finalize(claims: Iterable[Claim | Mapping], df=None) -> list[Claim]:
 
 
 def counts(claims: Iterable[Mapping | Claim], kind: str = "paper") -> dict[str, int]:
-    """How many claims of ``kind`` have each status."""
-    out = {s: 0 for s in STATUSES}
+    """How many claims of ``kind`` have each status, and (``stand-in``) how many of the n/a ran on a stand-in."""
+    out = {**{s: 0 for s in STATUSES}, "stand-in": 0}
     for c in claims:
         d = c.to_dict() if isinstance(c, Claim) else c
         if d.get("kind", "paper") == kind:
             out[verdict(d).split(" ")[0]] += 1
+            out["stand-in"] += bool(d.get("stand_in"))
     return out

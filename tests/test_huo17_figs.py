@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from hdist.claims import Claim
 from hdist.papers.huo17 import common as huo17
 
 
@@ -34,9 +35,10 @@ def test_stem_reproduces_at_smoke(cli, tmp_path, stem):
     png = tmp_path / "figures" / f"{stem}.png"
     assert png.exists() and png.stat().st_size > 1000
     claims = json.loads((tmp_path / stem / "claims.json").read_text())
-    assert claims and all(set(c) == {"claim", "paper", "measured", "passed"} for c in claims)
-    # Every claim was checked on the smoke runs (none is "not checked" for lack of runs or progress).
-    assert all(c["passed"] in (True, False) for c in claims), claims
+    assert claims and all(set(c) == set(Claim.__dataclass_fields__) for c in claims)
+    # Every claim was checked on the smoke runs (none is "not checked" for lack of runs or progress): settled, or
+    # n/a because the runs used a synthetic stand-in of MNIST, or inconclusive with the reason.
+    assert all(c["passed"] in (True, False) or c["stand_in"] or c["status"] == "inconclusive" for c in claims), claims
     if stem != "huo17-fig3":
         # Speedup stems: the loss fell (claims were checked), and the figure's title says where time comes from.
         assert (tmp_path / "figures" / f"{stem}-speedup.md").read_text().count("simulated seconds") == 1

@@ -133,11 +133,14 @@ def test_fig17_18_19_on_real_runs(tmp_path):
     runs = f17.finals(df)
     assert set(runs["splits"]) == {(), (1,), (7,)}  # thesis layers, from the cut indices
     claims = f17.check(df)
-    assert len(claims) == 2 and all(c.passed is not None for c in claims)
+    # Two steps train nothing: a claim is settled on the measured comparison, or inconclusive saying which arm
+    # did not train (hdist.claims.settle), never PASS on untrained arms.
+    assert len(claims) == 2 and all(c.passed is not None or "did not train" in c.reason for c in claims)
     bp = float(runs.loc[runs["algo"] == "bp", "train_loss"].iloc[0])
     ddg7 = float(runs.loc[(runs["algo"] == "ddg") & (runs["splits"] == (7,)), "train_loss"].iloc[0])
-    assert claims[0].passed == ((ddg7 - bp) / bp <= f17.LOSS_TOL)  # the claim is the measured comparison
-    assert all(c.passed is not None for c in f18.check(df))
+    if claims[0].passed is not None:
+        assert claims[0].passed == ((ddg7 - bp) / bp <= f17.LOSS_TOL)  # the claim is the measured comparison
+    assert all(c.passed is not None or "did not train" in c.reason for c in f18.check(df))
     assert "| DNI | 7 |" in f17.tables(df)["finals"]
     for mod in (f17, f18, f19):
         assert mod.plot(df) is not None
@@ -172,7 +175,9 @@ def test_fig22_and_bench_analysis_on_serial_runs(tmp_path):
     df = load_results(tmp_path, ["thesis-fig22"])
     f22 = load_experiment("thesis-fig22")
     claims = f22.check(df)
-    assert len(claims) == 2 and all(c.passed is not None for c in claims)
+    # Settled, or inconclusive with the reason (untrained arms, a tie, or unlike / unrecorded load).
+    assert len(claims) == 2 and all(c.passed is not None or c.reason for c in claims)
+    assert claims[1].timed
     assert "thesis Table 5 top-1 (%)" in f22.tables(df)["top1"]  # beside ours (n/a for the smoke stand-in)
     bench = load_experiment("bench-pipeline-speedup")
     a = bench.analyse(df)
