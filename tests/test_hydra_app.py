@@ -107,6 +107,7 @@ def test_cfg_job_prints_the_config_the_run_stores(cli, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # the heaviest smoke runs (thesis-fig13) take minutes on 2 busy cores
 @pytest.mark.parametrize("stem", C.group_options("experiment"))
 def test_cfg_job_equals_config_yaml_on_every_experiment_at_smoke_scale(cli, tmp_path, stem):
     from hdist.sweeps import experiment_runs
