@@ -35,7 +35,7 @@ LAYER_OF_CUT = {v: k for k, v in RESNET8_SPLIT_POINTS.items()}
 
 def _cuts(v) -> tuple[int, ...]:
     """``algo.cuts`` as logged (a list, its string, or null) -> a tuple of ints."""
-    if v is None or (isinstance(v, float) and math.isnan(v)):
+    if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):  # typed frames hold NA
         return ()
     if isinstance(v, str):
         v = [x for x in v.strip("[] ").split(",") if x.strip()]

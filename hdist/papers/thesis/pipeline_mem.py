@@ -101,7 +101,7 @@ def mib(x: float) -> str:
 
 def parse_cuts(v) -> list[int] | None:
     """``algo.cuts`` as stored in the results (a list, its string, or null)."""
-    if v is None or (isinstance(v, float) and math.isnan(v)):
+    if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):  # typed frames hold NA
         return None
     if isinstance(v, str):
         if v.strip().lower() in ("", "none", "null", "nan"):
