@@ -313,13 +313,15 @@ def test_mpi_sigterm_stops_every_rank_and_keeps_their_metrics(tmp_path):
     before = set(_procs())
     proc = subprocess.Popen([sys.executable, "-m", "hdist.cli", "run", "algo=asysg_con", "backend=mpi",
                              "topology.workers=2", "scale=smoke", "scale.epochs=1000", "progress=quiet",
-                             f"results_dir={tmp_path}"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                             "log.train_every=1", "log.flush_s=0.05", f"results_dir={tmp_path}"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while len(list(tmp_path.glob("adhoc/*/rank-r*.pid"))) < 3 and time.monotonic() < deadline:
+    # both workers training (their first rows flushed): every rank has its metrics file open
+    while len({p.name.split(".")[0] for p in tmp_path.glob("adhoc/*/metrics-r*.p*.parquet")}) < 2 \
+            and time.monotonic() < deadline:
         time.sleep(0.05)
     (run_dir,) = list((tmp_path / "adhoc").iterdir())
-    time.sleep(1.0)
+    time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)
     t0 = time.monotonic()
     proc.communicate(timeout=60)

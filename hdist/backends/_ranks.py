@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import signal
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -37,24 +39,39 @@ def make_ctx(cfg, run_dir: Path, run_id: str, rank: int, world: int, comm, role:
 def run_rank(ctx: RankCtx, rank_fn: Callable[[RankCtx], None]) -> None:
     """Run one rank; the logger and progress are always closed (complete files on any exit).
 
-    SIGTERM is held back while the files close: a peer that fails asks the others to close theirs
+    SIGTERM is deferred while the files close: a peer that fails asks the others to close theirs
     with it, and a second request must not cut the first close short (its rows would be lost)."""
     try:
         rank_fn(ctx)
     finally:
-        held = _hold_sigterm()
-        try:
+        with _sigterm_deferred():
             ctx.progress.close()
             ctx.log.close()
+
+
+@contextlib.contextmanager
+def _sigterm_deferred():
+    """SIGTERM waits until the block ends. In the main thread the handler only records it (blocking
+    the signal there is not enough: the kernel hands a process-directed signal to any thread that
+    does not block it, a torch or watchdog thread, and Python then runs the handler in the main
+    thread all the same); it is raised again after the block. A rank thread (thread backend) blocks
+    it, so that it stays pending for the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        try:
+            yield
         finally:
-            if held:
+            if signal.SIGTERM not in old_mask:
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
-
-
-def _hold_sigterm() -> bool:
-    """Block SIGTERM in this thread (it stays pending) unless it is already blocked."""
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-    return signal.SIGTERM not in old
+        return
+    pending: list[int] = []
+    old = signal.signal(signal.SIGTERM, lambda signum, frame: pending.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+        if pending:
+            signal.raise_signal(signal.SIGTERM)
 
 
 def scratch_slot(n_params: int) -> int:

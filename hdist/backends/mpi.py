@@ -248,8 +248,12 @@ def run_in_world(run_dir: Path, rank_fn: Callable[[RankCtx], None] | str, run_id
             traceback.print_exc()
         sys.stderr.flush()
         if isinstance(e, Interrupted):
-            # Every rank got the signal (the parent stops the whole job): no abort cascade, and
-            # no MPI_Finalize, which would wait for ranks that are gone.
+            # Every rank got the signal (the parent stops the whole job, or a failing peer asks all
+            # to close): no abort cascade, and no MPI_Finalize, which would wait for ranks that are
+            # gone. The launcher kills every rank once one exits, so this one first waits for its
+            # peers' files to close (a server still closing would lose its rows).
+            if not external:
+                _wait_for_peers(run_dir, rank, _peer_pids(run_dir, rank), closed=True)
             os._exit(128 + signal.SIGTERM)
         if not external:
             _close_peers(run_dir, rank)
@@ -259,22 +263,40 @@ def run_in_world(run_dir: Path, rank_fn: Callable[[RankCtx], None] | str, run_id
             signal.signal(signal.SIGTERM, old)
 
 
-def _close_peers(run_dir: Path, rank: int) -> None:
-    """Before MPI_Abort (which kills every rank at once): SIGTERM the other ranks of this run, so that
-    each closes its metrics file with every row it logged (a diverged run keeps all ranks' rows),
-    and wait up to ``_PEER_CLOSE_S`` for them to end. A stopped peer is not waited for."""
-    peers = []
+def _peer_pids(run_dir: Path, rank: int) -> dict[int, int]:
+    """rank -> pid of this run's other ranks (their ``rank-r<rank>.pid``, checked against /proc)."""
+    peers = {}
     for f in run_dir.glob("rank-r*.pid"):
         try:
             r, pid = int(f.name[len("rank-r"):-len(".pid")]), int(f.read_text().split()[0])
             if r != rank and str(run_dir).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
-                os.kill(pid, signal.SIGTERM)
-                peers.append(pid)
+                peers[r] = pid
         except (OSError, ValueError, IndexError):
             continue
+    return peers
+
+
+def _close_peers(run_dir: Path, rank: int) -> None:
+    """Before MPI_Abort (which kills every rank at once): SIGTERM the other ranks of this run, so that
+    each closes its metrics file with every row it logged (a diverged run keeps all ranks' rows),
+    and wait up to ``_PEER_CLOSE_S`` for them to end. A stopped peer is not waited for."""
+    peers = _peer_pids(run_dir, rank)
+    for pid in peers.values():
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            continue
+    _wait_for_peers(run_dir, rank, peers)
+
+
+def _wait_for_peers(run_dir: Path, rank: int, peers: dict[int, int], closed: bool = False) -> None:
+    """Wait up to ``_PEER_CLOSE_S`` until every peer has ended (stopped and zombie peers count as
+    ended); with ``closed``, a peer that wrote its final metrics file counts too."""
     deadline = time.monotonic() + _PEER_CLOSE_S
     while time.monotonic() < deadline:
-        if not [p for p in peers if Path(f"/proc/{p}").exists() and not stopped(p) and not _zombie(p)]:
+        waiting = [r for r, p in peers.items() if Path(f"/proc/{p}").exists() and not stopped(p) and not _zombie(p)
+                   and not (closed and (run_dir / f"metrics-r{r}.parquet").exists())]
+        if not waiting:
             return
         time.sleep(0.05)
 
