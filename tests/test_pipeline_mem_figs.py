@@ -32,5 +32,5 @@ def test_stem_smoke(cli, tmp_path, stem):
     code, out, err = cli("reproduce", stem, "scale=smoke", "progress=quiet", f"results_dir={tmp_path}")
     assert code == 0, err
     assert (tmp_path / "figures" / f"{stem}.png").exists()
-    # Every stem states its claims with measured values (PASS or FAIL at smoke; not checked only without runs).
-    assert "[PASS]" in out or "[FAIL]" in out
+    # Every stem states its claims with a verdict (at smoke on stand-in data mostly n/a or inconclusive).
+    assert any(f"[{s}" in out for s in ("PASS", "FAIL", "inconclusive", "n/a"))

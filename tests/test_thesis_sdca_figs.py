@@ -39,7 +39,8 @@ def test_stem_reproduces_at_smoke(cli, tmp_path, stem):
         assert by["PCA set"]["passed"] is True, by["PCA set"]
         assert "ijcnn1" in (tmp_path / "figures" / "thesis-table2-datasets.md").read_text()
     else:
-        assert all(c["passed"] is not None for c in claims), claims
+        # every claim judged with a measured value (a stand-in panel is n/a, a timing under unlike load inconclusive)
+        assert all(c["status"] in ("PASS", "FAIL", "inconclusive", "n/a") and c["measured"] for c in claims), claims
     if stem == "thesis-fig6":
         # one claim pair per dataset panel
         assert sorted({c["claim"].split(",")[0] for c in claims}) == ["covtype", "ijcnn1", "rcv1"]
