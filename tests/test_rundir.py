@@ -51,6 +51,20 @@ def _wait_for(pattern: str, timeout_s: float = 90) -> Path:
     raise AssertionError(f"nothing matched {pattern} within {timeout_s} s")
 
 
+#: a run long enough to be caught training: 8 epochs at small scale, rows flushed at once
+LONG = ["scale=small", "scale.epochs=8", "log.train_every=1", "log.flush_s=0.05", "progress=quiet"]
+
+
+def _start_training(results_dir: Path, ovs):
+    """Start ``hdist run`` of a :data:`LONG` run with ``ovs`` into ``results_dir``; return (the process,
+    rank 1's pid, the run dir) once rank 1 has flushed its first rows."""
+    proc = _popen(["run", *LONG, *ovs, f"results_dir={results_dir}"])
+    pid_file = _wait_for(str(results_dir / "adhoc/*/rank-r1.pid"))
+    run_dir = pid_file.parent
+    _wait_for(str(run_dir / "metrics-r1.p*.parquet"))
+    return proc, int(pid_file.read_text()), run_dir
+
+
 def _ranks_gone(run_dir: Path) -> bool:
     """True when no rank holds the run's ranks' lock (every rank holds it shared for its life)."""
     fd = os.open(run_dir / RANKS_LOCK, os.O_RDONLY)
@@ -119,8 +133,7 @@ def test_two_identical_runs_at_once_give_one_done_run(tmp_path):
 
 
 def _parent_kill_then_rerun(tmp_path, backend: str, extra=()):
-    ovs = ["scale=small", "scale.epochs=8", "log.train_every=1", "log.flush_s=0.05", "progress=quiet",
-           "algo=kavg", f"backend={backend}", "topology.workers=2", f"results_dir={tmp_path}", *extra]
+    ovs = [*LONG, "algo=kavg", f"backend={backend}", "topology.workers=2", f"results_dir={tmp_path}", *extra]
     proc = _popen(["run", *ovs])
     part = _wait_for(str(tmp_path / "adhoc/*/metrics-r1.p*.parquet"))
     run_dir = part.parent
@@ -197,13 +210,8 @@ def test_a_full_disk_fails_the_run_with_the_reason(tmp_path, layout):
 
 @pytest.mark.slow
 def test_killing_worker_1_names_worker_1(tmp_path):
-    ovs = ["scale=small", "scale.epochs=8", "log.train_every=1", "log.flush_s=0.05", "progress=quiet",
-           "algo=kavg", "backend=process", "topology.workers=2", f"results_dir={tmp_path}"]
-    proc = _popen(["run", *ovs])
-    pid_file = _wait_for(str(tmp_path / "adhoc/*/rank-r1.pid"))
-    run_dir = pid_file.parent
-    _wait_for(str(run_dir / "metrics-r1.p*.parquet"))
-    os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    proc, pid, run_dir = _start_training(tmp_path, ["algo=kavg", "backend=process", "topology.workers=2"])
+    os.kill(pid, signal.SIGKILL)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 1, err
     st = _status(run_dir)
@@ -218,13 +226,7 @@ def test_killing_worker_1_names_worker_1(tmp_path):
 
 def _stop_rank_1(tmp_path, layout, timeout_s=10.0):
     """SIGSTOP rank 1 of a running job; return (seconds until hdist exited, status, run_dir)."""
-    ovs = ["scale=small", "scale.epochs=8", "log.train_every=1", "log.flush_s=0.05", "progress=quiet",
-           f"backend.timeout_s={timeout_s}", f"results_dir={tmp_path}", *layout]
-    proc = _popen(["run", *ovs])
-    pid_file = _wait_for(str(tmp_path / "adhoc/*/rank-r1.pid"))
-    run_dir = pid_file.parent
-    _wait_for(str(run_dir / "metrics-r1.p*.parquet"))
-    pid = int(pid_file.read_text())
+    proc, pid, run_dir = _start_training(tmp_path, [f"backend.timeout_s={timeout_s}", *layout])
     os.kill(pid, signal.SIGSTOP)
     t0 = time.monotonic()
     try:
@@ -272,13 +274,7 @@ def test_a_diverged_mpi_run_keeps_every_ranks_rows(tmp_path):
 
 @pytest.mark.mpi
 def test_a_killed_mpi_run_leaves_no_shared_memory(tmp_path):
-    ovs = ["scale=small", "scale.epochs=8", "log.train_every=1", "log.flush_s=0.05", "progress=quiet",
-           "backend=mpi", "algo=kavg", "topology.workers=2", f"results_dir={tmp_path}"]
-    proc = _popen(["run", *ovs])
-    pid_file = _wait_for(str(tmp_path / "adhoc/*/rank-r1.pid"))
-    run_dir = pid_file.parent
-    _wait_for(str(run_dir / "metrics-r1.p*.parquet"))
-    pid = int(pid_file.read_text())
+    proc, pid, run_dir = _start_training(tmp_path, ["backend=mpi", "algo=kavg", "topology.workers=2"])
     ours = {line.split(maxsplit=5)[5] for line in Path(f"/proc/{pid}/maps").read_text().splitlines()
             if line.count(" ") >= 5 and "/dev/shm/mpich_shm_" in line}
     assert ours, "the rank maps no MPICH segment (another MPI library?)"
