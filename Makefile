@@ -4,8 +4,9 @@ RESULTS ?= results
 SCALE ?= small
 STEMS ?= huo17-fig1
 BENCH ?= bench-overhead bench-data-models
+GALLERY ?= docs/gallery
 
-.PHONY: help install wheel test test-slow test-all test-mpi test-gpu lint calibrate figures reproduce bench report clean
+.PHONY: help install wheel test test-slow test-all test-mpi test-gpu lint calibrate figures reproduce bench report gallery clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -53,6 +54,9 @@ calibrate:  ## measure this machine for the sim: conf/topology/laptop_{process,m
 
 report:  ## write RESULTS/REPORT.md
 	hdist report results_dir=$(RESULTS)
+
+gallery:  ## write GALLERY/README.md (default docs/gallery): every stem's figure and claims from RESULTS
+	hdist gallery results_dir=$(RESULTS) out=$(GALLERY)
 
 bench:  ## the benchmarks (experiments too): parquet, figure and claims under RESULTS
 	@for s in $(BENCH); do hdist reproduce $$s scale=$(SCALE) results_dir=$(RESULTS) || exit $$?; done

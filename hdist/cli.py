@@ -5,6 +5,7 @@
     hdist figures [STEM ...]           draw figures + claim checks from whatever results exist
     hdist ls [STEM]                    list stems / runs and their status
     hdist report                       write <results_dir>/REPORT.md
+    hdist gallery [out=DIR]            write DIR/README.md (default docs/gallery): every stem's figure and claims
     hdist data                         list datasets: where looked for, present, checksum
     hdist models                       list models: parameters, stages, input shape
 """
@@ -28,6 +29,8 @@ verbs:
   figures [STEM ...]             draw <results_dir>/figures/<stem>.png|pdf and <results_dir>/<stem>/claims.json
   ls [STEM]                      list stems with run counts, or one stem's runs
   report                         write <results_dir>/REPORT.md: figures, claims (PASS/FAIL), run counts
+  gallery [out=DIR]              write DIR/README.md, <stem>.png and <stem>.md (default docs/gallery): every
+                                 stem's figure and claims with scale, data, runs and commit, regenerated from results
   data                           every known dataset: where it is looked for, present, checksum
   models                         every model: parameter count, stage count, default input shape
   calibrate [NAME] [key=value]   time a training step of model/batch here; write conf/topology/NAME.yaml for sim
@@ -296,6 +299,27 @@ def cmd_report(args: list[str]) -> int:
     return 0
 
 
+def cmd_gallery(args: list[str]) -> int:
+    from hdist.gallery import check_out, write_gallery
+
+    pos, ovs, flags = _split(args)
+    if flags:
+        raise ConfigError(f"gallery: unknown flag {flags[0]}; allowed: results_dir=DIR out=DIR")
+    if pos:
+        raise ConfigError(f"gallery: unexpected word {pos[0]!r}; allowed: results_dir=DIR out=DIR (every stem "
+                          f"with runs is in the gallery)")
+    outs = [o.split("=", 1)[1] for o in ovs if o.startswith("out=")]
+    results_dir = _results_dir([o for o in ovs if not o.startswith("out=")])
+    if not results_dir.is_dir():
+        raise ConfigError(f"gallery: results_dir={results_dir} is not a directory; allowed: a results directory "
+                          f"that hdist run or hdist reproduce wrote")
+    out = check_out(outs[-1] if outs else "docs/gallery")  # before anything is drawn or written
+    done = write_gallery(results_dir, out)
+    print(f"gallery: {done['readme']}  ({len(done['stems'])} stem(s) drawn"
+          + (f"; {len(done['unreadable'])} unreadable file(s) skipped" if done["unreadable"] else "") + ")")
+    return 0
+
+
 def cmd_data(args: list[str]) -> int:
     from hdist.data.catalog import describe_all
 
@@ -371,6 +395,7 @@ VERBS = {
     "figures": cmd_figures,
     "ls": cmd_ls,
     "report": cmd_report,
+    "gallery": cmd_gallery,
     "data": cmd_data,
     "models": cmd_models,
     "calibrate": cmd_calibrate,
