@@ -122,6 +122,13 @@ def _read_claims(results_dir: Path, stem: str) -> tuple[list[dict], str]:
     return claims, ""
 
 
+def _newest_status_s(summaries: list[dict]) -> float:
+    """When the last of these runs wrote its status.json (seconds since the epoch)."""
+    times = [(Path(s["run_dir"]) / "status.json").stat().st_mtime for s in summaries
+             if (Path(s["run_dir"]) / "status.json").exists()]
+    return max(times, default=0.0)
+
+
 def _stem_page(results_dir: Path, stem: str) -> dict:
     """Everything the gallery says of one stem, drawing its figure and claims first when they are missing."""
     summaries, bad = scan_runs(results_dir, [stem])
@@ -130,6 +137,10 @@ def _stem_page(results_dir: Path, stem: str) -> dict:
     png = results_dir / "figures" / f"{stem}.png"
     if drawn and (not png.exists() or not (results_dir / stem / "claims.json").exists()):
         draw_all(results_dir, [stem])
+    elif drawn and _newest_status_s(drawn) > png.stat().st_mtime:
+        # only said, not acted on: what the page shows depends on the files' contents, never on their clocks
+        print(f"[hdist] gallery: {png} is older than some of {stem}'s runs; `hdist figures results_dir="
+              f"{results_dir} {stem}` redraws it", file=sys.stderr)
     claims, claims_bad = _read_claims(results_dir, stem) if drawn else ([], "")
     run_dirs = [Path(s["run_dir"]) for s in drawn]
     tables = sorted((results_dir / "figures").glob(f"{stem}-*.md")) if drawn else []
