@@ -122,11 +122,18 @@ def _read_claims(results_dir: Path, stem: str) -> tuple[list[dict], str]:
     return claims, ""
 
 
-def _newest_status_s(summaries: list[dict]) -> float:
-    """When the last of these runs wrote its status.json (seconds since the epoch)."""
-    times = [(Path(s["run_dir"]) / "status.json").stat().st_mtime for s in summaries
-             if (Path(s["run_dir"]) / "status.json").exists()]
-    return max(times, default=0.0)
+def _last_end_s(run_dirs: list[Path]) -> float:
+    """When the last of these runs finished (meta.json's ``end``, seconds since the epoch; 0 when none says)."""
+    import datetime as _dt
+
+    ends = [0.0]
+    for d in run_dirs:
+        try:
+            end = read_run_json(d / "meta.json", required=False).get("end")
+            ends.append(_dt.datetime.fromisoformat(end).timestamp())
+        except (UnreadableRun, TypeError, ValueError):
+            continue
+    return max(ends)
 
 
 def _stem_page(results_dir: Path, stem: str) -> dict:
@@ -137,7 +144,7 @@ def _stem_page(results_dir: Path, stem: str) -> dict:
     png = results_dir / "figures" / f"{stem}.png"
     if drawn and (not png.exists() or not (results_dir / stem / "claims.json").exists()):
         draw_all(results_dir, [stem])
-    elif drawn and _newest_status_s(drawn) > png.stat().st_mtime:
+    elif drawn and _last_end_s([Path(r["run_dir"]) for r in drawn]) > png.stat().st_mtime:
         # only said, not acted on: what the page shows depends on the files' contents, never on their clocks
         print(f"[hdist] gallery: {png} is older than some of {stem}'s runs; `hdist figures results_dir="
               f"{results_dir} {stem}` redraws it", file=sys.stderr)
