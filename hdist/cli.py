@@ -315,7 +315,7 @@ def cmd_gallery(args: list[str]) -> int:
                           f"that hdist run or hdist reproduce wrote")
     out = check_out(outs[-1] if outs else "docs/gallery")  # before anything is drawn or written
     done = write_gallery(results_dir, out)
-    print(f"gallery: {done['readme']}  ({len(done['stems'])} stem(s) drawn"
+    print(f"gallery: {done['readme']}  ({len(done['stems'])} stem(s) with finished runs"
           + (f"; {len(done['unreadable'])} unreadable file(s) skipped" if done["unreadable"] else "") + ")")
     return 0
 

@@ -36,7 +36,7 @@ def test_gallery_reproduces_the_committed_page(cli, tmp_path):
     assert code == 0, err
     assert _files(out) == _files(FIXTURE / "expected")  # the stale stem's figure went too
     assert sorted(p.relative_to(results) for p in results.rglob("*")) == before  # nothing needed drawing
-    assert "2 stem(s) drawn; 2 unreadable file(s) skipped" in stdout
+    assert "2 stem(s) with finished runs; 2 unreadable file(s) skipped" in stdout
     assert "adhoc/bad/config.yaml" in err and "huo17-fig1/zz/config.yaml" in err
 
     page = (out / "README.md").read_text()
@@ -97,7 +97,7 @@ def test_gallery_of_tiny_runs_regenerates_byte_for_byte(cli, tmp_path):
         code, _, err = cli("run", *args, *quick)
         assert code == 0, err
     code, stdout, err = cli("gallery", f"results_dir={results}", f"out={out}")
-    assert code == 0 and "2 stem(s) drawn" in stdout, err
+    assert code == 0 and "2 stem(s) with finished runs" in stdout, err
     first = _files(out)
     assert set(first) == {"README.md", "huo17-fig1.md", "huo17-fig1.png", "thesis-fig11.md", "thesis-fig11.png"}
     page = first["README.md"].decode()
