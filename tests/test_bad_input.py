@@ -16,8 +16,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from torch import nn
 
 import hdist.config as C
+from hdist import models
 from hdist.metrics import load_results, read_run_metrics, scan_runs
 
 SMOKE = ("scale=smoke", "progress=quiet", "algo.max_steps=2")
@@ -50,7 +52,14 @@ def bad_conf(tmp_path_factory):
     (conf / "experiment" / "bench-badsyntax.yaml").write_text(head + "stem: bench-badsyntax\nsweep: [a, b\n")
     (conf / "experiment" / "bench-badtab.yaml").write_text(head + "stem: bench-badtab\nsweep:\n\t- {seed: 1}\n")
     (conf / "experiment" / "bench-badsweep.yaml").write_text(head + "stem: bench-badsweep\nsweep: {seed: 1}\n")
+    (conf / "model" / "tokens2d.yaml").write_text("name: tokens2d\nnum_classes: 10\ninput_shape: [4, 8]\n")
     return conf
+
+
+def tokens2d(num_classes: int = 10, input_shape=(4, 8)) -> nn.Sequential:
+    """A model whose first block keeps per-token activations [T, D] (neither flat nor [C, H, W])."""
+    t, d = input_shape
+    return nn.Sequential(nn.Linear(d, d), nn.Flatten(), nn.Linear(t * d, num_classes))
 
 
 # (id, verb and arguments ({R}: the results dir, {T}: a scratch folder), words the one line must hold)
@@ -87,6 +96,11 @@ INPUTS = [
     *[(f"dfsdca-nonlinear-{b}", ["run", *SMOKE, *DUAL, f"backend={b}", f"topology.workers={w}", "results_dir={R}"],
        ["algo=dfsdca", "linear objective", "allowed"])
       for b, w in (("serial", 1), ("thread", 2), ("process", 2), ("sim", 2), ("torchdist", 2), ("mpi", 2))],
+    # DNI's synthesizer takes flat or [C, H, W] activations: a cut where they are [T, D] is refused before launch
+    # (on every backend that runs pipeline algorithms)
+    *[(f"dni-synth-shape-{b}", ["run", *SMOKE, "algo=dni", "model=tokens2d", "topology.stages=2", "algo.cuts=[1]",
+                                f"backend={b}", "results_dir={R}"],
+       ["algo.cuts=[1]", "shape [4, 8]", "allowed", "[C, H, W]"]) for b in ("serial", "process", "sim", "torchdist")],
     ("cocoa-nonlinear-process", ["run", *SMOKE, *DUAL, "algo=cocoa_plus", "backend=process", "topology.workers=2",
                                  "results_dir={R}"], ["algo.objective=ridge", "model.num_classes=2", "allowed"]),
     ("figures-bad-override", ["figures", "results_dir={R}", "algo.lr=-1"], ["algo.lr=-1", "finite number > 0"]),
@@ -117,8 +131,10 @@ def test_bad_input_is_one_line_exit_2_nothing_written(case, args, words, cli, tm
         (scratch / "ro").mkdir(mode=0o555)
     if case.endswith("-mpi") and shutil.which("mpiexec") is None:
         pytest.skip("no mpiexec: backend=mpi is not available here")
-    if case.startswith("experiment-"):
+    if case.startswith(("experiment-", "dni-")):
         monkeypatch.setattr(C, "CONF_DIR", bad_conf)
+    if case.startswith("dni-"):
+        monkeypatch.setitem(models.MODELS, "tokens2d", models.ModelSpec("tokens2d", tokens2d, 10, (4, 8), "test"))
     if case in LIBSVM:
         _write_libsvm(data_root, *LIBSVM[case])
     monkeypatch.delenv("HDIST_TEST_UNSET_VAR", raising=False)
