@@ -160,9 +160,11 @@ def test_epochs_takes_a_fraction_and_whole_floats_keep_the_run_id():
     assert C.run_id(one) == C.run_id(one_float) != C.run_id(half)
 
 
-def test_changed_data_is_a_new_run_older_runs_are_kept(cli, tmp_path, data_root, capsys):
-    from hdist import problems
+def _run_dirs(results: Path) -> set[str]:
+    return {p.name for p in (results / "adhoc").iterdir()} if (results / "adhoc").exists() else set()
 
+
+def test_changed_data_is_a_new_run_older_runs_are_kept(cli, tmp_path, data_root):
     args = ("run", *SMOKE, *IJCNN1, f"results_dir={tmp_path}")
     assert cli(*args)[0] == 0
     (run_dir,) = (tmp_path / "adhoc").iterdir()
@@ -171,17 +173,68 @@ def test_changed_data_is_a_new_run_older_runs_are_kept(cli, tmp_path, data_root,
     code, _, err = cli(*args)
     assert code == 0 and "skip" in err
     _write_libsvm(data_root, val=GOOD_SVM + "1 1:0.25\n")  # the data is fixed after the run
-    problems._CACHE.clear()  # this process parsed the old file; a new process would not have
     code, _, err = cli(*args)
-    assert code == 0 and "redo" in err and "ijcnn1.val" in err, err
-    assert json.loads((run_dir / "meta.json").read_text())["data_files"] != recorded
-    # A run finished by an older hdist (no data_files in its meta.json) is still found and skipped.
-    meta = json.loads((run_dir / "meta.json").read_text())
-    del meta["data_files"]
-    (run_dir / "meta.json").write_text(json.dumps(meta))
-    _write_libsvm(data_root)
+    assert code == 0 and "skip" not in err, err
+    assert len(_run_dirs(tmp_path)) == 2  # a new run id; the old run is kept as it was
+    assert json.loads((run_dir / "meta.json").read_text())["data_files"] == recorded
+
+
+def test_data_root_with_other_contents_is_a_new_run_id(cli, tmp_path, monkeypatch):
+    """Two data roots with LIBSVM files at the same relative paths: other contents are another run id, the
+    same contents the same id (the files' names and md5s are the data's identity, not where they lie)."""
+    from hdist.launch import check_problem, prepare, run_paths
+
+    a, b, same = tmp_path / "a", tmp_path / "b", tmp_path / "same"
+    _write_libsvm(a)
+    _write_libsvm(b, tr=GOOD_SVM.replace("0.5", "0.75"))
+    _write_libsvm(same)
+
+    def rid(root: Path) -> str:
+        monkeypatch.setenv("HDIST_DATA", str(root))
+        cfg = prepare([*SMOKE, *IJCNN1, f"results_dir={tmp_path / 'r'}"])
+        check_problem(cfg)
+        return run_paths(cfg)[0]
+
+    assert rid(a) != rid(b)
+    assert rid(a) == rid(same)
+    # end to end: the same command after HDIST_DATA moved to other contents runs again under a new id
+    results = tmp_path / "results"
+    args = ("run", *SMOKE, *IJCNN1, f"results_dir={results}")
+    monkeypatch.setenv("HDIST_DATA", str(a))
+    assert cli(*args)[0] == 0
+    monkeypatch.setenv("HDIST_DATA", str(b))
     code, _, err = cli(*args)
-    assert code == 0 and "skip" in err and "redo" not in err
+    assert code == 0 and "skip" not in err and len(_run_dirs(results)) == 2, err
+    monkeypatch.setenv("HDIST_DATA", str(same))
+    code, _, err = cli(*args)
+    assert code == 0 and "skip" in err and len(_run_dirs(results)) == 2, err
+
+
+@pytest.mark.parametrize("contents, skipped", [("same", True), ("other", False), ("unrecorded", True)])
+def test_a_real_data_run_under_its_older_id_is_found_when_its_files_are_the_same(cli, tmp_path, data_root, contents,
+                                                                                  skipped):
+    """A run of files finished by an older hdist lies under the id of its config alone: found and skipped when
+    the files are the same by name and md5 (or when it recorded none), else the data is new: a new run id."""
+    from hdist import config as Cfg
+    from hdist.launch import prepare
+
+    results = tmp_path / "results"
+    args = ("run", *SMOKE, *IJCNN1, f"results_dir={results}")
+    assert cli(*args)[0] == 0
+    (new_dir,) = (results / "adhoc").iterdir()
+    old_dir = new_dir.with_name(Cfg.run_id(prepare(list(args[1:]))))  # the config-only id
+    assert old_dir != new_dir
+    new_dir.rename(old_dir)
+    meta = json.loads((old_dir / "meta.json").read_text())
+    if contents == "other":
+        meta["data_files"] = {k: "0" * 32 for k in meta["data_files"]}
+    elif contents == "unrecorded":
+        del meta["data_files"]
+    (old_dir / "meta.json").write_text(json.dumps(meta))
+    code, _, err = cli(*args)
+    assert code == 0, err
+    assert ("skip" in err) == skipped and _run_dirs(results) == ({old_dir.name} if skipped else
+                                                                   {old_dir.name, new_dir.name}), err
 
 
 def test_synthetic_data_records_its_generator(cli, tmp_path):
