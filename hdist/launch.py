@@ -71,7 +71,10 @@ def check_problem(cfg: DictConfig) -> dict:
     """Build the run's problem (data, model) once to catch user errors before anything is written; returns
     what meta.json records of it. A missing real dataset with ``dataset.fallback: synthetic`` sets
     ``dataset.stand_in``: a synthetic stand-in is a different run from the real data's, with its own id, so
-    that real data added later is run rather than skipped (``hdist run --cfg job`` prints it too)."""
+    that real data added later is run rather than skipped (``hdist run --cfg job`` prints it too). Data read
+    from files sets ``dataset.identity``, a hash of their names and md5s (:func:`hdist.data.root.contents_identity`):
+    other file contents (a fixed file, another data root) are another run, with its own id. Generated data
+    sets none: its identity is its settings, already in the config (the ids of those runs stay as they were)."""
     from hdist.algos import get_algo
 
     algo = get_algo(cfg.algo.name)
@@ -92,6 +95,11 @@ def check_problem(cfg: DictConfig) -> dict:
             _SAID.add(line)
             print(f"[hdist] {line}", file=sys.stderr, flush=True)
         cfg.dataset.stand_in = "synthetic"
+    files = prob.data.info.get("data_files") or {}
+    if files and "generator" not in files:
+        from hdist.data.root import contents_identity
+
+        cfg.dataset.identity = contents_identity(files)
     return {"n_params": n_params(prob.build_model(0)), "data": prob.data.description,
             "data_source": prob.data.source, **{k: v for k, v in prob.data.info.items() if isinstance(v, plain)},
             "data_files": prob.data.info.get("data_files", {})}
@@ -184,29 +192,28 @@ def _finished(cfg: DictConfig, rid: str, run_dir: Path, quiet: bool) -> RunResul
     st = read_status(run_dir)
     if st["status"] not in FINISHED:
         return None
-    changed = _data_changed(run_dir)
-    if changed:
-        # The run id names the config, not the data: a run of files that changed since is redone
-        # (under the same id, so the ids of every existing run stay what they were).
-        print(f"[hdist] redo {cfg.stem}/{rid}: its data changed since it ran ({changed[0]})", file=sys.stderr)
-        return None
     if not quiet:
         print(f"[hdist] skip {cfg.stem}/{rid}: already {st['status']} ({run_dir})", file=sys.stderr)
     return RunResult(rid, run_dir, st["status"], st.get("reason", ""), skipped=True)
 
 
-def _data_changed(run_dir: Path) -> list[str]:
-    """The data files recorded in the run's meta.json that changed since (none recorded: a run
-    finished by an older hdist, kept as it is)."""
-    from hdist.data.root import changed_files
-
+def _recorded_files(run_dir: Path) -> dict[str, str]:
+    """The data files (path -> md5) recorded in a run's meta.json; none for generated data (its identity is
+    in the config) and for a run finished by an older hdist that recorded none."""
     try:
         recorded = json.loads((Path(run_dir) / "meta.json").read_text()).get("data_files")
     except (OSError, ValueError, AttributeError):
-        return []
-    if not isinstance(recorded, dict):
-        return []
-    return changed_files({k: v for k, v in recorded.items() if k != "generator"})
+        return {}
+    if not isinstance(recorded, dict) or "generator" in recorded:
+        return {}
+    return {str(k): str(v) for k, v in recorded.items()}
+
+
+def _same_contents(recorded: dict[str, str], now: dict[str, str]) -> bool:
+    """Whether two records of data files (path -> md5) are the same files by name and contents."""
+    from hdist.data.root import contents_identity
+
+    return contents_identity(recorded) == contents_identity(now)
 
 
 _SAID: set[str] = set()
@@ -218,9 +225,14 @@ def _execute(cfg: DictConfig, *, force: bool = False, quiet_skip: bool = False) 
     from hdist.types import World
 
     rid, run_dir = run_paths(cfg)
-    done = None if force else _finished(cfg, rid, run_dir, quiet_skip)
-    if done:
-        return done
+    # The id of the config alone: the final id of a run of generated data (cheap to skip: nothing is
+    # loaded); a run of files under it was finished by an older hdist, found again if its files are
+    # the same as now (which needs the data read, below).
+    legacy = None
+    if not force and read_status(run_dir)["status"] in FINISHED:
+        legacy = _recorded_files(run_dir)
+        if not legacy:
+            return _finished(cfg, rid, run_dir, quiet_skip)
 
     algo = get_algo(cfg.algo.name)
     backend = get_backend(cfg.backend.name)
@@ -229,7 +241,9 @@ def _execute(cfg: DictConfig, *, force: bool = False, quiet_skip: bool = False) 
     # Data and model problems (missing files, wrong shapes) are user errors: find them before
     # the run directory exists.
     meta_extra = check_problem(cfg)
-    if cfg.dataset.get("stand_in"):
+    if legacy and _same_contents(legacy, meta_extra.get("data_files") or {}):
+        return _finished(cfg, rid, run_dir, quiet_skip)
+    if cfg.dataset.get("stand_in") or cfg.dataset.get("identity"):
         rid, run_dir = run_paths(cfg)
         done = None if force else _finished(cfg, rid, run_dir, quiet_skip)
         if done:

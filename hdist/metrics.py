@@ -22,35 +22,53 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Any, Iterable
-
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING, Any, Iterable
 
 from hdist.rundir import write_failed
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+# pyarrow is imported where a table is read or written, not at import: `hdist ls`, `report` and
+# the launcher's atomic writes reach this module, and importing pyarrow costs about as much as
+# the rest of `hdist ls` together.
 
 # ---------------------------------------------------------------------------------------------
 # Schema
 # ---------------------------------------------------------------------------------------------
 
-#: Column -> (arrow type, meaning). ``step``/``updates``/``epoch``/``samples`` describe the
+#: Column -> (arrow type name, meaning). ``step``/``updates``/``epoch``/``samples`` describe the
 #: logging rank's progress when the row was written; ``value`` is the measurement.
-SCHEMA_DOC: dict[str, tuple[pa.DataType, str]] = {
-    "run_id": (pa.string(), "stable hash of the run's resolved config"),
-    "rank": (pa.int32(), "rank that wrote the row (0 for serial runs)"),
-    "role": (pa.string(), "worker | server | stage | bench: what the rank does"),
-    "kind": (pa.string(), "train | eval | comm | event"),
-    "step": (pa.int64(), "local optimisation steps taken by this rank"),
-    "updates": (pa.int64(), "updates applied to the shared / global model so far"),
-    "epoch": (pa.float64(), "passes over this rank's training data (fractional)"),
-    "samples": (pa.int64(), "training samples processed by this rank"),
-    "wall_s": (pa.float64(), "seconds of training since the rank started (evaluation excluded)"),
-    "sim_s": (pa.float64(), "virtual seconds on the sim backend; NaN elsewhere"),
-    "metric": (pa.string(), "metric name, one of METRICS (or a documented extension)"),
-    "value": (pa.float64(), "the measurement"),
+SCHEMA_DOC: dict[str, tuple[str, str]] = {
+    "run_id": ("string", "stable hash of the run's resolved config"),
+    "rank": ("int32", "rank that wrote the row (0 for serial runs)"),
+    "role": ("string", "worker | server | stage | bench: what the rank does"),
+    "kind": ("string", "train | eval | comm | event"),
+    "step": ("int64", "local optimisation steps taken by this rank"),
+    "updates": ("int64", "updates applied to the shared / global model so far"),
+    "epoch": ("float64", "passes over this rank's training data (fractional)"),
+    "samples": ("int64", "training samples processed by this rank"),
+    "wall_s": ("float64", "seconds of training since the rank started (evaluation excluded)"),
+    "sim_s": ("float64", "virtual seconds on the sim backend; NaN elsewhere"),
+    "metric": ("string", "metric name, one of METRICS (or a documented extension)"),
+    "value": ("float64", "the measurement"),
 }
 COLUMNS: list[str] = list(SCHEMA_DOC)
-SCHEMA = pa.schema([(c, t) for c, (t, _) in SCHEMA_DOC.items()])
+_SCHEMA: list = []
+
+
+def schema() -> pa.Schema:
+    """The arrow schema of SCHEMA_DOC, built on first use."""
+    if not _SCHEMA:
+        import pyarrow as pa
+        _SCHEMA.append(pa.schema([(c, getattr(pa, t)()) for c, (t, _) in SCHEMA_DOC.items()]))
+    return _SCHEMA[0]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SCHEMA":  # the module attribute readers used before schema() existed
+        return schema()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 KINDS = ("train", "eval", "comm", "event")
 
 #: Metric names used across hdist, with their unit. New metrics are added here first.
@@ -158,6 +176,7 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 
 def _write_table_atomic(table: pa.Table, path: Path) -> None:
+    import pyarrow.parquet as pq
     _atomic(path, lambda tmp: pq.write_table(table, tmp))
 
 
@@ -214,6 +233,7 @@ class MetricsLogger:
             self.flush()
 
     def _table(self, rows: list[tuple]) -> pa.Table:
+        import pyarrow as pa
         cols = list(zip(*rows)) if rows else [[] for _ in range(10)]
         n = len(rows)
         data = {
@@ -222,7 +242,7 @@ class MetricsLogger:
             "role": cols[0], "kind": cols[1], "step": cols[2], "updates": cols[3], "epoch": cols[4],
             "samples": cols[5], "wall_s": cols[6], "sim_s": cols[7], "metric": cols[8], "value": cols[9],
         }
-        return pa.Table.from_pydict(data, schema=SCHEMA)
+        return pa.Table.from_pydict(data, schema=schema())
 
     def flush(self) -> None:
         """Write the buffered rows as one complete part file (atomic)."""
@@ -250,17 +270,18 @@ def _part_files(run_dir: Path, rank: int | str = "*") -> list[str]:
 def finalize_rank(run_dir: Path, rank: int) -> Path:
     """Merge rank ``rank``'s part files into its final metrics file, atomically."""
     run_dir = Path(run_dir)
+    import pyarrow.parquet as pq
     final = run_dir / f"metrics-r{rank}.parquet"
     parts = _part_files(run_dir, rank)
     if not parts:
         if not final.exists():
-            _write_table_atomic(SCHEMA.empty_table(), final)
+            _write_table_atomic(schema().empty_table(), final)
         return final
-    tables = ([pq.read_table(final, schema=SCHEMA)] if final.exists() else []) + [
-        pq.read_table(p, schema=SCHEMA) for p in parts]
+    tables = ([pq.read_table(final, schema=schema())] if final.exists() else []) + [
+        pq.read_table(p, schema=schema()) for p in parts]
 
     def write(tmp: Path) -> None:
-        with pq.ParquetWriter(tmp, SCHEMA) as w:
+        with pq.ParquetWriter(tmp, schema()) as w:
             for t in tables:
                 w.write_table(t)  # one row group per flushed part
 
@@ -287,8 +308,10 @@ PART_RE = re.compile(r"metrics-r(\d+)\.p(\d+)\.parquet")
 
 
 def _read_table(path: Path) -> pa.Table:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
     try:
-        return pq.read_table(path, schema=SCHEMA)
+        return pq.read_table(path, schema=schema())
     except (OSError, ValueError, pa.ArrowException) as e:
         why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UnreadableRun(f"{path}: not a metrics parquet file ({why[:120]}); expected the columns "
@@ -312,13 +335,15 @@ def _metrics_files(run_dir: Path, parts: bool) -> list[Path]:
 def check_run_metrics(run_dir: Path, parts: bool = True) -> None:
     """:class:`UnreadableRun` unless every metrics file of the run is a parquet file of :data:`SCHEMA`
     (footers only: cheap)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
     for f in _metrics_files(run_dir, parts):
         try:
-            schema = pq.read_schema(f)
+            file_schema = pq.read_schema(f)
         except (OSError, ValueError, pa.ArrowException) as e:
             why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise UnreadableRun(f"{f}: not a parquet file ({why[:120]}); expected hdist's metrics table") from None
-        missing = [c for c in COLUMNS if c not in schema.names]
+        missing = [c for c in COLUMNS if c not in file_schema.names]
         if missing:
             raise UnreadableRun(f"{f}: lacks the column(s) {', '.join(missing)}; expected hdist's metrics table "
                                 f"({', '.join(COLUMNS)})")
@@ -327,8 +352,9 @@ def check_run_metrics(run_dir: Path, parts: bool = True) -> None:
 def read_run_metrics(run_dir: Path, parts: bool = True) -> pa.Table:
     """All ranks' rows of one run: each rank's final file, or, with ``parts``, the flushed parts of a
     rank that has none yet (a running or killed run). Raises :class:`UnreadableRun` naming a bad file."""
+    import pyarrow as pa
     tables = [_read_table(f) for f in _metrics_files(run_dir, parts)]
-    return pa.concat_tables(tables) if tables else SCHEMA.empty_table()
+    return pa.concat_tables(tables) if tables else schema().empty_table()
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ from torch import nn
 
 from hdist import data as data_mod
 from hdist import models
+from hdist.data.root import data_root
 from hdist.types import ConfigError
 
 
@@ -156,7 +158,7 @@ class Problem:
         torch.optim.swa_utils.update_bn(inputs(), model)
         return True
 
-_CACHE: dict[str, Problem] = {}
+_CACHE: dict[str, tuple[Problem, dict]] = {}  # key -> (problem, stat stamps of the files its data read)
 _INIT_LOCK = threading.RLock()
 
 
@@ -167,11 +169,16 @@ def build_problem(cfg: Any) -> Problem:
 
 
 def _build_problem(cfg: Any) -> Problem:
-    key = json.dumps([OmegaConf.to_container(cfg.dataset, resolve=True),
-                      OmegaConf.to_container(cfg.model, resolve=True),
+    dataset = OmegaConf.to_container(cfg.dataset, resolve=True)
+    # The data root is part of what is loaded ($HDIST_DATA is not in the config); dataset.identity is what
+    # was loaded (set by hdist.launch after a first load), not a setting of the load.
+    dataset.pop("identity", None)
+    key = json.dumps([dataset, str(data_root(cfg.dataset)), OmegaConf.to_container(cfg.model, resolve=True),
                       OmegaConf.to_container(cfg.objective, resolve=True)], sort_keys=True)
     if key in _CACHE:
-        return _CACHE[key]
+        prob, stamps = _CACHE[key]
+        if _stamps(stamps) == stamps:
+            return prob
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     spec = models.get_spec(model_cfg["name"])
     input_shape = tuple(model_cfg.get("input_shape") or spec.input_shape)
@@ -190,8 +197,22 @@ def _build_problem(cfg: Any) -> Problem:
 
         bundle.info["augment_fn"] = augment
     prob = Problem(bundle, model_cfg, loss, float(cfg.objective.l2), pm1=pm1 and loss == "squared")
-    _CACHE[key] = prob
+    files = bundle.info.get("data_files") or {}
+    _CACHE[key] = (prob, _stamps({p: None for p in files if p != "generator"}))
     return prob
+
+
+def _stamps(files: dict) -> dict:
+    """(mtime, size) now of each of ``files`` (None: gone): a file rewritten since its data was cached is
+    read again (a fixed data file is other data, with its own run id: hdist.launch)."""
+    out = {}
+    for p in files:
+        try:
+            st = os.stat(p)
+            out[p] = (st.st_mtime_ns, st.st_size)
+        except OSError:
+            out[p] = None
+    return out
 
 
 def load_data(dcfg: Any, input_shape, num_classes: int, seed: int) -> data_mod.DataBundle:

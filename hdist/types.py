@@ -198,6 +198,19 @@ def seed_for(seed: int, index: int) -> int:
     return int(seed) * 1_000_003 + int(index)
 
 
+#: The dtypes a parameter server's x may be declared in (:attr:`AlgoSpec.ps_dtype`), by torch's name.
+PS_DTYPES = ("float32", "float64")
+
+
+def ps_torch_dtype(name: str) -> torch.dtype:
+    """The torch dtype of a declared :attr:`AlgoSpec.ps_dtype` name."""
+    import torch
+
+    if name not in PS_DTYPES:
+        raise ValueError(f"ps_dtype={name!r}: expected one of {', '.join(PS_DTYPES)}")
+    return getattr(torch, name)
+
+
 #: A config check: ``check(cfg)`` raises :class:`ConfigError` with one line, or returns None.
 ConfigCheck = Callable[[Any], None]
 
@@ -220,6 +233,10 @@ class AlgoSpec:
     max_workers: the most ``topology.workers`` it runs on (None: any).
     keys: the value rules of its own config keys (``"algo.<key>": (predicate, what is allowed)``,
     :mod:`hdist.rules`); the keys many algorithms share have theirs in :data:`hdist.config.RULES`.
+    ps_dtype: the dtype of the parameter server's x (:data:`PS_DTYPES`): what the algorithm hands to
+    ``ps_init`` (``hdist.algos._ps.run_ps(ps_dtype=...)``). A backend that allocates the shared x before
+    any rank starts (thread, process) reads it from :attr:`World.ps_dtype`; the dual methods declare
+    float64 so that the server's w stays w(alpha) to float64 rounding.
     """
 
     families: tuple[str, ...]
@@ -229,6 +246,11 @@ class AlgoSpec:
     check_problem: Callable[[Any, Any], None] | None = None
     max_workers: int | None = None
     keys: dict = field(default_factory=dict)
+    ps_dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if self.ps_dtype not in PS_DTYPES:
+            raise ValueError(f"AlgoSpec.ps_dtype={self.ps_dtype!r}: expected one of {', '.join(PS_DTYPES)}")
 
     @property
     def needs_server(self) -> bool:
@@ -247,12 +269,15 @@ class World:
     workers: data-parallel replicas (``topology.workers``); stages: pipeline stages of one replica
     (``topology.stages``); servers: dedicated parameter-server ranks (0 or 1; the server is rank 0);
     ranks: every rank the backend starts (one rank plays them all on a single-rank backend).
+    ps_dtype: the dtype of the parameter server's x, the algorithm's :attr:`AlgoSpec.ps_dtype`: a backend
+    that allocates the shared x at launch, before any rank calls ``ps_init``, allocates it in this.
     """
 
     workers: int
     stages: int
     servers: int
     ranks: int
+    ps_dtype: str = "float32"
 
     @property
     def compute_ranks(self) -> int:
@@ -288,7 +313,7 @@ class World:
             ranks = 1  # one rank plays every worker, server and stage (serial)
         else:
             ranks = (stages if spec.pipeline else workers) + servers
-        return cls(workers=workers, stages=stages, servers=servers, ranks=ranks)
+        return cls(workers=workers, stages=stages, servers=servers, ranks=ranks, ps_dtype=spec.ps_dtype)
 
 
 class Backend:

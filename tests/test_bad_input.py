@@ -16,8 +16,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from torch import nn
 
 import hdist.config as C
+from hdist import models
 from hdist.metrics import load_results, read_run_metrics, scan_runs
 
 SMOKE = ("scale=smoke", "progress=quiet", "algo.max_steps=2")
@@ -50,7 +52,14 @@ def bad_conf(tmp_path_factory):
     (conf / "experiment" / "bench-badsyntax.yaml").write_text(head + "stem: bench-badsyntax\nsweep: [a, b\n")
     (conf / "experiment" / "bench-badtab.yaml").write_text(head + "stem: bench-badtab\nsweep:\n\t- {seed: 1}\n")
     (conf / "experiment" / "bench-badsweep.yaml").write_text(head + "stem: bench-badsweep\nsweep: {seed: 1}\n")
+    (conf / "model" / "tokens2d.yaml").write_text("name: tokens2d\nnum_classes: 10\ninput_shape: [4, 8]\n")
     return conf
+
+
+def tokens2d(num_classes: int = 10, input_shape=(4, 8)) -> nn.Sequential:
+    """A model whose first block keeps per-token activations [T, D] (neither flat nor [C, H, W])."""
+    t, d = input_shape
+    return nn.Sequential(nn.Linear(d, d), nn.Flatten(), nn.Linear(t * d, num_classes))
 
 
 # (id, verb and arguments ({R}: the results dir, {T}: a scratch folder), words the one line must hold)
@@ -87,6 +96,11 @@ INPUTS = [
     *[(f"dfsdca-nonlinear-{b}", ["run", *SMOKE, *DUAL, f"backend={b}", f"topology.workers={w}", "results_dir={R}"],
        ["algo=dfsdca", "linear objective", "allowed"])
       for b, w in (("serial", 1), ("thread", 2), ("process", 2), ("sim", 2), ("torchdist", 2), ("mpi", 2))],
+    # DNI's synthesizer takes flat or [C, H, W] activations: a cut where they are [T, D] is refused before launch
+    # (on every backend that runs pipeline algorithms)
+    *[(f"dni-synth-shape-{b}", ["run", *SMOKE, "algo=dni", "model=tokens2d", "topology.stages=2", "algo.cuts=[1]",
+                                f"backend={b}", "results_dir={R}"],
+       ["algo.cuts=[1]", "shape [4, 8]", "allowed", "[C, H, W]"]) for b in ("serial", "process", "sim", "torchdist")],
     ("cocoa-nonlinear-process", ["run", *SMOKE, *DUAL, "algo=cocoa_plus", "backend=process", "topology.workers=2",
                                  "results_dir={R}"], ["algo.objective=ridge", "model.num_classes=2", "allowed"]),
     ("figures-bad-override", ["figures", "results_dir={R}", "algo.lr=-1"], ["algo.lr=-1", "finite number > 0"]),
@@ -117,8 +131,10 @@ def test_bad_input_is_one_line_exit_2_nothing_written(case, args, words, cli, tm
         (scratch / "ro").mkdir(mode=0o555)
     if case.endswith("-mpi") and shutil.which("mpiexec") is None:
         pytest.skip("no mpiexec: backend=mpi is not available here")
-    if case.startswith("experiment-"):
+    if case.startswith(("experiment-", "dni-")):
         monkeypatch.setattr(C, "CONF_DIR", bad_conf)
+    if case.startswith("dni-"):
+        monkeypatch.setitem(models.MODELS, "tokens2d", models.ModelSpec("tokens2d", tokens2d, 10, (4, 8), "test"))
     if case in LIBSVM:
         _write_libsvm(data_root, *LIBSVM[case])
     monkeypatch.delenv("HDIST_TEST_UNSET_VAR", raising=False)
@@ -144,9 +160,11 @@ def test_epochs_takes_a_fraction_and_whole_floats_keep_the_run_id():
     assert C.run_id(one) == C.run_id(one_float) != C.run_id(half)
 
 
-def test_changed_data_is_a_new_run_older_runs_are_kept(cli, tmp_path, data_root, capsys):
-    from hdist import problems
+def _run_dirs(results: Path) -> set[str]:
+    return {p.name for p in (results / "adhoc").iterdir()} if (results / "adhoc").exists() else set()
 
+
+def test_changed_data_is_a_new_run_older_runs_are_kept(cli, tmp_path, data_root):
     args = ("run", *SMOKE, *IJCNN1, f"results_dir={tmp_path}")
     assert cli(*args)[0] == 0
     (run_dir,) = (tmp_path / "adhoc").iterdir()
@@ -155,17 +173,68 @@ def test_changed_data_is_a_new_run_older_runs_are_kept(cli, tmp_path, data_root,
     code, _, err = cli(*args)
     assert code == 0 and "skip" in err
     _write_libsvm(data_root, val=GOOD_SVM + "1 1:0.25\n")  # the data is fixed after the run
-    problems._CACHE.clear()  # this process parsed the old file; a new process would not have
     code, _, err = cli(*args)
-    assert code == 0 and "redo" in err and "ijcnn1.val" in err, err
-    assert json.loads((run_dir / "meta.json").read_text())["data_files"] != recorded
-    # A run finished by an older hdist (no data_files in its meta.json) is still found and skipped.
-    meta = json.loads((run_dir / "meta.json").read_text())
-    del meta["data_files"]
-    (run_dir / "meta.json").write_text(json.dumps(meta))
-    _write_libsvm(data_root)
+    assert code == 0 and "skip" not in err, err
+    assert len(_run_dirs(tmp_path)) == 2  # a new run id; the old run is kept as it was
+    assert json.loads((run_dir / "meta.json").read_text())["data_files"] == recorded
+
+
+def test_data_root_with_other_contents_is_a_new_run_id(cli, tmp_path, monkeypatch):
+    """Two data roots with LIBSVM files at the same relative paths: other contents are another run id, the
+    same contents the same id (the files' names and md5s are the data's identity, not where they lie)."""
+    from hdist.launch import check_problem, prepare, run_paths
+
+    a, b, same = tmp_path / "a", tmp_path / "b", tmp_path / "same"
+    _write_libsvm(a)
+    _write_libsvm(b, tr=GOOD_SVM.replace("0.5", "0.75"))
+    _write_libsvm(same)
+
+    def rid(root: Path) -> str:
+        monkeypatch.setenv("HDIST_DATA", str(root))
+        cfg = prepare([*SMOKE, *IJCNN1, f"results_dir={tmp_path / 'r'}"])
+        check_problem(cfg)
+        return run_paths(cfg)[0]
+
+    assert rid(a) != rid(b)
+    assert rid(a) == rid(same)
+    # end to end: the same command after HDIST_DATA moved to other contents runs again under a new id
+    results = tmp_path / "results"
+    args = ("run", *SMOKE, *IJCNN1, f"results_dir={results}")
+    monkeypatch.setenv("HDIST_DATA", str(a))
+    assert cli(*args)[0] == 0
+    monkeypatch.setenv("HDIST_DATA", str(b))
     code, _, err = cli(*args)
-    assert code == 0 and "skip" in err and "redo" not in err
+    assert code == 0 and "skip" not in err and len(_run_dirs(results)) == 2, err
+    monkeypatch.setenv("HDIST_DATA", str(same))
+    code, _, err = cli(*args)
+    assert code == 0 and "skip" in err and len(_run_dirs(results)) == 2, err
+
+
+@pytest.mark.parametrize("contents, skipped", [("same", True), ("other", False), ("unrecorded", True)])
+def test_a_real_data_run_under_its_older_id_is_found_when_its_files_are_the_same(cli, tmp_path, data_root, contents,
+                                                                                  skipped):
+    """A run of files finished by an older hdist lies under the id of its config alone: found and skipped when
+    the files are the same by name and md5 (or when it recorded none), else the data is new: a new run id."""
+    from hdist import config as Cfg
+    from hdist.launch import prepare
+
+    results = tmp_path / "results"
+    args = ("run", *SMOKE, *IJCNN1, f"results_dir={results}")
+    assert cli(*args)[0] == 0
+    (new_dir,) = (results / "adhoc").iterdir()
+    old_dir = new_dir.with_name(Cfg.run_id(prepare(list(args[1:]))))  # the config-only id
+    assert old_dir != new_dir
+    new_dir.rename(old_dir)
+    meta = json.loads((old_dir / "meta.json").read_text())
+    if contents == "other":
+        meta["data_files"] = {k: "0" * 32 for k in meta["data_files"]}
+    elif contents == "unrecorded":
+        del meta["data_files"]
+    (old_dir / "meta.json").write_text(json.dumps(meta))
+    code, _, err = cli(*args)
+    assert code == 0, err
+    assert ("skip" in err) == skipped and _run_dirs(results) == ({old_dir.name} if skipped else
+                                                                   {old_dir.name, new_dir.name}), err
 
 
 def test_synthetic_data_records_its_generator(cli, tmp_path):

@@ -110,3 +110,56 @@ def test_gap_at_ijcnn1_size(tmp_path, algo):
     gap = _check_bound(cfg, df)
     exact = float(_rows(df, "duality_gap_exact").iloc[0])
     assert abs(gap.iloc[-1] - exact) < 1e-12
+
+
+@pytest.mark.parametrize("backend", ["thread", pytest.param("process", marks=pytest.mark.slow)])
+def test_dfsdca_shared_w_is_float64_on_shared_memory(tmp_path, backend):
+    """On thread and process the backend allocates the shared w before any rank starts: in the dtype dfsdca
+    declares (AlgoSpec.ps_dtype = float64), so the per-snapshot gap there is a float64 bound too (a float32
+    shared w left it at -1.5e-8 and the final gap 1.5e-8 off the exact one)."""
+    cfg, df = _run(tmp_path / backend, "dfsdca", backend, 2000, 40)
+    gap = _check_bound(cfg, df)
+    exact = float(_rows(df, "duality_gap_exact").iloc[0])
+    # How far the asynchronous run gets depends on the threads' interleaving (1e-13 to 4e-8 seen); a
+    # float32 w is off by ~1e-8 wherever it ends, 1e4 times the tolerance.
+    assert exact < 1e-6 and abs(gap.iloc[-1] - exact) < 1e-12, (gap.iloc[-1], exact)
+    assert float(_rows(df, "dual_residual").iloc[0]) < 1e-12  # the shared w is w(alpha)
+    # the serial run reaches the same optimum: both final primals lie within their gaps above P(w*)
+    scfg, sdf = _run(tmp_path / "serial", "dfsdca", "serial", 2000, 40)
+    sgap = _check_bound(scfg, sdf)
+    p, sp = _rows(df, "primal").iloc[-1], _rows(sdf, "primal").iloc[-1]
+    assert abs(p - sp) <= gap.iloc[-1] + sgap.iloc[-1] + ROUNDING
+
+
+def test_shared_memory_backends_allocate_x_in_the_declared_dtype():
+    """World carries the algorithm's declared ps_dtype to the backend; a shared x of another dtype is refused
+    at ps_init instead of rounding x0 (and every push) into it."""
+    import threading
+
+    import torch
+
+    from hdist.algos import get_algo
+    from hdist.backends._ranks import alloc_state_tensors
+    from hdist.backends.local import LocalComm, LocalState
+    from hdist.types import AlgoSpec, World
+
+    assert get_algo("dfsdca").ps_dtype == "float64" and get_algo("asysg_con").ps_dtype == "float32"
+    cfg = prepare([*IJCNN1_LIKE, "algo=dfsdca", "backend=thread", "topology.workers=2"])
+    from hdist.backends import get_backend
+
+    world = World.build(cfg, get_algo("dfsdca"), get_backend("thread"))
+    assert world.ps_dtype == "float64"
+    x, counts, scratch = alloc_state_tensors(22, 1, 64, world.ps_dtype)
+    assert x.dtype == torch.float64
+    state = LocalState(x=x, counts=counts, scratch=scratch, lock=threading.Lock(), barrier=threading.Barrier(1),
+                       abort=threading.Event(), inboxes=[None], timeout_s=5.0)
+    comm = LocalComm(state, 0, 1)
+    x0 = torch.full((22,), 1.0 + 2.0 ** -40, dtype=torch.float64)  # not a float32 number
+    comm.ps_init(x0)
+    out = torch.zeros(22, dtype=torch.float64)
+    comm.pull(out)
+    assert torch.equal(out, x0)
+    with pytest.raises(RuntimeError, match="ps_init: x0 is torch.float32"):
+        comm.ps_init(torch.zeros(22))
+    with pytest.raises(ValueError, match="ps_dtype='float16'"):
+        AlgoSpec(families=("ps",), run=lambda ctx: None, ps_dtype="float16")

@@ -334,7 +334,7 @@ def test_synthesizer_shapes_and_zero_start():
     assert torch.equal(conv(h, y), torch.zeros_like(h))  # the first synthetic gradients are 0
     flat = Synthesizer((12,), n_classes=0, width=7)
     assert flat(torch.randn(5, 12), torch.randn(5)).shape == (5, 12)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ValueError, match=r"\[3, 4\]"):  # a config that cuts there is refused before launch
         Synthesizer((3, 4), n_classes=2)
 
 

@@ -68,7 +68,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from hdist.models import split_stages
+from hdist.models import build_model, split_stages
 from hdist.problems import build_problem
 from hdist.rules import int_at_least, is_list, opt
 from hdist.schedules import lr_at
@@ -312,6 +312,27 @@ def profile(parts: list[nn.Sequential], sample: torch.Tensor) -> tuple[list[tupl
         flops.append(float(fc.get_total_flops()))
         h = out
     return ins, outs, flops
+
+
+def stage_out_shapes(cfg, problem) -> list[tuple[int, ...]]:
+    """Per stage of ``cfg``'s split (``topology.stages``, ``algo.cuts``), the output shape of one sample:
+    the model built and run on the meta device (shapes only: no memory, no compute), so that a check of
+    the split runs in the parent before launch (:func:`hdist.launch.check_problem`)."""
+    a = cfg.algo
+    kwargs = dict(problem.model_cfg)
+    name = kwargs.pop("name")
+    with torch.device("meta"):
+        model = build_model(name, **kwargs)
+    cuts = [int(c) for c in a.cuts] if a.get("cuts") is not None else None
+    parts = split_stages(model, int(cfg.topology.stages), cuts)
+    x, _ = problem.data.train[torch.arange(1)]
+    h = (problem.eval_batch(x) if problem.has_transform else x).to("meta")
+    outs = []
+    with torch.no_grad():
+        for part in parts:
+            h = part.eval()(h)
+            outs.append(tuple(h.shape[1:]))
+    return outs
 
 
 # ---------------------------------------------------------------------------------------------

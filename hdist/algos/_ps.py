@@ -26,7 +26,7 @@ import torch
 
 from hdist.problems import Problem, build_problem
 from hdist.train import Sampler, check_finite, measure, steps_per_epoch
-from hdist.types import RankCtx, seed_for
+from hdist.types import RankCtx, ps_torch_dtype, seed_for
 
 # torch's autograd engine entry point, the one torch.autograd.grad ends in (torch >= 2.3; older
 # torches take the public call, same bits).
@@ -48,7 +48,7 @@ class FlatModel:
         self.numel = offset
         self.inputs = tuple(self.params)  # what the autograd engine takes
         # The vector the parameter server holds: ``flat`` itself, or a copy in another dtype
-        # (``run_ps(ps_dtype=torch.float64)``: the dual methods' w(alpha), see dfsdca).
+        # (``run_ps(ps_dtype="float64")``: the dual methods' w(alpha), see dfsdca).
         self.ps = self.flat
 
     def grad(self, loss: torch.Tensor, scale: float | None = None) -> torch.Tensor:
@@ -202,7 +202,7 @@ WorkerLoop = Callable[[RankCtx, Problem, FlatModel, Worker, "Snapshots | None"],
 
 
 def run_ps(ctx: RankCtx, worker_loop: WorkerLoop, steps_per_update: float = 1, *, spe_global: float | None = None,
-           zero_init: bool = False, finish: Callable | None = None, ps_dtype: torch.dtype | None = None) -> None:
+           zero_init: bool = False, finish: Callable | None = None, ps_dtype: str = "float32") -> None:
     """One rank of a parameter-server algorithm: the server loop or ``worker_loop``.
 
     ``steps_per_update``: local steps behind one update of x (K for Downpour and EAMSGD, which
@@ -212,9 +212,9 @@ def run_ps(ctx: RankCtx, worker_loop: WorkerLoop, steps_per_update: float = 1, *
     x starts at 0 (dual methods: w^0 = w(alpha^0 = 0)). ``finish(ctx, problem, fm, snaps,
     spe_global, rows)``: runs on every rank after training, in place of the plain evaluation on
     rank 0 (``rows``: what ``worker_loop`` returned, None on a server); it may communicate.
-    ``ps_dtype``: the dtype of the server's x (``fm.ps``; default: the model's): float64 keeps the
-    dual methods' w(alpha) exact where the backend's server holds x in the type it is given (sim,
-    mpi; the thread and process backends' shared x is float32).
+    ``ps_dtype``: the dtype of the server's x (``fm.ps``), by name: the algorithm's declared
+    :attr:`~hdist.types.AlgoSpec.ps_dtype`, which the backends that allocate x at launch (thread,
+    process) allocate it in (float64 keeps the dual methods' w(alpha) exact on every backend).
     """
     cfg, comm, log = ctx.cfg, ctx.comm, ctx.log
     problem = build_problem(cfg)
@@ -223,8 +223,8 @@ def run_ps(ctx: RankCtx, worker_loop: WorkerLoop, steps_per_update: float = 1, *
     ctx.extra["model"] = fm.model
     if zero_init:
         fm.flat.zero_()
-    if ps_dtype is not None and ps_dtype != fm.flat.dtype:
-        fm.ps = fm.flat.to(ps_dtype)
+    if ps_torch_dtype(ps_dtype) != fm.flat.dtype:
+        fm.ps = fm.flat.to(ps_torch_dtype(ps_dtype))
     comm.ps_init(fm.ps)
     worker = Worker(ctx, problem) if comm.worker_index is not None else None
     if spe_global is None:

@@ -122,7 +122,7 @@ def objective_rows(ctx, problem: Problem, snaps: Snapshots, spe_global: float,
     """Log ``primal`` and ``suboptimality`` (PCA) or ``duality_gap`` (ridge, given the dual terms) per snapshot.
 
     All in float64 from the snapshot's x; the dual methods snapshot w(alpha) itself in float64
-    (cocoa_plus; dfsdca where the server holds x in float64), so that the gap P(w(alpha)) - D(alpha)
+    (cocoa_plus; dfsdca, whose server x is declared float64), so that the gap P(w(alpha)) - D(alpha)
     stays >= 0 down to float64 rounding instead of the ~1e-7 of a float32 copy of w.
 
     ``dual_at(version)``: sum_i (alpha_i y_i - alpha_i^2/2) of the dual variables whose updates
@@ -149,7 +149,7 @@ def objective_rows(ctx, problem: Problem, snaps: Snapshots, spe_global: float,
 
 
 def run_frame(ctx: RankCtx, worker_loop, steps_per_update: float = 1.0, spe_global: float | None = None,
-              after: Callable | None = None, zero_init: bool = False, ps_dtype: torch.dtype | None = None) -> None:
+              after: Callable | None = None, zero_init: bool = False, ps_dtype: str = "float32") -> None:
     """One rank of a parameter-server / shared-memory algorithm: :func:`hdist.algos._ps.run_ps`, and
     after training the closed-form objective rows (see the module doc).
 

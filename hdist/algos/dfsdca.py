@@ -41,10 +41,10 @@ Choices and deviations, said here:
   collects them and logs ``duality_gap`` = P(w_v) - D(alpha_v) at every snapshot of w, using
   w(alpha_v) = w_v (the bookkeeping identity). At the end it also logs the exact pair check:
   ``duality_gap_exact`` = P(w) - D(alpha) with w(alpha) computed from every worker's alpha, and
-  ``dual_residual`` = ||w - w(alpha)||. The server's w is float64 (the sum of float64 pushes,
-  so w_v = w(alpha_v) to float64 rounding) and so are the primal and the gap; on thread and
-  process the shared vector is float32 (allocated by the backend), so there the per-snapshot gap
-  is exact only to float32 rounding of w (the final ``duality_gap_exact`` is float64 everywhere).
+  ``dual_residual`` = ||w - w(alpha)||. The server's w is float64 on every backend (the sum of
+  float64 pushes, so w_v = w(alpha_v) to float64 rounding) and so are the primal and the gap:
+  the module declares it (``PS_DTYPE``, :attr:`hdist.types.AlgoSpec.ps_dtype`), and the backends
+  that allocate the shared vector before any rank starts (thread, process) allocate it in that.
 - Sparse data (LIBSVM rcv1: 47,236 features at 0.16% density) stays sparse: a worker keeps its
   shard as scipy CSR float64 (nnz x 12 bytes, not n_k x d x 8: the 20,242 rcv1_train rows would
   be 7.6 GB dense) and a step touches only x_i's non-zeros (x_i'w over them, v[idx] += r x_i).
@@ -68,6 +68,9 @@ from hdist.rules import int_at_least, one_of, opt
 from hdist.types import AlgoSpec, ConfigError
 
 FAMILIES = ("ps",)
+#: the server's w: float64, so that w = w(alpha) and the per-snapshot duality gap is a bound down to
+#: float64 rounding (the thread and process backends allocate their shared w in it, AlgoSpec.ps_dtype)
+PS_DTYPE = "float64"
 
 #: the value rules of this algorithm's own keys (hdist.rules)
 KEYS = {
@@ -211,7 +214,7 @@ def worker_loop(ctx, problem, fm, w, snaps):
         pushes = min(pushes, max(1, math.ceil(int(cfg.algo.max_steps) / comm.n_workers)))
     w.total_local = pushes
     rng = np.random.default_rng(ctx.worker_seed())
-    x = fm.ps  # the server's w: float64 where the backend keeps the dtype (run_frame's ps_dtype)
+    x = fm.ps  # the server's w, in PS_DTYPE (float64)
     version = comm.pull(x)  # receive w
     w.pulled(version, x, snaps)
     wv = x.detach().to(torch.float64).numpy().copy()
@@ -282,9 +285,9 @@ def run(ctx) -> None:
     cfg = ctx.cfg
     # One update of x is one push of H dual steps: n / H updates make a pass over the data.
     n = len(build_problem(cfg).data.train)
-    # w = w(alpha) is the sum of every push: kept in float64 (where the backend's server keeps the
-    # dtype it is given), so that the per-snapshot duality gap is a bound down to float64 rounding.
-    run_frame(ctx, worker_loop, spe_global=n / int(cfg.algo.h), after=after, zero_init=True, ps_dtype=torch.float64)
+    # w = w(alpha) is the sum of every push: kept in PS_DTYPE (float64), so that the per-snapshot duality
+    # gap is a bound down to float64 rounding.
+    run_frame(ctx, worker_loop, spe_global=n / int(cfg.algo.h), after=after, zero_init=True, ps_dtype=PS_DTYPE)
 
 
-SPEC = AlgoSpec(FAMILIES, run, validate=validate, check_problem=check_problem, keys=KEYS)
+SPEC = AlgoSpec(FAMILIES, run, validate=validate, check_problem=check_problem, keys=KEYS, ps_dtype=PS_DTYPE)

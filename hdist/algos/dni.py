@@ -64,6 +64,24 @@ KEYS = {
 RMS_DECAY = 0.99  # weight of the old value in the running RMS of the synthesizer's targets
 
 
+#: activation ranks (per sample) a synthesizer is built for: flat [D] (linear layers), [C, H, W] (convolutions)
+SYNTH_RANKS = (1, 3)
+
+
+def check_problem(cfg, problem) -> None:
+    """Every cut falls where the activations have a shape a synthesizer is built for (run in the parent,
+    before launch, on every backend: :func:`hdist.launch.check_problem`)."""
+    outs = pipeline.stage_out_shapes(cfg, problem)
+    for k, shape in enumerate(outs[:-1]):  # the last stage backpropagates its loss: no synthesizer
+        if len(shape) not in SYNTH_RANKS:
+            cuts = cfg.algo.get("cuts")
+            where = f"algo.cuts={[int(c) for c in cuts]}" if cuts is not None else \
+                f"algo.cuts=null (balanced over topology.stages={int(cfg.topology.stages)})"
+            raise ConfigError(f"{where}: algo=dni's stage {k + 1} of model={problem.model_cfg.get('name')} outputs "
+                              f"activations of shape {list(shape)}, which no synthesizer takes; allowed: cuts where "
+                              f"the activations are flat [D] or [C, H, W]")
+
+
 class Synthesizer(nn.Module):
     """M(h, y) -> b x dL/dh for an activation of per-sample ``shape`` ([C, H, W] or [D])."""
 
@@ -85,9 +103,8 @@ class Synthesizer(nn.Module):
                 nn.Linear(d + cond, w), nn.BatchNorm1d(w, track_running_stats=False), nn.ReLU(),
                 nn.Linear(w, w), nn.BatchNorm1d(w, track_running_stats=False), nn.ReLU(),
                 nn.Linear(w, d))
-        else:
-            raise ConfigError(f"algo=dni: no synthesizer for activations of shape {list(shape)} (a split must "
-                              f"fall where activations are [C, H, W] or flat); choose other algo.cuts")
+        else:  # check_problem refuses such a split before launch
+            raise ValueError(f"Synthesizer: activations of shape {list(shape)}; expected [C, H, W] or [D]")
         out = self.net[-1]
         nn.init.zeros_(out.weight)  # the first synthetic gradients are 0
         nn.init.zeros_(out.bias)
@@ -199,4 +216,4 @@ def run(ctx) -> None:
     pipeline.run(ctx, DNIStage)
 
 
-SPEC = AlgoSpec(FAMILIES, run, validate=validate, keys=KEYS)
+SPEC = AlgoSpec(FAMILIES, run, validate=validate, check_problem=check_problem, keys=KEYS)

@@ -19,7 +19,7 @@ from hdist.metrics import MetricsLogger
 from hdist.progress import QuietProgress, make_progress
 from hdist.rundir import WriteFailed
 from hdist.runtime import timed_comm
-from hdist.types import Diverged, PeerFailed, RankCtx
+from hdist.types import Diverged, PeerFailed, RankCtx, ps_torch_dtype
 
 
 def threads_per_rank(cfg, ranks: int) -> int:
@@ -83,9 +83,12 @@ def scratch_slot(n_params: int) -> int:
     return slot + slot % 2
 
 
-def alloc_state_tensors(n_params: int, world: int, slot: int):
+def alloc_state_tensors(n_params: int, world: int, slot: int, ps_dtype: str = "float32"):
+    """The shared x (in the algorithm's declared ``ps_dtype``, :attr:`hdist.types.World.ps_dtype`), the
+    per-rank update counts and the collective slots of a shared-memory backend."""
     d = max(1, int(n_params))
-    return (torch.zeros(d), torch.zeros(world, dtype=torch.int64), torch.zeros(world, slot))
+    return (torch.zeros(d, dtype=ps_torch_dtype(ps_dtype)), torch.zeros(world, dtype=torch.int64),
+            torch.zeros(world, slot))
 
 
 def nan_to_none(v):

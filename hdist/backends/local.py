@@ -181,6 +181,11 @@ class LocalComm(RealClock):
 
     # --- parameter server / shared state ------------------------------------------------------
     def ps_init(self, x0: torch.Tensor) -> None:
+        if x0.dtype != self.s.x.dtype:
+            # x was allocated at launch in the algorithm's declared AlgoSpec.ps_dtype; copying another dtype in
+            # would round (float64 -> float32) without a word
+            raise RuntimeError(f"ps_init: x0 is {x0.dtype} but the shared x was allocated as {self.s.x.dtype} "
+                               f"(the algorithm's AlgoSpec.ps_dtype): declare the dtype the algorithm hands to ps_init")
         if self.rank == 0:
             self.s.x.copy_(x0.view(-1))
             self.s.counts.zero_()

@@ -85,9 +85,12 @@ def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], world: World,
            n_params: int = 0) -> None:
     from omegaconf import OmegaConf
 
+    ps_dtype = world.ps_dtype
     world = world.ranks  # the workers, or one process per stage of a pipeline algorithm (no server rank here)
     mp = _context(str(cfg.backend.get("start_method", "forkserver")))
-    x, counts, scratch = alloc_state_tensors(n_params, world, scratch_slot(n_params))
+    # x in the algorithm's declared dtype: it is shared memory made before any rank runs, so ps_init
+    # cannot choose it
+    x, counts, scratch = alloc_state_tensors(n_params, world, scratch_slot(n_params), ps_dtype)
     for t in (x, counts, scratch):
         t.share_memory_()
     timeout_s = float(cfg.backend.timeout_s)

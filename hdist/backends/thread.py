@@ -27,7 +27,8 @@ def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], world: World,
     import torch
 
     size = world.ranks
-    x, counts, scratch = alloc_state_tensors(n_params, size, scratch_slot(n_params))
+    # x in the algorithm's declared dtype: it exists before any rank runs, so ps_init cannot choose it
+    x, counts, scratch = alloc_state_tensors(n_params, size, scratch_slot(n_params), world.ps_dtype)
     state = LocalState(x=x, counts=counts, scratch=scratch, lock=threading.Lock(),
                        barrier=threading.Barrier(size), abort=threading.Event(),
                        inboxes=[queue.Queue() for _ in range(size)], timeout_s=float(cfg.backend.timeout_s))

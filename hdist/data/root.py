@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import sys
@@ -446,17 +447,11 @@ def data_files(paths: list[Path]) -> dict[str, str]:
     return {str(Path(p).absolute()): ("folder" if Path(p).is_dir() else md5sum(p)) for p in paths}
 
 
-def changed_files(recorded: dict[str, str]) -> list[str]:
-    """The recorded files (:func:`data_files`) that are gone or whose md5 differs now."""
-    changed = []
-    for path, md5 in recorded.items():
-        p = Path(path)
-        if md5 == "folder":
-            if not p.is_dir():
-                changed.append(path)
-        elif not p.is_file() or md5sum(p) != md5:
-            changed.append(path)
-    return changed
+def contents_identity(files: dict[str, str]) -> str:
+    """The identity of the data a loader read (:func:`data_files`): a hash of each file's name and md5, so
+    that the same files under another data root are the same data, and any changed byte is other data."""
+    pairs = sorted((Path(p).name, md5) for p, md5 in files.items())
+    return hashlib.sha256(json.dumps(pairs, separators=(",", ":")).encode()).hexdigest()[:16]
 
 
 def resolve(dataset_name: str, filename: str, cfg: Any = None) -> Path:
