@@ -142,11 +142,16 @@ def _span(v: list[int]) -> str:
     return "/".join(map(str, v)) if len(v) <= 4 else f"{v[0]}-{v[-1]}"
 
 
-def stand_ins(df: pd.DataFrame, models: Iterable[str] = (), batch: int | None = None,
+def _ints(v: int | Iterable[int]) -> list[int]:
+    return sorted({int(v)} if isinstance(v, (int, np.integer)) else {int(x) for x in v})
+
+
+def stand_ins(df: pd.DataFrame, models: Iterable[str] = (), batch: int | Iterable[int] | None = None,
               workers: int | Iterable[int] | None = None) -> list[str]:
     """What the runs in ``df`` ran in place of the paper's setting, read from their stored config: the models
-    that are none of the paper's ``models``, a batch (:func:`batch_of`) other than the paper's ``batch``, worker
-    counts outside the paper's ``workers`` (one count, or the counts it sweeps). [] when they ran the paper's."""
+    that are none of the paper's ``models``, batches (:func:`batch_of`) outside the paper's ``batch`` and worker
+    counts outside its ``workers`` (each one value, or the values the paper sweeps). [] when they ran the
+    paper's."""
     if not len(df):
         return []
     out = []
@@ -156,18 +161,18 @@ def stand_ins(df: pd.DataFrame, models: Iterable[str] = (), batch: int | None = 
         if any(_key(m) not in paper for m in ran):
             out.append(", ".join(ran))
     b = _values(batch_of(df)) if batch is not None else []
-    if b and b != [int(batch)]:
-        out.append(f"B={_span(b)} not {int(batch)}")
+    if b and not set(b) <= set(_ints(batch)):
+        out.append(f"B={_span(b)} not {_span(_ints(batch))}")
     if workers is not None and "workers" in df.columns:
-        want = sorted({int(workers)} if isinstance(workers, (int, np.integer)) else {int(w) for w in workers})
+        want = _ints(workers)
         w = _values(df["workers"])
         if w and not set(w) <= set(want):
             out.append(f"{_span(w)} workers not {_span(want)}")
     return out
 
 
-def run_as(df: pd.DataFrame, name: str, models: Iterable[str] | None = None, batch: int | None = None,
-           workers: int | Iterable[int] | None = None) -> str:
+def run_as(df: pd.DataFrame, name: str, models: Iterable[str] | None = None,
+           batch: int | Iterable[int] | None = None, workers: int | Iterable[int] | None = None) -> str:
     """``name`` (the paper's network or setting), with " (run as resnet8, B=8 not 128)" when the runs in ``df``
     used another model, batch or worker count (:func:`stand_ins`; ``models``: the paper's, by default ``name``
     itself): titles and claims name what actually ran. The one helper every stem labels with."""
@@ -176,7 +181,7 @@ def run_as(df: pd.DataFrame, name: str, models: Iterable[str] | None = None, bat
 
 
 def name_claims(claims: list, df: pd.DataFrame, name: str, models: Iterable[str] | None = None,
-                batch: int | None = None, workers: int | Iterable[int] | None = None) -> list:
+                batch: int | Iterable[int] | None = None, workers: int | Iterable[int] | None = None) -> list:
     """``claims`` with :func:`run_as`'s label before each claim's text, when the runs in ``df`` used a model,
     batch or worker count other than the paper's (a claim already holding the label is left as it is): a
     claim about a stand-in says so. Unchanged when the runs used the paper's setting."""
