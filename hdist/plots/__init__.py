@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Iterable
+from typing import Iterable, Mapping
 
 import matplotlib
 
@@ -179,6 +179,19 @@ def run_as(df: pd.DataFrame, name: str, models: Iterable[str] | None = None,
     parts = stand_ins(df, [name] if models is None else models, batch, workers)
     return f"{name} (run as {', '.join(parts)})" if parts else name
 
+
+
+def model_label(df: pd.DataFrame, model: str | None, paper: Mapping[str, str], batch: int | Iterable[int] | None = None,
+                workers: int | Iterable[int] | None = None) -> str:
+    """:func:`run_as` for the runs of one ``model`` in ``df`` (None: all of them) in a stem whose paper has several
+    networks (``paper``: model key -> the paper's name). A model that is none of the paper's stands for all of
+    them: "ResNet-164/101 (run as resnet8, B=8 not 128)"."""
+    d = df if model is None or "model" not in df.columns else df[df["model"] == model]
+    names = list(paper.values())
+    heads = {n.split("-")[0] for n in names}
+    every = (names[0].split("-")[0] + "-" + "/".join(n.split("-", 1)[1] for n in names)
+             if len(heads) == 1 and all("-" in n for n in names) else "/".join(names))
+    return run_as(d, paper.get(str(model), every), models=paper, batch=batch, workers=workers)
 
 def name_claims(claims: list, df: pd.DataFrame, name: str, models: Iterable[str] | None = None,
                 batch: int | Iterable[int] | None = None, workers: int | Iterable[int] | None = None) -> list:

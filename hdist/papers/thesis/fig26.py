@@ -12,19 +12,13 @@ import pandas as pd
 
 from hdist.claims import Claim, not_checked
 from hdist.papers.thesis.pipeline_mem import stage_rows
-from hdist.plots import data_note, figure, legend, run_as
+from hdist.plots import data_note, figure, legend, model_label
 
 #: "Close to 1" for the second half's mean sigma of the lowest module (the figure shows about 0.8-1 late).
 NEAR_ONE = 0.8
 #: The thesis' networks and batch (6.5.1-6.5.2): titles and claims name the model and batch run where they differ.
 PAPER = {"resnet164": "ResNet-164", "resnet101": "ResNet-101"}
 BATCH = 128
-
-
-def label(df: pd.DataFrame, model: str | None = None) -> str:
-    """The paper's network of ``model``'s runs (both, for a stand-in or all runs) and what ran in its place."""
-    d = df if model is None else df[df["model"] == model]
-    return run_as(d, PAPER.get(str(model), "ResNet-164/101"), models=PAPER, batch=BATCH)
 
 
 def sigma(df: pd.DataFrame) -> pd.DataFrame:
@@ -34,7 +28,8 @@ def sigma(df: pd.DataFrame) -> pd.DataFrame:
 def plot(df: pd.DataFrame):
     s = sigma(df)
     models = sorted(s["model"].unique()) or ["(no runs)"]
-    fig, axes = figure(len(models), title=f"thesis fig. 26: sufficient-direction constant sigma (FR), {label(df)}"
+    who = model_label(df, None, PAPER, BATCH)
+    fig, axes = figure(len(models), title=f"thesis fig. 26: sufficient-direction constant sigma (FR), {who}"
                        + data_note(df))
     for ax, model in zip(axes, models):
         g = s[s["model"] == model]
@@ -45,7 +40,7 @@ def plot(df: pd.DataFrame):
         ax.axhline(1, color="k", lw=0.6, ls=":")
         ax.set_xlabel("epochs")
         ax.set_ylabel("sigma")
-        ax.set_title(label(df, model), fontsize=9)
+        ax.set_title(model_label(df, model, PAPER, BATCH), fontsize=9)
         ax.grid(alpha=0.3)
         legend(ax)
     fig.tight_layout()
@@ -55,10 +50,11 @@ def plot(df: pd.DataFrame):
 def check(df: pd.DataFrame) -> list[Claim]:
     s = sigma(df)
     if s.empty:
-        return [not_checked(f"{label(df)}: sigma > 0 throughout", "sigma > 0", "no sigma rows")]
+        who = model_label(df, None, PAPER, BATCH)
+        return [not_checked(f"{who}: sigma > 0 throughout", "sigma > 0", "no sigma rows")]
     out = []
     for model, g in s.groupby("model"):
-        name = label(df, model)
+        name = model_label(df, model, PAPER, BATCH)
         lo = float(g["value"].min())
         out.append(Claim(f"{name}: sigma > 0 for every module at every measurement", "sigma > 0 all the time",
                          f"min {lo:.3g} over {len(g)} measurements", bool(lo > 0)))

@@ -14,7 +14,7 @@ import pandas as pd
 
 from hdist.claims import Claim, not_checked
 from hdist.papers.thesis.pipeline_mem import md_table, memory_model, memory_panel, mib
-from hdist.plots import data_note, figure, run_as
+from hdist.plots import data_note, figure, model_label
 
 #: "Close": FR at most this multiple of BP's memory (issue 8's benchmark (b) goal: FR <= 1.25 x BP at K = 4).
 CLOSE = 1.25
@@ -25,19 +25,14 @@ PAPER = {"resnet164": "ResNet-164", "resnet101": "ResNet-101", "resnet152": "Res
 BATCH = 128
 
 
-def label(df: pd.DataFrame, model: str | None = None) -> str:
-    """The paper's network of ``model``'s runs (all three, for a stand-in or all runs) and what ran in its place."""
-    d = df if model is None else df[df["model"] == model]
-    return run_as(d, PAPER.get(str(model), "ResNet-164/101/152"), models=PAPER, batch=BATCH)
-
-
 def plot(df: pd.DataFrame):
     mm = memory_model(df)
     models = sorted(mm["model"].unique()) or ["(no runs)"]
-    fig, axes = figure(len(models), title=f"thesis fig. 27: memory vs modules K, {label(df)}" + data_note(df))
+    who = model_label(df, None, PAPER, BATCH)
+    fig, axes = figure(len(models), title=f"thesis fig. 27: memory vs modules K, {who}" + data_note(df))
     for ax, model in zip(axes, models):
         memory_panel(ax, mm, model)
-        ax.set_title(label(df, model), fontsize=9)
+        ax.set_title(model_label(df, model, PAPER, BATCH), fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -46,10 +41,10 @@ def check(df: pd.DataFrame) -> list[Claim]:
     mm = memory_model(df)
     out = []
     if mm.empty:
-        return [not_checked(f"{label(df)}: FR's memory close to BP's; DDG > 2x BP at K = 4", "fig. 27",
-                            "no memory rows")]
+        who = model_label(df, None, PAPER, BATCH)
+        return [not_checked(f"{who}: FR's memory close to BP's; DDG > 2x BP at K = 4", "fig. 27", "no memory rows")]
     for model, g in mm.groupby("model"):
-        who = label(df, model)
+        who = model_label(df, model, PAPER, BATCH)
         fr = g[(g["algo"] == "fr") & (g["K"] > 1)].dropna(subset=["vs_bp"])
         name = f"{who}: FR's memory is close to BP's (<= {CLOSE} x BP at every K)"
         if fr.empty:
