@@ -37,6 +37,7 @@ def plot(df: pd.DataFrame):
                        "vs mNAG at the largest B" + data_note(df))
     for i, model in enumerate(models):
         g = d[d["model"] == model]
+        model = run_as(g, model, batch=BATCHES)
         curves(axes[2 * i], g, "train_loss_full", by="method", ylabel=f"{model}: training loss", logy=True)
         curves(axes[2 * i + 1], g, "test_acc", by="method", ylabel=f"{model}: test accuracy")
     fig.tight_layout()

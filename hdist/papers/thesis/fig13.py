@@ -13,7 +13,7 @@ import pandas as pd
 
 from hdist.claims import Claim, curve, not_checked, settle
 from hdist.papers.thesis.large_batch import column, final_loss
-from hdist.plots import curves, data_note, figure, stand_ins
+from hdist.plots import curves, data_note, figure, run_as
 
 MODELS = ("resnet56", "vgg11_bn")
 #: "A large margin": the best LARS warmup's final training loss is at least this many times CLARS's.
@@ -23,9 +23,9 @@ BATCH = 8192
 
 
 def batch_note(df: pd.DataFrame) -> str:
-    """"B=8192" as the thesis, or "B=8 not 8192" for the batch the runs actually used (micro-batch x
-    accumulation steps x workers: :func:`hdist.plots.batch_of`)."""
-    return "; ".join(stand_ins(df, batch=BATCH)) or f"B={BATCH}"
+    """"B=8192" as the thesis, or "B=8192 (run as B=8 not 8192)" for the batch the runs actually used
+    (micro-batch x accumulation steps x workers: :func:`hdist.plots.batch_of`)."""
+    return run_as(df, f"B={BATCH}", models=(), batch=BATCH)
 
 
 def labelled(df: pd.DataFrame) -> pd.DataFrame:
