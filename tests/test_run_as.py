@@ -17,7 +17,7 @@ import pytest
 
 from hdist import config as C
 from hdist.figures import check_claims, load_experiment
-from hdist.plots import batch_of, model_label, run_as, stand_ins
+from hdist.plots import batch_of, model_label, models_run, run_as, stand_ins
 from hdist.sweeps import experiment_runs
 
 #: Initial values of the metrics the checks read, and the per-stage metrics (k = 1..K) of the pipeline stems.
@@ -25,7 +25,8 @@ START = {"train_loss": 2.3, "train_loss_full": 2.3, "test_loss": 2.3, "test_erro
          "m_k/conv1.weight": 1.0, "m_k/fc.weight": 2.0}
 PER_STAGE = {"forward_s": 0.1, "backward_s": 0.2, "wait_s": 0.0, "sigma": 0.5}
 #: Config keys that can change the model, batch or workers of a run: one composition per distinct value.
-SETTING_KEYS = ("model", "model.name", "net", "algo.batch_size", "algo.accum_steps", "topology.workers")
+SETTING_KEYS = ("model", "model.name", "model.depth", "net", "algo.batch_size", "algo.accum_steps",
+                "topology.workers")
 COLUMNS = {"topology.workers": "workers", "topology.stages": "stages"}
 
 
@@ -58,6 +59,8 @@ def _frame(stem: str, scale: str, extra: tuple[str, ...], memory: bool) -> pd.Da
                 "workers": int(cfg.topology.workers), "stages": int(_value(sets.get("topology.stages", "null"))
                                                                     or cfg.topology.get("stages", 1)),
                 "scale": scale, "status": "done", "stand_in_for": "", "seed": 0, "run_id": f"r{i:03d}"}
+        if cfg.model.get("depth") is not None:
+            cols["model.depth"] = int(cfg.model.depth)
         for k, v in cfg.algo.items():
             if isinstance(v, (int, float, str, bool)):
                 cols[f"algo.{k}"] = v
@@ -98,19 +101,19 @@ def labels(stem: str, df: pd.DataFrame) -> tuple[str, list[str]]:
 #: The default suite takes the stems the issue names (2-4 s each); the others are slow.
 FAST = [("thesis-fig9", ["algo.batch_size=8"], False), ("thesis-fig26", [], False), ("thesis-fig27", [], False),
         ("thesis-fig28", [], False), ("thesis-table3", [], False), ("thesis-table6", [], False),
-        ("thesis-fig13", [], False)]
+        ("thesis-fig13", [], False), ("kavg18-fig1", [], False)]
 #: With memory rows, the memory stems build the model (torch) to predict the bytes: seconds.
 SLOW = [("thesis-fig27", [], True), ("thesis-table6", [], True), ("thesis-fig20", [], False),
         ("thesis-table5", [], False), ("thesis-table7", [], False), ("thesis-fig17", [], False),
         ("thesis-fig12", ["algo.batch_size=8"], False), ("thesis-fig14", [], False), ("thesis-fig10", [], False),
-        ("thesis-fig22", [], False)]
+        ("thesis-fig22", [], False), *((f"kavg18-fig{n}", [], False) for n in range(2, 8))]
 STEMS = FAST + [pytest.param(*s, marks=pytest.mark.slow) for s in SLOW]
 
 
 @pytest.mark.parametrize("stem,extra,memory", STEMS)
 def test_a_stand_in_is_named_in_the_title_and_every_claim(stem, extra, memory):
     small, paper = frame(stem, "smoke", *extra, memory=memory), frame(stem, "paper")
-    other_model = sorted(set(small["model"]) - set(paper["model"]))
+    other_model = sorted(set(models_run(small)) - set(models_run(paper)))
     other_batch = sorted({int(b) for b in batch_of(small).dropna()} - {int(b) for b in batch_of(paper).dropna()})
     assert other_model or other_batch, f"{stem}: smoke runs the paper's setting; the test needs a stand-in"
     fig, claims = labels(stem, small)

@@ -134,6 +134,17 @@ def batch_of(df: pd.DataFrame) -> pd.Series:
     return b
 
 
+def models_run(df: pd.DataFrame) -> pd.Series:
+    """The model of each row as the runs' config names it: ``model``, with ``model.depth`` where the config has
+    one the name does not say (vgg at depth 11: "vgg11")."""
+    m = df["model"].astype(object)
+    if "model.depth" in df.columns:
+        d = pd.to_numeric(df["model.depth"], errors="coerce")
+        m = pd.Series([f"{a}{int(b)}" if b == b and not str(a).endswith(str(int(b))) else a for a, b in zip(m, d)],
+                      index=df.index, dtype=object)
+    return m.where(df["model"].notna())
+
+
 def _values(s: pd.Series) -> list[int]:
     return sorted({int(v) for v in pd.to_numeric(s, errors="coerce").dropna()})
 
@@ -157,7 +168,7 @@ def stand_ins(df: pd.DataFrame, models: Iterable[str] = (), batch: int | Iterabl
     out = []
     paper = {_key(m) for m in models}
     if paper and "model" in df.columns:
-        ran = sorted({str(m) for m in df["model"].dropna().unique()})
+        ran = sorted(set(models_run(df).dropna()))
         if any(_key(m) not in paper for m in ran):
             out.append(", ".join(ran))
     b = _values(batch_of(df)) if batch is not None else []
