@@ -150,7 +150,7 @@ def _values(s: pd.Series) -> list[int]:
 
 
 def _span(v: list[int]) -> str:
-    return "/".join(map(str, v)) if len(v) <= 4 else f"{v[0]}-{v[-1]}"
+    return "/".join(map(str, v if len(v) <= 4 else [v[0], v[1], "...", v[-1]]))
 
 
 def _ints(v: int | Iterable[int]) -> list[int]:
@@ -159,7 +159,7 @@ def _ints(v: int | Iterable[int]) -> list[int]:
 
 def stand_ins(df: pd.DataFrame, models: Iterable[str] = (), batch: int | Iterable[int] | None = None,
               workers: int | Iterable[int] | None = None) -> list[str]:
-    """What the runs in ``df`` ran in place of the paper's setting, read from their stored config: the models
+    """What the runs in ``df`` ran in place of the paper's setting, read from their stored config: their models
     that are none of the paper's ``models``, batches (:func:`batch_of`) outside the paper's ``batch`` and worker
     counts outside its ``workers`` (each one value, or the values the paper sweeps). [] when they ran the
     paper's."""
@@ -168,9 +168,9 @@ def stand_ins(df: pd.DataFrame, models: Iterable[str] = (), batch: int | Iterabl
     out = []
     paper = {_key(m) for m in models}
     if paper and "model" in df.columns:
-        ran = sorted(set(models_run(df).dropna()))
-        if any(_key(m) not in paper for m in ran):
-            out.append(", ".join(ran))
+        other = sorted({m for m in models_run(df).dropna() if _key(m) not in paper})
+        if other:
+            out.append(", ".join(other))
     b = _values(batch_of(df)) if batch is not None else []
     if b and not set(b) <= set(_ints(batch)):
         out.append(f"B={_span(b)} not {_span(_ints(batch))}")
