@@ -101,12 +101,15 @@ def labels(stem: str, df: pd.DataFrame) -> tuple[str, list[str]]:
 #: The default suite takes the stems the issue names (2-4 s each); the others are slow.
 FAST = [("thesis-fig9", ["algo.batch_size=8"], False), ("thesis-fig26", [], False), ("thesis-fig27", [], False),
         ("thesis-fig28", [], False), ("thesis-table3", [], False), ("thesis-table6", [], False),
-        ("thesis-fig13", [], False), ("kavg18-fig1", [], False)]
+        ("thesis-fig13", [], False), ("kavg18-fig1", [], False), ("lian15-table-incon", [], False),
+        ("huo17-fig1", ["algo.batch_size=32"], False)]
 #: With memory rows, the memory stems build the model (torch) to predict the bytes: seconds.
 SLOW = [("thesis-fig27", [], True), ("thesis-table6", [], True), ("thesis-fig20", [], False),
         ("thesis-table5", [], False), ("thesis-table7", [], False), ("thesis-fig17", [], False),
         ("thesis-fig12", ["algo.batch_size=8"], False), ("thesis-fig14", [], False), ("thesis-fig10", [], False),
-        ("thesis-fig22", [], False), *((f"kavg18-fig{n}", [], False) for n in range(2, 8))]
+        ("thesis-fig22", [], False), *((f"kavg18-fig{n}", [], False) for n in range(2, 8)),
+        ("huo17-fig2", ["algo.batch_size=32"], False), ("huo17-fig3", ["algo.batch_size=32"], False),
+        ("huo17-fig4", ["algo.batch_size=32"], False)]
 STEMS = FAST + [pytest.param(*s, marks=pytest.mark.slow) for s in SLOW]
 
 
@@ -115,7 +118,8 @@ def test_a_stand_in_is_named_in_the_title_and_every_claim(stem, extra, memory):
     small, paper = frame(stem, "smoke", *extra, memory=memory), frame(stem, "paper")
     other_model = sorted(set(models_run(small)) - set(models_run(paper)))
     other_batch = sorted({int(b) for b in batch_of(small).dropna()} - {int(b) for b in batch_of(paper).dropna()})
-    assert other_model or other_batch, f"{stem}: smoke runs the paper's setting; the test needs a stand-in"
+    other_workers = sorted(set(small["workers"]) - set(paper["workers"]))
+    assert other_model or other_batch or other_workers, f"{stem}: smoke runs the paper's setting; needs a stand-in"
     fig, claims = labels(stem, small)
     assert claims
     for text in (fig, *claims):
@@ -123,6 +127,7 @@ def test_a_stand_in_is_named_in_the_title_and_every_claim(stem, extra, memory):
         said = text[text.index("(run as "):]
         assert all(m in said for m in other_model), f"{stem}: {other_model} not named in {text!r}"
         assert all(f"B={b}" in said or f"/{b}" in said for b in other_batch), f"{stem}: B={other_batch} in {text!r}"
+        assert not other_workers or " workers not " in said, f"{stem}: workers {other_workers} in {text!r}"
 
 
 @pytest.mark.parametrize("stem", [s for s, _, _ in FAST]
