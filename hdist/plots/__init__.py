@@ -191,7 +191,6 @@ def run_as(df: pd.DataFrame, name: str, models: Iterable[str] | None = None,
     return f"{name} (run as {', '.join(parts)})" if parts else name
 
 
-
 def model_label(df: pd.DataFrame, model: str | None, paper: Mapping[str, str], batch: int | Iterable[int] | None = None,
                 workers: int | Iterable[int] | None = None) -> str:
     """:func:`run_as` for the runs of one ``model`` in ``df`` (None: all of them) in a stem whose paper has several
@@ -203,6 +202,7 @@ def model_label(df: pd.DataFrame, model: str | None, paper: Mapping[str, str], b
     every = (names[0].split("-")[0] + "-" + "/".join(n.split("-", 1)[1] for n in names)
              if len(heads) == 1 and all("-" in n for n in names) else "/".join(names))
     return run_as(d, paper.get(str(model), every), models=paper, batch=batch, workers=workers)
+
 
 def name_claims(claims: list, df: pd.DataFrame, name: str, models: Iterable[str] | None = None,
                 batch: int | Iterable[int] | None = None, workers: int | Iterable[int] | None = None) -> list:
