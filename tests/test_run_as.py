@@ -150,3 +150,18 @@ def test_run_as_reads_model_batch_and_workers_from_the_config_columns():
     assert list(batch_of(dp)) == [8192] and stand_ins(dp, ["VGG-11-BN"], batch=8192) == []
     assert model_label(df, "resnet8", {"resnet164": "ResNet-164", "resnet101": "ResNet-101"}, 128) == \
         "ResNet-164/101 (run as resnet8, B=8 not 128)"
+
+
+@pytest.mark.slow  # one kavg18 smoke run (~10 s)
+def test_a_smoke_runs_stand_in_is_read_from_its_results(cli, tmp_path):
+    """End to end: vgg's depth is no part of its name, so the results frame carries ``model.depth`` and the
+    claims of a smoke run (VGG-11, B=4, 2 learners) name them."""
+    from hdist.metrics import load_results
+
+    code, _, err = cli("run", "experiment=kavg18-fig1", "scale=smoke", "algo=kavg", "topology.workers=2",
+                       "progress=quiet", f"results_dir={tmp_path}")
+    assert code == 0, err
+    df = load_results(tmp_path)
+    assert set(df["model.depth"]) == {11}
+    claims = check_claims(load_experiment("kavg18-fig1"), df)
+    assert claims and all("(run as vgg11, B=4 not 16, 2 workers not 8/16/.../128)" in c.claim for c in claims)
