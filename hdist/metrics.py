@@ -374,8 +374,9 @@ BASE_COLUMNS = {
     "seed": "seed", "scale": "scale.name",
 }
 
-# Config keys loaded as columns whether or not they vary (the hyperparameters figures label by).
-ALWAYS_PREFIXES = ("algo.", "scale.")
+# Config keys loaded as columns whether or not they vary (the hyperparameters figures label by; a network's
+# depth where its name does not say it, vgg's: titles and claims name the model run).
+ALWAYS_PREFIXES = ("algo.", "scale.", "model.depth")
 
 
 def iter_runs(results_dir: Path, stems: Iterable[str] | None = None) -> Iterable[Path]:

@@ -4,11 +4,15 @@
   aggregated as a mean line and a min-max band.
 - :func:`speedup`: speedup against workers with the ideal (linear) line.
 - :func:`table`: a table drawn as a figure (for the papers' tables).
+- :func:`run_as` / :func:`name_claims`: the paper's network in titles and claims, with the model, batch
+  and worker count the runs actually used where they differ (read from the runs' config columns).
 """
 
 from __future__ import annotations
 
-from typing import Iterable
+import dataclasses
+import re
+from typing import Iterable, Mapping
 
 import matplotlib
 
@@ -111,10 +115,101 @@ def data_note(df: pd.DataFrame) -> str:
     return ""
 
 
-def run_as(df: pd.DataFrame, name: str) -> str:
-    """``name`` (the paper's network), with " (run as resnet8)" when the runs used another model (the smoke
-    scale's stand-in): titles and claims name the model actually run."""
-    models = sorted({str(m) for m in df["model"].dropna().unique()}) if "model" in df.columns and len(df) else []
-    if not models or [m.lower().replace("-", "") for m in models] == [name.lower().replace("-", "")]:
-        return name
-    return f"{name} (run as {', '.join(models)})"
+def _key(model) -> str:
+    """A model's name compared loosely: "ResNet-110", "resnet110" and "vgg11_bn" / "VGG-11-BN" match."""
+    return re.sub(r"[^a-z0-9]", "", str(model).lower())
+
+
+def batch_of(df: pd.DataFrame) -> pd.Series:
+    """The batch B of each row, as the papers count it, from the runs' stored config: ``algo.batch_size``
+    (samples per worker step); for data-parallel large-batch runs (those with ``algo.accum_steps``) the global
+    batch ``batch_size x accum_steps x workers`` (thesis ch. 4's B = 8192 is 128 x 64 on one worker)."""
+    if "algo.batch_size" not in df.columns:
+        return pd.Series(np.nan, index=df.index, dtype=float)
+    b = pd.to_numeric(df["algo.batch_size"], errors="coerce").astype(float)
+    if "algo.accum_steps" in df.columns:
+        acc = pd.to_numeric(df["algo.accum_steps"], errors="coerce").astype(float)
+        w = pd.to_numeric(df["workers"], errors="coerce").astype(float).fillna(1.0) if "workers" in df.columns else 1.0
+        b = b.where(acc.isna(), b * acc.fillna(1.0) * w)
+    return b
+
+
+def models_run(df: pd.DataFrame) -> pd.Series:
+    """The model of each row as the runs' config names it: ``model``, with ``model.depth`` where the config has
+    one the name does not say (vgg at depth 11: "vgg11")."""
+    m = df["model"].astype(object)
+    if "model.depth" in df.columns:
+        d = pd.to_numeric(df["model.depth"], errors="coerce")
+        m = pd.Series([f"{a}{int(b)}" if b == b and not str(a).endswith(str(int(b))) else a for a, b in zip(m, d)],
+                      index=df.index, dtype=object)
+    return m.where(df["model"].notna())
+
+
+def _values(s: pd.Series) -> list[int]:
+    return sorted({int(v) for v in pd.to_numeric(s, errors="coerce").dropna()})
+
+
+def _span(v: list[int]) -> str:
+    return "/".join(map(str, v if len(v) <= 4 else [v[0], v[1], "...", v[-1]]))
+
+
+def _ints(v: int | Iterable[int]) -> list[int]:
+    return sorted({int(v)} if isinstance(v, (int, np.integer)) else {int(x) for x in v})
+
+
+def stand_ins(df: pd.DataFrame, models: Iterable[str] = (), batch: int | Iterable[int] | None = None,
+              workers: int | Iterable[int] | None = None) -> list[str]:
+    """What the runs in ``df`` ran in place of the paper's setting, read from their stored config: their models
+    that are none of the paper's ``models``, batches (:func:`batch_of`) outside the paper's ``batch`` and worker
+    counts outside its ``workers`` (each one value, or the values the paper sweeps). [] when they ran the
+    paper's."""
+    if not len(df):
+        return []
+    out = []
+    paper = {_key(m) for m in models}
+    if paper and "model" in df.columns:
+        other = sorted({m for m in models_run(df).dropna() if _key(m) not in paper})
+        if other:
+            out.append(", ".join(other))
+    b = _values(batch_of(df)) if batch is not None else []
+    if b and not set(b) <= set(_ints(batch)):
+        out.append(f"B={_span(b)} not {_span(_ints(batch))}")
+    if workers is not None and "workers" in df.columns:
+        want = _ints(workers)
+        w = _values(df["workers"])
+        if w and not set(w) <= set(want):
+            out.append(f"{_span(w)} workers not {_span(want)}")
+    return out
+
+
+def run_as(df: pd.DataFrame, name: str, models: Iterable[str] | None = None,
+           batch: int | Iterable[int] | None = None, workers: int | Iterable[int] | None = None) -> str:
+    """``name`` (the paper's network or setting), with " (run as resnet8, B=8 not 128)" when the runs in ``df``
+    used another model, batch or worker count (:func:`stand_ins`; ``models``: the paper's, by default ``name``
+    itself): titles and claims name what actually ran. The one helper every stem labels with."""
+    parts = stand_ins(df, [name] if models is None else models, batch, workers)
+    return f"{name} (run as {', '.join(parts)})" if parts else name
+
+
+def model_label(df: pd.DataFrame, model: str | None, paper: Mapping[str, str], batch: int | Iterable[int] | None = None,
+                workers: int | Iterable[int] | None = None) -> str:
+    """:func:`run_as` for the runs of one ``model`` in ``df`` (None: all of them) in a stem whose paper has several
+    networks (``paper``: model key -> the paper's name). A model that is none of the paper's stands for all of
+    them: "ResNet-164/101 (run as resnet8, B=8 not 128)"."""
+    d = df if model is None or "model" not in df.columns else df[df["model"] == model]
+    names = list(paper.values())
+    heads = {n.split("-")[0] for n in names}
+    every = (names[0].split("-")[0] + "-" + "/".join(n.split("-", 1)[1] for n in names)
+             if len(heads) == 1 and all("-" in n for n in names) else "/".join(names))
+    return run_as(d, paper.get(str(model), every), models=paper, batch=batch, workers=workers)
+
+
+def name_claims(claims: list, df: pd.DataFrame, name: str, models: Iterable[str] | None = None,
+                batch: int | Iterable[int] | None = None, workers: int | Iterable[int] | None = None) -> list:
+    """``claims`` with :func:`run_as`'s label before each claim's text, when the runs in ``df`` used a model,
+    batch or worker count other than the paper's (a claim already holding the label is left as it is): a
+    claim about a stand-in says so. Unchanged when the runs used the paper's setting."""
+    label = run_as(df, name, models, batch, workers)
+    if label == name:
+        return list(claims)
+    return [c if label in c.claim else dataclasses.replace(c, claim=f"{label}: {c.claim}") for c in claims]

@@ -11,13 +11,17 @@ import pandas as pd
 
 from hdist.claims import Claim
 from hdist.papers.huo17.common import ALGO_LABEL, PANELS, best_runs, check_methods, plot_methods
+from hdist.plots import name_claims, run_as
+
+#: huo17's mini-batch |I_t| (sections 5.1-5.2): titles and claims name the batch run where it differs.
+BATCH = 10
 
 __all__ = ["ALGO_LABEL", "PANELS", "best_runs", "check", "plot"]
 
 
 def plot(df: pd.DataFrame):
-    return plot_methods(df, "huo17 fig. 1: MNIST, MLP 784-100-10")
+    return plot_methods(df, f"huo17 fig. 1: MNIST, {run_as(df, 'MLP 784-100-10', models=(), batch=BATCH)}")
 
 
 def check(df: pd.DataFrame) -> list[Claim]:
-    return check_methods(df, fig="fig. 1")
+    return name_claims(check_methods(df, fig="fig. 1"), df, "MLP 784-100-10", models=(), batch=BATCH)

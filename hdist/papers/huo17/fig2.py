@@ -22,8 +22,11 @@ import pandas as pd
 
 from hdist.claims import Claim
 from hdist.papers.huo17.common import check_speedup, plot_speedup, speedup_markdown
+from hdist.plots import name_claims, run_as
 
 TITLE = "huo17 fig. 2: Shared-AsySVRG, MNIST, MLP 784-100-10, simulated 36-core machine"
+#: huo17's mini-batch |I_t| and thread counts: titles and claims name those run where they differ.
+BATCH, PAPER_WORKERS = 10, range(1, 33)
 #: Near-linear speedup is claimed up to this many threads (one 18-core socket; see the module doc).
 LINEAR_UPTO = 16
 SIM_NOTE = ("simulated time: the cost model has no memory-bandwidth or cross-socket contention, so only staleness "
@@ -31,12 +34,13 @@ SIM_NOTE = ("simulated time: the cost model has no memory-bandwidth or cross-soc
 
 
 def plot(df: pd.DataFrame):
-    return plot_speedup(df, TITLE, unit="threads")
+    return plot_speedup(df, run_as(df, TITLE, models=(), batch=BATCH, workers=PAPER_WORKERS), unit="threads")
 
 
 def check(df: pd.DataFrame) -> list[Claim]:
-    return check_speedup(df, "Shared-AsySVRG", "fig. 2", unit="threads", linear_upto=LINEAR_UPTO,
-                         degrades_after=True, sim_note=SIM_NOTE)
+    claims = check_speedup(df, "Shared-AsySVRG", "fig. 2", unit="threads", linear_upto=LINEAR_UPTO,
+                           degrades_after=True, sim_note=SIM_NOTE)
+    return name_claims(claims, df, "Shared-AsySVRG", models=(), batch=BATCH, workers=PAPER_WORKERS)
 
 
 def tables(df: pd.DataFrame) -> dict[str, str]:

@@ -14,11 +14,17 @@ import pandas as pd
 
 from hdist.claims import Claim
 from hdist.papers.huo17.common import check_methods, plot_methods
+from hdist.plots import name_claims, run_as
+
+#: huo17's mini-batch |I_t| (sections 5.1-5.2): titles and claims name the batch run where it differs.
+BATCH = 10
 
 
 def plot(df: pd.DataFrame):
-    return plot_methods(df, "huo17 fig. 3: CIFAR-10 features (384-dim), MLP 384-50-10")
+    net = run_as(df, "MLP 384-50-10", models=(), batch=BATCH)
+    return plot_methods(df, f"huo17 fig. 3: CIFAR-10 features (384-dim), {net}")
 
 
 def check(df: pd.DataFrame) -> list[Claim]:
-    return check_methods(df, fig="fig. 3", test_errors_comparable=True)
+    claims = check_methods(df, fig="fig. 3", test_errors_comparable=True)
+    return name_claims(claims, df, "MLP 384-50-10", models=(), batch=BATCH)

@@ -14,16 +14,20 @@ import pandas as pd
 
 from hdist.claims import Claim
 from hdist.papers.huo17.common import check_speedup, plot_speedup, speedup_markdown
+from hdist.plots import name_claims, run_as
 
 TITLE = "huo17 fig. 4: Distributed-AsySVRG, CIFAR-10 features, MLP 384-50-10, simulated AWS t2.micro cluster"
+#: huo17's mini-batch |I_t| and worker counts: titles and claims name those run where they differ.
+BATCH, PAPER_WORKERS = 10, range(1, 11)
 
 
 def plot(df: pd.DataFrame):
-    return plot_speedup(df, TITLE, unit="workers")
+    return plot_speedup(df, run_as(df, TITLE, models=(), batch=BATCH, workers=PAPER_WORKERS), unit="workers")
 
 
 def check(df: pd.DataFrame) -> list[Claim]:
-    return check_speedup(df, "Distributed-AsySVRG", "fig. 4", unit="workers")
+    claims = check_speedup(df, "Distributed-AsySVRG", "fig. 4", unit="workers")
+    return name_claims(claims, df, "Distributed-AsySVRG", models=(), batch=BATCH, workers=PAPER_WORKERS)
 
 
 def tables(df: pd.DataFrame) -> dict[str, str]:

@@ -12,15 +12,15 @@ import pandas as pd
 
 from hdist.claims import Claim
 from hdist.papers.kavg18.claims import check_accuracy_vs_p
-from hdist.papers.kavg18.common import accuracy_markdown, plot_accuracy_vs_p
+from hdist.papers.kavg18.common import accuracy_markdown, named, plot_accuracy_vs_p, setting
 
 
 def plot(df: pd.DataFrame):
-    return plot_accuracy_vs_p(df, "kavg18 fig. 2: scaling with nin (CIFAR-10)")
+    return plot_accuracy_vs_p(df, f"kavg18 fig. 2: scaling with {setting(df, ('nin',))} (CIFAR-10)")
 
 
 def check(df: pd.DataFrame) -> list[Claim]:
-    return check_accuracy_vs_p(df, "fig. 2, nin")
+    return named(check_accuracy_vs_p(df, "fig. 2, nin"), df, ("nin",))
 
 
 def tables(df: pd.DataFrame) -> dict[str, str]:

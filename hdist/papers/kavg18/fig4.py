@@ -12,15 +12,15 @@ import pandas as pd
 
 from hdist.claims import Claim
 from hdist.papers.kavg18.claims import check_speedup
-from hdist.papers.kavg18.common import plot_speedup, speedup_markdown
+from hdist.papers.kavg18.common import named, plot_speedup, setting, speedup_markdown
 
 
 def plot(df: pd.DataFrame):
-    return plot_speedup(df, "kavg18 fig. 4: speedup of K-AVG over ASGD, nin")
+    return plot_speedup(df, f"kavg18 fig. 4: speedup of K-AVG over ASGD, {setting(df, ('nin',))}")
 
 
 def check(df: pd.DataFrame) -> list[Claim]:
-    return check_speedup(df, "fig. 4, nin")
+    return named(check_speedup(df, "fig. 4, nin"), df, ("nin",))
 
 
 def tables(df: pd.DataFrame) -> dict[str, str]:

@@ -13,15 +13,15 @@ import pandas as pd
 
 from hdist.claims import Claim
 from hdist.papers.kavg18.claims import check_k_sweep
-from hdist.papers.kavg18.common import k_sweep_markdown, plot_k_sweep
+from hdist.papers.kavg18.common import k_sweep_markdown, named, plot_k_sweep, setting
 
 
 def plot(df: pd.DataFrame):
-    return plot_k_sweep(df, "kavg18 fig. 5: different K for vgg (CIFAR-10)")
+    return plot_k_sweep(df, f"kavg18 fig. 5: different K for {setting(df, batch=32)} (CIFAR-10)")
 
 
 def check(df: pd.DataFrame) -> list[Claim]:
-    return check_k_sweep(df, "fig. 5", expect_above_one=True)
+    return named(check_k_sweep(df, "fig. 5", expect_above_one=True), df, ("vgg",), batch=32)
 
 
 def tables(df: pd.DataFrame) -> dict[str, str]:

@@ -12,15 +12,16 @@ import pandas as pd
 
 from hdist.claims import Claim
 from hdist.papers.kavg18.claims import check_gap
-from hdist.papers.kavg18.common import gap_markdown, plot_gap
+from hdist.papers.kavg18.common import NETS, PAPER_P, gap_markdown, named, plot_gap, setting
 
 
 def plot(df: pd.DataFrame):
-    return plot_gap(df, "kavg18 fig. 7: accuracy gap between K-AVG and sequential SGD")
+    who = setting(df, tuple(NETS), workers=(1, *PAPER_P))  # sequential SGD: one learner in the paper too
+    return plot_gap(df, f"kavg18 fig. 7: accuracy gap between K-AVG and sequential SGD, {who}")
 
 
 def check(df: pd.DataFrame) -> list[Claim]:
-    return check_gap(df)
+    return named(check_gap(df), df, tuple(NETS), workers=(1, *PAPER_P))
 
 
 def tables(df: pd.DataFrame) -> dict[str, str]:

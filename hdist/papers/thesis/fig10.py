@@ -9,21 +9,21 @@ from __future__ import annotations
 import pandas as pd
 
 from hdist.claims import Claim, curve, not_checked, settle
-from hdist.papers.thesis.large_batch import column, final_loss
-from hdist.plots import curves, data_note, figure
+from hdist.papers.thesis.large_batch import final_loss
+from hdist.plots import batch_of, curves, data_note, figure, run_as
 
 MODELS = ("resnet56", "vgg11_bn")
 #: "Similar curves across B": every LARS B's final training loss within this factor of the lowest.
 SIMILAR = 1.25
 #: "mNAG much worse": its final training loss at least this many times LARS's at the largest B (or diverged).
 MUCH_WORSE = 2.0
+#: The thesis' batches B (128 x 1, 8, 64 accumulation steps): claims name the batches run where they differ.
+BATCHES = (128, 1024, 8192)
 
 
 def labelled(df: pd.DataFrame) -> pd.DataFrame:
     d = df.copy()
-    b = column(d, "algo.batch_size", None)
-    a = column(d, "algo.accum_steps", None)
-    d["B"] = [int(x) * int(y) if x is not None and y is not None and x == x and y == y else None for x, y in zip(b, a)]
+    d["B"] = [int(v) if v == v else None for v in batch_of(d)]
     d["method"] = [f"{str(al).upper() if al == 'lars' else 'mNAG'} B={bb}" for al, bb in zip(d["algo"], d["B"])]
     d.loc[d["metric"] == "test_error", "value"] = 1 - d.loc[d["metric"] == "test_error", "value"]
     d.loc[d["metric"] == "test_error", "metric"] = "test_acc"
@@ -37,6 +37,7 @@ def plot(df: pd.DataFrame):
                        "vs mNAG at the largest B" + data_note(df))
     for i, model in enumerate(models):
         g = d[d["model"] == model]
+        model = run_as(g, model, batch=BATCHES)
         curves(axes[2 * i], g, "train_loss_full", by="method", ylabel=f"{model}: training loss", logy=True)
         curves(axes[2 * i + 1], g, "test_acc", by="method", ylabel=f"{model}: test accuracy")
     fig.tight_layout()
@@ -48,8 +49,9 @@ def check(df: pd.DataFrame) -> list[Claim]:
     fin = final_loss(d)
     runs = d.drop_duplicates("run_id").set_index("run_id")
     out = []
-    for model in sorted(runs["model"].unique()):
-        r = runs[runs["model"] == model]
+    for m in sorted(runs["model"].unique()):
+        r = runs[runs["model"] == m]
+        model = run_as(df[df["model"] == m], m, batch=BATCHES)
         lars = r[r["algo"] == "lars"]
         mnag = r[r["algo"] == "mnag"]
         if lars.empty:

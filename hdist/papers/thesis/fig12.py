@@ -11,7 +11,10 @@ import numpy as np
 import pandas as pd
 
 from hdist.claims import Claim, not_checked, settle
-from hdist.plots import data_note, figure, legend
+from hdist.plots import data_note, figure, legend, run_as
+
+#: The thesis' batch (mNAG, B = 128, as fig. 9): titles and claims name the batch run where it differs.
+BATCH = 128
 
 
 def mk(df: pd.DataFrame) -> pd.DataFrame:
@@ -38,7 +41,7 @@ def plot(df: pd.DataFrame):
         ax.set_yscale("log")
         ax.set_xlabel("epochs")
         ax.set_ylabel("M_k")
-        ax.set_title(model, fontsize=9)
+        ax.set_title(run_as(df[df["model"] == model], str(model), batch=BATCH), fontsize=9)
         ax.grid(alpha=0.3)
         legend(ax, fontsize=6)
     fig.tight_layout()
@@ -50,7 +53,8 @@ def check(df: pd.DataFrame) -> list[Claim]:
     if d.empty:
         return [not_checked("top layers have larger M_k", "M_k grows towards the output", "no M_k rows")]
     out = []
-    for model, g in d.groupby("model"):
+    for m, g in d.groupby("model"):
+        model = run_as(df[df["model"] == m], str(m), batch=BATCH)
         mean = g.groupby("depth")["value"].apply(lambda v: float(np.exp(np.log(v).mean())))  # geometric mean
         if len(mean) < 2:
             out.append(not_checked(f"{model}: the top layer has the largest M_k", "M_k of top layers larger",

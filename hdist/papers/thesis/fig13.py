@@ -13,19 +13,19 @@ import pandas as pd
 
 from hdist.claims import Claim, curve, not_checked, settle
 from hdist.papers.thesis.large_batch import column, final_loss
-from hdist.plots import curves, data_note, figure
+from hdist.plots import curves, data_note, figure, run_as
 
 MODELS = ("resnet56", "vgg11_bn")
 #: "A large margin": the best LARS warmup's final training loss is at least this many times CLARS's.
 MARGIN = 2.0
+#: The thesis' batch B (128 x 64 accumulation steps).
+BATCH = 8192
 
 
 def batch_note(df: pd.DataFrame) -> str:
-    """"B=8192" as the thesis, or "B=8 (thesis: 8192)" for the batch the runs actually used."""
-    b = sorted({int(v) for v in column(df, "algo.batch_size", 0) if pd.notna(v) and v}) if len(df) else []
-    if not b or b == [8192]:
-        return "B=8192"
-    return f"B={'/'.join(map(str, b))} (thesis: 8192)"
+    """"B=8192" as the thesis, or "B=8192 (run as B=8 not 8192)" for the batch the runs actually used
+    (micro-batch x accumulation steps x workers: :func:`hdist.plots.batch_of`)."""
+    return run_as(df, f"B={BATCH}", models=(), batch=BATCH)
 
 
 def labelled(df: pd.DataFrame) -> pd.DataFrame:

@@ -11,9 +11,11 @@ import pandas as pd
 
 from hdist.claims import Claim, curve, not_checked, settle
 from hdist.papers.thesis.large_batch import final_loss, per_run
-from hdist.plots import curves, data_note, figure
+from hdist.plots import curves, data_note, figure, run_as
 
 MODELS = ("resnet50", "densenet121", "mobilenetv2")
+#: The thesis' batch B (512 x 32 accumulation steps): claims name the batch run where it differs.
+BATCH = 16384
 
 
 def plot(df: pd.DataFrame):
@@ -23,6 +25,7 @@ def plot(df: pd.DataFrame):
                        "ImageNet models" + data_note(df))
     for i, model in enumerate(models):
         g = d[d["model"] == model]
+        model = run_as(g, model, batch=BATCH)
         curves(axes[2 * i], g, "train_loss_full", by="method", ylabel=f"{model}: training loss")
         curves(axes[2 * i + 1], g, "test_error", by="method", ylabel=f"{model}: test error")
     fig.tight_layout()
@@ -34,8 +37,9 @@ def check(df: pd.DataFrame) -> list[Claim]:
     err = per_run(df, "test_error")
     runs = df.drop_duplicates("run_id").set_index("run_id")
     out = []
-    for model in sorted(runs["model"].unique()):
-        r = runs[runs["model"] == model]
+    for m in sorted(runs["model"].unique()):
+        r = runs[runs["model"] == m]
+        model = run_as(df[df["model"] == m], m, batch=BATCH)
         c, lars = r[r["algo"] == "clars"].index, r[r["algo"] == "lars"].index
         if c.empty or lars.empty:
             out.append(not_checked(f"{model}: CLARS converges faster than LARS", "CLARS faster", "missing runs"))

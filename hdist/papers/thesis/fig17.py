@@ -22,11 +22,13 @@ import pandas as pd
 from hdist.claims import Claim, curve, not_checked, settle
 from hdist.models.resnet import RESNET8_SPLIT_POINTS
 from hdist.papers.thesis.pipeline_time import NAMES, accuracy_rows, curve_panel, final, md_table
-from hdist.plots import data_note, figure
+from hdist.plots import data_note, figure, name_claims, run_as
 
 #: DDG is "close to BP" when its final training loss is within this fraction of BP's. The thesis' curves
 #: overlap to within a line width after 300 epochs; 10 % leaves room for short runs' noise.
 LOSS_TOL = 0.10
+#: The thesis' network and batch (5.5.1): titles and claims name the model and batch run where they differ.
+NETWORK, BATCH = "ResNet-8", 128
 #: Top-1 accuracy: DDG within this many percentage points of BP (fig. 18).
 TOP1_TOL = 3.0
 #: Thesis layer after which stage 2 begins, from the cut index (inverse of RESNET8_SPLIT_POINTS).
@@ -57,13 +59,15 @@ def _metric_rows(df: pd.DataFrame, kind: str) -> tuple[list[tuple[str, str]], pd
     return [("train_loss", "training loss"), ("test_loss", "test loss")], df
 
 
-def draw(df: pd.DataFrame, kind: str = "loss", title: str = "thesis fig. 17: ResNet-8, one split point"):
-    """Panels per split configuration (columns) and metric (rows); BP in every column."""
+def draw(df: pd.DataFrame, kind: str = "loss", title: str = "thesis fig. 17: {net}, one split point"):
+    """Panels per split configuration (columns) and metric (rows); BP in every column. ``{net}`` in ``title``:
+    the network, with the model and batch run where they differ (:func:`hdist.plots.run_as`)."""
     d = with_split(df)
     rows, d = _metric_rows(d, kind)
     bp = d[d["algo"] == "bp"]
     split = sorted({s for s in d.loc[d["algo"] != "bp", "splits"]}, key=lambda s: (len(s), s)) or [()]
-    fig, axes = figure(len(split) * len(rows), width=3.4, title=title + data_note(df))
+    fig, axes = figure(len(split) * len(rows), width=3.4, title=title.format(net=run_as(df, NETWORK, batch=BATCH))
+                       + data_note(df))
     fig.set_size_inches(3.4 * len(split), 3.0 * len(rows))
     # figure() gives one row of panels: lay them out as rows x columns.
     for ax in axes:
@@ -114,7 +118,8 @@ def claims(df: pd.DataFrame, kind: str = "loss") -> list[Claim]:
     ddg = runs[runs["algo"] == "ddg"]
     out: list[Claim] = []
     if math.isnan(bp_loss) or ddg.empty:
-        return [not_checked("DDG stays close to BP at every split", "curves overlap", "needs BP and DDG runs")]
+        return name_claims([not_checked("DDG stays close to BP at every split", "curves overlap",
+                                        "needs BP and DDG runs")], df, NETWORK, batch=BATCH)
     for s in sorted(set(ddg["splits"]), key=lambda s: (len(s), s)):
         where = "after layer " + ", ".join(map(str, s))
         if kind == "top1":
@@ -140,7 +145,7 @@ def claims(df: pd.DataFrame, kind: str = "loss") -> list[Claim]:
                           "DNI cannot converge with the split at layer 7",
                           f"DNI {b:.4g} at {deep[0]} vs {a:.4g} at {shallow[0]}; DDG {c:.4g} at {deep[0]}",
                           bool(b > a and b > c), arms={"DDG": arm_curve(df, "ddg", deep)}, a=b, b=max(a, c)))
-    return out
+    return name_claims(out, df, NETWORK, batch=BATCH)
 
 
 def check(df: pd.DataFrame) -> list[Claim]:

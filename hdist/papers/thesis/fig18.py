@@ -15,7 +15,7 @@ from hdist.papers.thesis import fig17 as _f17
 
 
 def plot(df: pd.DataFrame):
-    return _f17.draw(df, "top1", title="thesis fig. 18: ResNet-8 top-1, one split point")
+    return _f17.draw(df, "top1", title="thesis fig. 18: {net} top-1, one split point")
 
 
 def check(df: pd.DataFrame) -> list[Claim]:

@@ -19,7 +19,7 @@ import pandas as pd
 from hdist.claims import Claim, not_checked, settle
 from hdist.papers.thesis import fig17 as _f17
 from hdist.papers.thesis.pipeline_time import accuracy_rows, curve_panel
-from hdist.plots import data_note, figure
+from hdist.plots import data_note, figure, name_claims, run_as
 
 
 def plot(df: pd.DataFrame):
@@ -28,7 +28,8 @@ def plot(df: pd.DataFrame):
     bp = d[d["algo"] == "bp"]
     split = sorted({s for s in d.loc[d["algo"] != "bp", "splits"]}, key=lambda s: (len(s), s)) or [()]
     rows = [("train_loss", "training loss"), ("test_loss", "test loss"), ("test_top1", "test top-1 (%)")]
-    fig, axes = figure(1, title="thesis fig. 19: ResNet-8, 2 to 4 split points" + data_note(df))
+    fig, axes = figure(1, title=f"thesis fig. 19: {run_as(df, _f17.NETWORK, batch=_f17.BATCH)}, 2 to 4 split points"
+                       + data_note(df))
     axes[0].remove()
     fig.set_size_inches(3.4 * len(split), 2.8 * len(rows))
     grid = fig.subplots(len(rows), len(split), squeeze=False)
@@ -46,8 +47,8 @@ def check(df: pd.DataFrame) -> list[Claim]:
     bp = _f17._mean(runs, "bp")
     ddg = runs[runs["algo"] == "ddg"]
     if math.isnan(bp) or ddg.empty:
-        return [not_checked("DDG performs as well as BP with 2-4 split points", "curves overlap",
-                            "needs BP and DDG runs")]
+        return name_claims([not_checked("DDG performs as well as BP with 2-4 split points", "curves overlap",
+                                        "needs BP and DDG runs")], df, _f17.NETWORK, batch=_f17.BATCH)
     out = []
     for s in sorted(set(ddg["splits"]), key=len):
         v = _f17._mean(runs, "ddg", s)
@@ -65,7 +66,7 @@ def check(df: pd.DataFrame) -> list[Claim]:
                           f"DNI {a:.4g} vs DDG {c:.4g} vs BP {bp:.4g}", bool(a > c and a > bp),
                           arms={"BP": _f17.arm_curve(df, "bp"), "DDG": _f17.arm_curve(df, "ddg", most)},
                           a=a, b=max(c, bp)))
-    return out
+    return name_claims(out, df, _f17.NETWORK, batch=_f17.BATCH)
 
 
 def tables(df: pd.DataFrame) -> dict[str, str]:

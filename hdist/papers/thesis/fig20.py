@@ -18,10 +18,12 @@ import pandas as pd
 
 from hdist.claims import Claim, curve, not_checked, sanity, settle
 from hdist.papers.thesis.pipeline_time import curve_panel, final, stages_of, with_arm
-from hdist.plots import data_note, figure, run_as
+from hdist.plots import data_note, figure, name_claims, run_as
 
 #: DDG "does not affect the convergence rate": its final training loss within 10 % of BP's.
 LOSS_TOL = 0.10
+#: The thesis' network and batch (5.5.2): titles and claims name what ran where it differs.
+BATCH = 128
 #: BP on K devices vs on 1: the same arithmetic up to reduction order.
 SAME_TOL = 0.01
 
@@ -47,7 +49,8 @@ def _where(backend: str, K: int) -> str:
 def plot(df: pd.DataFrame):
     cols = settings(df) or [("sim", 2)]
     rows = [("train_loss", "training loss"), ("test_loss", "test loss")]
-    fig, axes = figure(1, title=f"thesis fig. 20: {run_as(df, 'ResNet-110')} over K devices, BP vs DDG" + data_note(df))
+    fig, axes = figure(1, title=f"thesis fig. 20: {run_as(df, 'ResNet-110', batch=BATCH)} over K devices, BP vs DDG"
+                       + data_note(df))
     axes[0].remove()
     fig.set_size_inches(3.6 * len(cols), 3.0 * len(rows))
     grid = fig.subplots(len(rows), len(cols), squeeze=False)
@@ -88,4 +91,5 @@ def check(df: pd.DataFrame) -> list[Claim]:
             out.append(sanity(f"BP on K devices computes BP on one ({_where(b, K)})", "the same training",
                              f"final training loss {bpk:.6g} vs {base:.6g} (relative difference {rel:.2g}, "
                              f"tolerance {SAME_TOL})", bool(rel <= SAME_TOL)))
-    return out or [not_checked("DDG converges as BP on K devices", "same convergence", "no multi-device runs")]
+    out = out or [not_checked("DDG converges as BP on K devices", "same convergence", "no multi-device runs")]
+    return name_claims(out, df, "ResNet-110", batch=BATCH)

@@ -26,7 +26,7 @@ import pandas as pd
 
 from hdist.claims import Claim, not_checked
 from hdist.papers.thesis.pipeline_time import md_table, run_times, table3_model
-from hdist.plots import data_note, figure, run_as
+from hdist.plots import data_note, figure, name_claims, run_as
 
 #: Forward share of BP's time: the thesis' 32 %, within a band (2 x forward FLOPs for a backward = 1/3).
 FWD_BAND = (0.20, 0.45)
@@ -35,6 +35,8 @@ MIN_CUT = 0.25
 #: DDG's speedup over BP on one device at K = 4 (the thesis: about 2x).
 SPEEDUP_4 = 1.8
 PAPER_CUT = {2: "~30%", 3: "30-50%", 4: "~50% (2x)"}
+#: The thesis' batch (5.5.2): titles and claims name the model and batch run where they differ.
+BATCH = 128
 
 
 def times(df: pd.DataFrame) -> pd.DataFrame:
@@ -62,7 +64,7 @@ def plot(df: pd.DataFrame):
     s = summary(df)
     backends = sorted(s["backend"].unique(), key=lambda b: b == "sim") if len(s) else []
     fig, axes = figure(len(backends) + 1, width=4.6,
-                       title=f"thesis fig. 21: {run_as(df, 'ResNet-110')} time per epoch over K devices"
+                       title=f"thesis fig. 21: {run_as(df, 'ResNet-110', batch=BATCH)} time per epoch over K devices"
                        + data_note(df))
     if s.empty:
         axes[0].text(0.5, 0.5, "no runs", ha="center", transform=axes[0].transAxes)
@@ -106,7 +108,8 @@ def _get(s: pd.DataFrame, backend: str, algo: str, K: int, col: str) -> float:
 def check(df: pd.DataFrame) -> list[Claim]:
     s = summary(df)
     if s.empty:
-        return [not_checked("DDG cuts 30-50% of the time", "30-50%", "no runs")]
+        return name_claims([not_checked("DDG cuts 30-50% of the time", "30-50%", "no runs")], df, "ResNet-110",
+                           batch=BATCH)
     out: list[Claim] = []
     real = [b for b in s["backend"].unique() if b != "sim"]
     for b in real:
@@ -136,7 +139,7 @@ def check(df: pd.DataFrame) -> list[Claim]:
                 out.append(Claim(f"BP on K={K} devices is no faster than on one ({where})",
                                  "worse: communication overhead", f"{bpk:.4g} s vs {base:.4g} s per epoch",
                                  bool(bpk >= 0.98 * base), timed=b != "sim"))
-    return out
+    return name_claims(out, df, "ResNet-110", batch=BATCH)
 
 
 def tables(df: pd.DataFrame) -> dict[str, str]:

@@ -12,10 +12,13 @@ import pandas as pd
 
 from hdist.claims import Claim, not_checked
 from hdist.papers.thesis.pipeline_mem import stage_rows
-from hdist.plots import data_note, figure, legend
+from hdist.plots import data_note, figure, legend, model_label
 
 #: "Close to 1" for the second half's mean sigma of the lowest module (the figure shows about 0.8-1 late).
 NEAR_ONE = 0.8
+#: The thesis' networks and batch (6.5.1-6.5.2): titles and claims name the model and batch run where they differ.
+PAPER = {"resnet164": "ResNet-164", "resnet101": "ResNet-101"}
+BATCH = 128
 
 
 def sigma(df: pd.DataFrame) -> pd.DataFrame:
@@ -25,7 +28,9 @@ def sigma(df: pd.DataFrame) -> pd.DataFrame:
 def plot(df: pd.DataFrame):
     s = sigma(df)
     models = sorted(s["model"].unique()) or ["(no runs)"]
-    fig, axes = figure(len(models), title="thesis fig. 26: sufficient-direction constant sigma (FR)" + data_note(df))
+    who = model_label(df, None, PAPER, BATCH)
+    fig, axes = figure(len(models), title=f"thesis fig. 26: sufficient-direction constant sigma (FR), {who}"
+                       + data_note(df))
     for ax, model in zip(axes, models):
         g = s[s["model"] == model]
         for k, gk in g.groupby("stage"):
@@ -35,7 +40,7 @@ def plot(df: pd.DataFrame):
         ax.axhline(1, color="k", lw=0.6, ls=":")
         ax.set_xlabel("epochs")
         ax.set_ylabel("sigma")
-        ax.set_title(model, fontsize=9)
+        ax.set_title(model_label(df, model, PAPER, BATCH), fontsize=9)
         ax.grid(alpha=0.3)
         legend(ax)
     fig.tight_layout()
@@ -45,22 +50,24 @@ def plot(df: pd.DataFrame):
 def check(df: pd.DataFrame) -> list[Claim]:
     s = sigma(df)
     if s.empty:
-        return [not_checked("sigma > 0 throughout", "sigma > 0", "no sigma rows")]
+        who = model_label(df, None, PAPER, BATCH)
+        return [not_checked(f"{who}: sigma > 0 throughout", "sigma > 0", "no sigma rows")]
     out = []
     for model, g in s.groupby("model"):
+        name = model_label(df, model, PAPER, BATCH)
         lo = float(g["value"].min())
-        out.append(Claim(f"{model}: sigma > 0 for every module at every measurement", "sigma > 0 all the time",
+        out.append(Claim(f"{name}: sigma > 0 for every module at every measurement", "sigma > 0 all the time",
                          f"min {lo:.3g} over {len(g)} measurements", bool(lo > 0)))
         low = g[g["stage"] == 1].sort_values("epoch")
         half = float(g["epoch"].max()) / 2
         early, late = low[low["epoch"] <= half]["value"], low[low["epoch"] > half]["value"]
-        name = f"{model}: the lowest module's sigma is smaller in the first half of training than in the second"
+        what = f"{name}: the lowest module's sigma is smaller in the first half of training than in the second"
         if early.empty or late.empty:
-            out.append(not_checked(name, "small early, near 1 later", "needs measurements in both halves"))
+            out.append(not_checked(what, "small early, near 1 later", "needs measurements in both halves"))
             continue
         e, lt = float(early.mean()), float(late.mean())
-        out.append(Claim(name, "small early, near 1 later", f"mean {e:.3f} (first half) vs {lt:.3f} (second half)",
+        out.append(Claim(what, "small early, near 1 later", f"mean {e:.3f} (first half) vs {lt:.3f} (second half)",
                          bool(e < lt)))
-        out.append(Claim(f"{model}: the lowest module's sigma is near 1 in the second half (>= {NEAR_ONE})",
+        out.append(Claim(f"{name}: the lowest module's sigma is near 1 in the second half (>= {NEAR_ONE})",
                          "close to 1", f"mean {lt:.3f}", bool(lt >= NEAR_ONE and np.isfinite(lt))))
     return out

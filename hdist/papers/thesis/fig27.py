@@ -14,23 +14,25 @@ import pandas as pd
 
 from hdist.claims import Claim, not_checked
 from hdist.papers.thesis.pipeline_mem import md_table, memory_model, memory_panel, mib
-from hdist.plots import data_note, figure
+from hdist.plots import data_note, figure, model_label
 
 #: "Close": FR at most this multiple of BP's memory (issue 8's benchmark (b) goal: FR <= 1.25 x BP at K = 4).
 CLOSE = 1.25
 #: The thesis: "when K = 4, the memory consumption of DDG is more than two times of ... BP".
 DDG_TIMES = 2.0
+#: The thesis' networks and batch (6.5.1): titles and claims name the model and batch run where they differ.
+PAPER = {"resnet164": "ResNet-164", "resnet101": "ResNet-101", "resnet152": "ResNet-152"}
+BATCH = 128
 
 
 def plot(df: pd.DataFrame):
     mm = memory_model(df)
     models = sorted(mm["model"].unique()) or ["(no runs)"]
-    fig, axes = figure(len(models), title="thesis fig. 27: memory vs modules K" + data_note(df))
+    who = model_label(df, None, PAPER, BATCH)
+    fig, axes = figure(len(models), title=f"thesis fig. 27: memory vs modules K, {who}" + data_note(df))
     for ax, model in zip(axes, models):
         memory_panel(ax, mm, model)
-        b = mm[mm["model"] == model]["batch"]
-        if len(b):
-            ax.set_title(f"{model} (batch {int(b.max())})", fontsize=9)
+        ax.set_title(model_label(df, model, PAPER, BATCH), fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -39,10 +41,12 @@ def check(df: pd.DataFrame) -> list[Claim]:
     mm = memory_model(df)
     out = []
     if mm.empty:
-        return [not_checked("FR's memory close to BP's; DDG > 2x BP at K = 4", "fig. 27", "no memory rows")]
+        who = model_label(df, None, PAPER, BATCH)
+        return [not_checked(f"{who}: FR's memory close to BP's; DDG > 2x BP at K = 4", "fig. 27", "no memory rows")]
     for model, g in mm.groupby("model"):
+        who = model_label(df, model, PAPER, BATCH)
         fr = g[(g["algo"] == "fr") & (g["K"] > 1)].dropna(subset=["vs_bp"])
-        name = f"{model}: FR's memory is close to BP's (<= {CLOSE} x BP at every K)"
+        name = f"{who}: FR's memory is close to BP's (<= {CLOSE} x BP at every K)"
         if fr.empty:
             out.append(not_checked(name, "FR and BP very close", "no FR run at K > 1 with a BP run beside it"))
         else:
@@ -50,7 +54,7 @@ def check(df: pd.DataFrame) -> list[Claim]:
             out.append(Claim(name, "FR and BP very close", "FR / BP = " + ", ".join(
                 f"{v:.3f} (K={int(k)})" for k, v in zip(fr["K"], fr["vs_bp"])), bool(worst["vs_bp"] <= CLOSE)))
         ddg = g[(g["algo"] == "ddg") & (g["K"] == 4)].dropna(subset=["vs_bp"])
-        name = f"{model}: DDG's memory is more than {DDG_TIMES:g} x BP's at K = 4"
+        name = f"{who}: DDG's memory is more than {DDG_TIMES:g} x BP's at K = 4"
         if ddg.empty:
             out.append(not_checked(name, "> 2 x BP", "no DDG run at K = 4 with a BP run beside it"))
         else:

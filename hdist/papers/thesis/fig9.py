@@ -16,9 +16,11 @@ import pandas as pd
 
 from hdist.claims import Claim, not_checked
 from hdist.papers.thesis.large_batch import epochs_to, final_loss, per_run, run_table
-from hdist.plots import data_note, figure
+from hdist.plots import data_note, figure, name_claims, run_as
 
 TARGETS = {"fcn5": 0.03, "cnn5": 0.02, "resnet8": 1.0}
+#: The thesis' batch (mNAG, B = 128): titles and claims name the batch run where it differs.
+BATCH = 128
 
 
 def cells(df: pd.DataFrame) -> pd.DataFrame:
@@ -57,8 +59,8 @@ def plot(df: pd.DataFrame):
     c = cells(df)
     models = sorted(c["model"].unique())
     fig, axes = figure(max(1, len(models)), width=4.4, height=3.2,
-                       title="thesis fig. 9: epochs to the target loss per probed layer rate (* diverged)"
-                       + data_note(df))
+                       title="thesis fig. 9: epochs to the target loss per probed layer rate (* diverged), "
+                       f"{run_as(df, 'mNAG, B=128', models=(), batch=BATCH)}" + data_note(df))
     for ax, model in zip(axes, models):
         g = c[(c["model"] == model) & c["algo.probe_layer"].notna()]
         layers = sorted(g["algo.probe_layer"].astype(int).unique())
@@ -76,7 +78,7 @@ def plot(df: pd.DataFrame):
         ax.set_xticks(range(len(lrs)), [f"{v:g}" for v in lrs], fontsize=7)
         ax.set_yticks(range(len(layers)), [f"layer {v + 1}" for v in layers], fontsize=7)
         tgt = g["target"].iloc[0] if len(g) else math.nan
-        ax.set_title(f"{model} (target loss {tgt:.3g})", fontsize=9)
+        ax.set_title(f"{run_as(df[df['model'] == model], model, batch=BATCH)} (target loss {tgt:.3g})", fontsize=9)
         ax.set_xlabel("learning rate of the probed layer")
     fig.tight_layout()
     return fig
@@ -86,14 +88,16 @@ def check(df: pd.DataFrame) -> list[Claim]:
     c = cells(df)
     b = bounds(c)
     if b.empty:
-        return [not_checked("learning-rate upper bounds differ greatly between layers", "bounds differ by >= 100x",
-                            "no probe runs")]
+        return name_claims([not_checked("learning-rate upper bounds differ greatly between layers",
+                                        "bounds differ by >= 100x", "no probe runs")], df, "mNAG", models=(),
+                           batch=BATCH)
     out = []
     for model, g in b.groupby("model"):
         finite = g["bound"].fillna(0.0)
         lo, hi = float(finite.min()), float(finite.max())
         spread = hi / lo if lo > 0 else math.inf if hi > 0 else 1.0
         desc = ", ".join(f"L{int(r.layer) + 1}: {r.bound:g}" for r in g.itertuples())
-        out.append(Claim(f"{model}: learning-rate upper bounds differ greatly between layers",
+        who = run_as(df[df["model"] == model], model, batch=BATCH)
+        out.append(Claim(f"{who}: learning-rate upper bounds differ greatly between layers",
                          "bounds differ by >= 100x between layers", f"{desc} (spread {spread:g}x)", spread >= 100))
     return out

@@ -22,7 +22,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from hdist.plots import curves, data_note, figure
+from hdist.plots import curves, data_note, figure, run_as
 
 NAMES = {"bp": "BP", "ddg": "DDG", "dni": "DNI", "fr": "FR"}
 
@@ -133,9 +133,10 @@ def nets(df: pd.DataFrame) -> pd.Series:
     return df["net"] if "net" in df.columns else df["model"]
 
 
-def network_grid(df: pd.DataFrame, title: str, rows: list[tuple[str, str, str]]):
+def network_grid(df: pd.DataFrame, title: str, rows: list[tuple[str, str, str]], batch: int | None = None):
     """One column per network, one row per (metric, x, label) of ``rows``; ``test_top1`` is made from
-    ``test_error``. A column whose runs used a stand-in model says so."""
+    ``test_error``. A column whose runs used a stand-in model, or a batch other than the paper's ``batch``,
+    says so (:func:`hdist.plots.run_as`)."""
     d = with_arm(pd.concat([df, accuracy_rows(df)], ignore_index=True), real_vs_sim=False)
     d = d.assign(net=nets(d))
     names = sorted(d["net"].dropna().unique()) or ["(no runs)"]
@@ -145,8 +146,7 @@ def network_grid(df: pd.DataFrame, title: str, rows: list[tuple[str, str, str]])
     grid = fig.subplots(len(rows), len(names), squeeze=False)
     for j, n in enumerate(names):
         part = d[d["net"] == n]
-        models = sorted(part["model"].dropna().unique())
-        head = n + (f" (run as {', '.join(models)})" if models and models != [n] else "")
+        head = run_as(part, n, batch=batch)
         for i, (metric, x, label) in enumerate(rows):
             curve_panel(grid[i][j], part, metric, x=x, title=head if i == 0 else None, ylabel=label)
     fig.tight_layout()

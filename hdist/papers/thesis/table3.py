@@ -27,11 +27,14 @@ import pandas as pd
 
 from hdist.claims import Claim, not_checked
 from hdist.papers.thesis.pipeline_time import NAMES, md_table, run_times, table3_model
-from hdist.plots import data_note, figure
+from hdist.plots import data_note, figure, name_claims, run_as
 
 BP_BAND = (0.85, 1.35)
 DDG_MAX = 1.15
 SUM_TOL = 0.25
+#: The network and batch of the stem at paper scale (ResNet-20: the thesis names none; batch 128, 5.5.2): titles
+#: and claims name the model and batch run where they differ.
+NETWORK, BATCH = "ResNet-20", 128
 
 
 def rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -60,7 +63,8 @@ def rows(df: pd.DataFrame) -> pd.DataFrame:
 def plot(df: pd.DataFrame):
     r = rows(df)
     backends = sorted(r["backend"].unique(), key=lambda b: b == "sim") if len(r) else ["(no runs)"]
-    fig, axes = figure(len(backends), width=5.0, title="thesis Table 3: time model vs measured" + data_note(df))
+    fig, axes = figure(len(backends), width=5.0, title="thesis Table 3: time model vs measured, "
+                       f"{run_as(df, NETWORK, batch=BATCH)}" + data_note(df))
     for ax, b in zip(axes, backends):
         part = r[r["backend"] == b] if len(r) else r
         x = np.arange(len(part))
@@ -79,7 +83,8 @@ def plot(df: pd.DataFrame):
 def check(df: pd.DataFrame) -> list[Claim]:
     r = rows(df)
     if r.empty or not r["T_F"].notna().any():
-        return [not_checked("Table 3: BP T_F + T_B, DDG T_F + T_B/K", "model", "needs a one-device BP run")]
+        none = not_checked("Table 3: BP T_F + T_B, DDG T_F + T_B/K", "model", "needs a one-device BP run")
+        return name_claims([none], df, NETWORK, batch=BATCH)
     out = []
     for _, x in r[r["K"] > 1].iterrows():
         where = f"{'sim' if x['backend'] == 'sim' else 'real, ' + x['backend']}, K={x['K']}"
@@ -98,7 +103,7 @@ def check(df: pd.DataFrame) -> list[Claim]:
                          f"T_F + T_B ({where})", "the cut moves work, adds none",
                          f"{x['sum_fb'] * 1e3:.4g} ms vs {one * 1e3:.4g} ms (difference {rel:.0%}, tolerance "
                          f"{SUM_TOL:.0%})", bool(rel <= SUM_TOL), timed=x["backend"] != "sim"))
-    return out
+    return name_claims(out, df, NETWORK, batch=BATCH)
 
 
 def tables(df: pd.DataFrame) -> dict[str, str]:

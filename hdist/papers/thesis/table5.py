@@ -15,7 +15,7 @@ import pandas as pd
 
 from hdist.claims import Claim, curve, not_checked, settle
 from hdist.papers.thesis.pipeline_mem import best_eval, md_table
-from hdist.plots import curves, data_note, figure
+from hdist.plots import curves, data_note, figure, model_label
 
 #: Paper's best top-1 (%), (model, dataset) -> {algo: value}.
 PAPER = {("resnet56", "cifar10"): {"bp": 93.12, "ddg": 93.11}, ("resnet56", "cifar100"): {"bp": 69.79, "ddg": 70.17},
@@ -24,6 +24,9 @@ PAPER = {("resnet56", "cifar10"): {"bp": 93.12, "ddg": 93.11}, ("resnet56", "cif
 #: samples has a seed-to-seed spread of a few points, so 3 points is "comparable" at small scale.
 GAP_POINTS = 3.0
 ALGOS = ("bp", "ddg")
+#: The thesis' networks and batch (5.5.2): the figure and claims name the model and batch run where they differ.
+NETS = {"resnet56": "ResNet-56", "resnet110": "ResNet-110"}
+BATCH = 128
 
 
 def best(df: pd.DataFrame) -> pd.DataFrame:
@@ -33,7 +36,8 @@ def best(df: pd.DataFrame) -> pd.DataFrame:
 
 def plot(df: pd.DataFrame):
     b = best(df)
-    fig, (ax, ax2) = figure(2, width=5.0, title="thesis table 5: best top-1, BP vs DDG (K = 2)" + data_note(df))
+    fig, (ax, ax2) = figure(2, width=5.0, title="thesis table 5: best top-1, BP vs DDG (K = 2), "
+                            f"{model_label(df, None, NETS, BATCH)}" + data_note(df))
     keys = sorted({(m, d) for m, d in zip(b["model"], b["dataset"])})
     x = np.arange(len(keys))
     for i, algo in enumerate(ALGOS):
@@ -42,7 +46,7 @@ def plot(df: pd.DataFrame):
         ax.bar(x + (i - 0.5) * 0.38, vals, 0.38, label=f"ours {algo.upper()}")
         paper = [PAPER.get((m, d), {}).get(algo, np.nan) for m, d in keys]
         ax.plot(x + (i - 0.5) * 0.38, paper, "k_" if i == 0 else "r_", ms=14, mew=2, label=f"paper {algo.upper()}")
-    ax.set_xticks(x, [f"{m}\n{d}" for m, d in keys], fontsize=7)
+    ax.set_xticks(x, [f"{model_label(df, m, NETS, BATCH)}\n{d}" for m, d in keys], fontsize=7)
     ax.set_ylabel("best top-1 (%)")
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=6)
@@ -59,7 +63,7 @@ def check(df: pd.DataFrame) -> list[Claim]:
         have = {a: float(g[g["algo"] == a]["best_top1"].max()) for a in ALGOS if (g["algo"] == a).any()}
         p = PAPER.get((m, d))
         paper = f"BP {p['bp']} vs DDG {p['ddg']}" if p else "comparable (the paper's gaps <= 0.51 points)"
-        name = f"{m} on {d}: DDG's best top-1 is within {GAP_POINTS:g} points of BP's"
+        name = f"{model_label(df, m, NETS, BATCH)} on {d}: DDG's best top-1 is within {GAP_POINTS:g} points of BP's"
         if len(have) < 2 or not all(np.isfinite(v) for v in have.values()):
             out.append(not_checked(name, paper, "needs a BP and a DDG run with test evaluations"))
             continue

@@ -16,18 +16,21 @@ import pandas as pd
 
 from hdist.claims import Claim, not_checked, sanity
 from hdist.papers.thesis.pipeline_mem import ALGO_LABEL, ALGO_ORDER, STYLE, md_table, memory_model, mib
-from hdist.plots import data_note, figure, legend
+from hdist.plots import data_note, figure, legend, name_claims, run_as
 
 #: Largest relative deviation of measured from predicted memory accepted (the model leaves out small buffers:
 #: BatchNorm's saved statistics, the last stage's play input that FR keeps beside a graph that does not save it).
 TOL = 0.10
 PAPER = {"bp": "O(L)", "dni": "O(L + K L_s)", "ddg": "O(LK + K^2)", "fr": "O(L + K^2)"}
+#: The network and batch the table is made concrete for (the thesis' ResNet-164 at 6.5.1's batch): titles and
+#: claims name the model and batch run where they differ.
+NETWORK, BATCH = "ResNet-164", 128
 
 
 def plot(df: pd.DataFrame):
     mm = memory_model(df)
-    fig, (ax, ax2) = figure(2, width=4.6, title="thesis table 6: activation memory, measured (o) vs model (x)"
-                            + data_note(df))
+    fig, (ax, ax2) = figure(2, width=4.6, title="thesis table 6: activation memory, measured (o) vs model (x), "
+                            f"{run_as(df, NETWORK, batch=BATCH)}" + data_note(df))
     for algo in [a for a in ALGO_ORDER if a in set(mm["algo"])]:
         g = mm[mm["algo"] == algo].sort_values("K")
         st = STYLE.get(algo, {})
@@ -38,7 +41,7 @@ def plot(df: pd.DataFrame):
         a.set_xlabel("modules K")
         a.grid(alpha=0.3)
         legend(a)
-    models = ", ".join(sorted(mm["model"].unique()))
+    models = ", ".join(run_as(df[df["model"] == m], NETWORK, batch=BATCH) for m in sorted(mm["model"].unique()))
     ax.set_ylabel("activation memory (MiB)")
     ax.set_title(models, fontsize=9)
     ax2.set_ylabel("measured / BP")
@@ -49,7 +52,8 @@ def plot(df: pd.DataFrame):
 def check(df: pd.DataFrame) -> list[Claim]:
     mm = memory_model(df).dropna(subset=["predicted"])
     if mm.empty:
-        return [not_checked("memory follows Table 6", PAPER, "no memory rows with a BP run beside them")]
+        return name_claims([not_checked("memory follows Table 6", PAPER, "no memory rows with a BP run beside them")],
+                           df, NETWORK, batch=BATCH)
     out = []
     for algo in [a for a in ALGO_ORDER if a in set(mm["algo"])]:
         g = mm[mm["algo"] == algo]
@@ -61,20 +65,22 @@ def check(df: pd.DataFrame) -> list[Claim]:
                          PAPER[algo], f"measured / predicted from {g['ratio'].min():.3f} to {g['ratio'].max():.3f} "
                          f"(worst K={int(worst['K'])}: {mib(worst['measured'])} vs {mib(worst['predicted'])} MiB)",
                          bool(dev.max() <= TOL)))
+    out = name_claims(out, df, NETWORK, batch=BATCH)
     for model, g in mm.groupby("model"):
+        who = run_as(df[df["model"] == model], NETWORK, batch=BATCH)
         ddg = g[g["algo"] == "ddg"].sort_values("K")
         fr = g[g["algo"] == "fr"].sort_values("K")
         if len(ddg) >= 2:
             v = ddg["vs_bp"].to_numpy()
-            out.append(Claim(f"{model}: DDG's memory relative to BP grows with K (the LK term)", "O(LK + K^2)",
+            out.append(Claim(f"{who}: DDG's memory relative to BP grows with K (the LK term)", "O(LK + K^2)",
                              ", ".join(f"K={int(k)}: {x:.2f}" for k, x in zip(ddg["K"], v)),
                              bool(np.all(np.diff(v) > 0))))
         else:
-            out.append(not_checked(f"{model}: DDG's memory grows with K", "O(LK + K^2)", "fewer than 2 K values"))
+            out.append(not_checked(f"{who}: DDG's memory grows with K", "O(LK + K^2)", "fewer than 2 K values"))
         both = fr.merge(ddg[["K", "vs_bp"]], on="K", suffixes=("", "_ddg"))
         both = both[both["K"] > 1]
         if len(both):
-            out.append(Claim(f"{model}: FR stores less than DDG at every K > 1 (L + K^2 vs LK + K^2)",
+            out.append(Claim(f"{who}: FR stores less than DDG at every K > 1 (L + K^2 vs LK + K^2)",
                              "FR < DDG", ", ".join(f"K={int(r['K'])}: FR {r['vs_bp']:.2f} vs DDG {r['vs_bp_ddg']:.2f}"
                                                    f" x BP" for _, r in both.iterrows()),
                              bool((both["vs_bp"] < both["vs_bp_ddg"]).all())))

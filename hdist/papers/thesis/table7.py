@@ -13,7 +13,7 @@ import pandas as pd
 
 from hdist.claims import Claim, curve, not_checked, settle
 from hdist.papers.thesis.pipeline_mem import ALGO_LABEL, best_eval, md_table
-from hdist.plots import data_note, figure
+from hdist.plots import data_note, figure, model_label
 
 PAPER = {("resnet164", "cifar10"): {"bp": 6.40, "ddg": 6.45, "fr": 6.03},
          ("resnet164", "cifar100"): {"bp": 28.53, "ddg": 28.51, "fr": 27.34},
@@ -24,6 +24,9 @@ PAPER = {("resnet164", "cifar10"): {"bp": 6.40, "ddg": 6.45, "fr": 6.03},
 ALGOS = ("bp", "ddg", "fr")
 #: Seed noise of a few-epoch run on 1,024 samples is a point or two: FR "not worse" = within this many points.
 SLACK_POINTS = 1.0
+#: The thesis' networks and batch (6.5.1): the figure and claims name the model and batch run where they differ.
+NETS = {"resnet164": "ResNet-164", "resnet101": "ResNet-101", "resnet152": "ResNet-152"}
+BATCH = 128
 
 
 def best(df: pd.DataFrame) -> pd.DataFrame:
@@ -37,7 +40,8 @@ def _errors(g: pd.DataFrame) -> dict[str, float]:
 
 def plot(df: pd.DataFrame):
     b = best(df)
-    fig, (ax,) = figure(1, width=6.0, title="thesis table 7: best test error, BP / DDG / FR (K = 2)" + data_note(df))
+    fig, (ax,) = figure(1, width=6.0, title="thesis table 7: best test error, BP / DDG / FR (K = 2), "
+                            f"{model_label(df, None, NETS, BATCH)}" + data_note(df))
     keys = sorted({(m, d) for m, d in zip(b["model"], b["dataset"])})
     x = np.arange(len(keys))
     for i, algo in enumerate(ALGOS):
@@ -45,7 +49,7 @@ def plot(df: pd.DataFrame):
         ax.bar(x + (i - 1) * 0.27, e, 0.27, label=f"ours {ALGO_LABEL[algo]}")
         ax.plot(x + (i - 1) * 0.27, [PAPER.get(k, {}).get(algo, np.nan) for k in keys], "k_", ms=10, mew=2,
                 label="paper" if i == 0 else None)
-    ax.set_xticks(x, [f"{m}\n{d}" for m, d in keys], fontsize=7)
+    ax.set_xticks(x, [f"{model_label(df, m, NETS, BATCH)}\n{d}" for m, d in keys], fontsize=7)
     ax.set_ylabel("best test error (%)")
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=6)
@@ -60,7 +64,8 @@ def check(df: pd.DataFrame) -> list[Claim]:
         e = _errors(g)
         p = PAPER.get((m, d))
         paper = f"BP {p['bp']}, DDG {p['ddg']}, FR {p['fr']}" if p else "FR lowest"
-        name = f"{m} on {d}: FR's best test error <= BP's and DDG's (+{SLACK_POINTS:g} point)"
+        name = (f"{model_label(df, m, NETS, BATCH)} on {d}: FR's best test error <= BP's and DDG's "
+                f"(+{SLACK_POINTS:g} point)")
         if len(e) < 3 or not all(np.isfinite(v) for v in e.values()):
             out.append(not_checked(name, paper, "needs BP, DDG and FR runs with test evaluations"))
             continue
