@@ -1,0 +1,321 @@
+"""``hdist reproduce STEM --estimate``: a stem's runs and a measured estimate of their time on this machine.
+
+Nothing is written into ``results_dir``. Each distinct arm (runs that differ only in step sizes,
+schedules or seed share one) is timed by a short run of its own config, in a child process, into
+a temporary directory that is removed: the algorithm's own step cap (``algo.max_steps``, as
+``hdist calibrate``'s :func:`~hdist.calibrate.run_timers` times updates) stops it after
+``STEPS_PER_WORKER`` updates per worker, every step logging its row (``log.train_every=1``).
+From the rows of the first worker:
+
+- ``per_epoch_s``: training seconds (``wall_s``, evaluation excluded) per epoch, from the first
+  step's row (the warm-up) to the last;
+- ``eval_s``: seconds of one evaluation (the short run's first and last);
+- ``fixed_s``: the rest of the short run (data, model, start-up of the ranks).
+
+A run then costs ``fixed_s + per_epoch_s * epochs + eval_s * evaluations``, with the epochs and
+evaluations of its own config (a config that caps ``algo.max_steps`` itself: the epochs the
+short run's steps covered, scaled). On ``serial`` and ``sim`` (every rank in one process, one
+core) the short run's seconds are taken at its CPU time's share of its wall time, so another
+process on the core does not inflate them. Backends that start a process per rank are timed with
+at most this machine's cores of workers: more ranks than cores share the same cores, so the
+epochs take as long; only the start-up grows with the ranks.
+
+Peak RSS is the short run's largest resident set (its own process or the largest rank), a lower
+bound of the full run's (histories and buffers may grow with the steps).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+from hdist.types import ConfigError
+
+#: updates per worker in a timing run: one warm-up step, then the timed ones
+STEPS_PER_WORKER = 4
+#: seconds a timing run may take before it is stopped (its arm is then reported as at least this)
+TIMING_LIMIT_S = 120.0
+#: backends whose ranks run in this process: one core, timed by CPU time
+IN_PROCESS = ("serial", "sim")
+#: algo keys that change a run's numbers but not its cost per step: arms differing only there share a timing
+NUMERIC_KEYS = ("lr", "beta", "schedule", "momentum", "weight_decay", "pretrain_lr", "lr_unit", "warmup_epochs")
+
+
+@dataclass
+class Arm:
+    """Runs that share one timing: same model, data, batch, backend, worker count and algorithm structure."""
+
+    cfg: object  # the first run's config
+    combo: list[str]  # the first run's overrides
+    runs: list[list[str]] = field(default_factory=list)  # each run's own overrides (experiment= and the user's left out)
+    timing: dict | None = None
+
+
+def timing_key(cfg) -> str:
+    from omegaconf import OmegaConf
+
+    c = OmegaConf.to_container(cfg, resolve=True)
+    algo = {k: v for k, v in c["algo"].items() if k not in NUMERIC_KEYS}
+    keep = {k: c.get(k) for k in ("model", "dataset", "backend", "topology", "scale", "objective", "log")}
+    return json.dumps({"algo": algo, **keep}, sort_keys=True, default=str)
+
+
+def plan(stem: str, overrides: list[str]) -> tuple[list[list[str]], list[Arm]]:
+    """The stem's runs (override lists, validated as reproduce validates them, nothing written) and their arms."""
+    from hdist.launch import prepare
+    from hdist.sweeps import experiment_runs
+
+    combos = experiment_runs(stem, overrides)
+    arms: dict[str, Arm] = {}
+    for combo in combos:
+        cfg = prepare(combo, writes=False)
+        key = timing_key(cfg)
+        arm = arms.setdefault(key, Arm(cfg, combo))
+        own = [o for o in combo if o != f"experiment={stem}" and o not in overrides]
+        arm.runs.append(own)
+    return combos, list(arms.values())
+
+
+def cores() -> int:
+    return os.cpu_count() or 1
+
+
+def timed_workers(cfg) -> int:
+    workers = int(cfg.topology.workers)
+    return workers if cfg.backend.name in IN_PROCESS else max(1, min(workers, cores()))
+
+
+def short_overrides(cfg, combo: list[str]) -> list[str] | None:
+    """The timing run's overrides, or None when the algorithm has no step cap (it then runs as configured)."""
+    ovs = [*combo, "log.train_every=1", "progress=quiet"]
+    workers = timed_workers(cfg)
+    if workers != int(cfg.topology.workers):
+        ovs.append(f"topology.workers={workers}")
+    if "max_steps" not in cfg.algo:
+        return ovs
+    cap = STEPS_PER_WORKER * workers
+    own = cfg.algo.get("max_steps")
+    ovs.append(f"algo.max_steps={min(cap, int(own)) if own else cap}")
+    return ovs
+
+
+def time_arm(arm: Arm, limit_s: float = TIMING_LIMIT_S) -> dict:
+    """Run the arm's timing run in a child process (its memory is its own); the child's JSON result, or
+    ``{"error": ...}``."""
+    ovs = short_overrides(arm.cfg, arm.combo)
+    cmd = [sys.executable, "-m", "hdist.estimate", json.dumps(ovs)]
+    # Its own session: on a timeout, the child and every rank it started are stopped together.
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=limit_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        return {"error": f"timing run took over {limit_s:.0f} s", "over_s": limit_s}
+    lines = out.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        tail = (err.strip().splitlines() or ["no output"])[-1]
+        return {"error": f"timing run failed (exit {proc.returncode}): {tail}"}
+    return json.loads(lines[-1])
+
+
+#: a timing run whose timed steps took less than this is run again with more steps (small models: a
+#: few steps of a millisecond are mostly noise)
+MIN_TIMED_S = 1.0
+#: at most this many times the steps of the first timing run in the second
+MAX_STEP_FACTOR = 250
+
+
+def _cap(overrides: list[str]) -> int | None:
+    caps = [o for o in overrides if o.startswith("algo.max_steps=")]
+    return int(caps[-1].split("=", 1)[1]) if caps else None
+
+
+def _short_run(overrides: list[str], results_dir: str) -> dict:
+    """Run ``overrides`` into ``results_dir``; its seconds (wall and CPU), config and rows."""
+    from hdist.launch import execute, prepare
+    from hdist.metrics import load_results
+
+    cfg = prepare([*overrides, f"results_dir={results_dir}"])
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    res = execute(cfg, force=True)
+    exec_s, cpu_s = time.perf_counter() - wall0, time.process_time() - cpu0
+    if res.status not in ("done", "diverged"):
+        raise RuntimeError(f"timing run {res.status}: {res.reason}")
+    return {"cfg": cfg, "exec_s": exec_s, "cpu_s": cpu_s, "df": load_results(results_dir, status=None)}
+
+
+def _rows(df) -> dict:
+    """From the first worker's rows: epochs reached, training seconds, seconds per epoch after the first
+    (warm-up) step and the seconds of the steps that timed it, and how many evaluations were made."""
+    out = {"per_epoch_s": None, "epoch_end": 0.0, "train_s": 0.0, "timed_s": 0.0, "evals": 0}
+    if df.empty:
+        return out
+    workers = df[df["role"] == "worker"]
+    rows = workers if not workers.empty else df
+    mine = rows[rows["rank"] == int(rows["rank"].min())]
+    evals = mine[(mine["kind"] == "eval") & (mine["metric"] != "eval_s")]
+    out["evals"] = int(evals["metric"].value_counts().max()) if not evals.empty else 0
+    train = mine[mine["kind"] == "train"].sort_values("wall_s")
+    if train.empty:
+        return out
+    e, w = train["epoch"].to_numpy(), train["wall_s"].to_numpy()
+    out["epoch_end"], out["train_s"] = float(e.max()), float(w.max())
+    if len(e) >= 3 and e[-1] > e[0]:
+        out["per_epoch_s"], out["timed_s"] = float((w[-1] - w[0]) / (e[-1] - e[0])), float(w[-1] - w[0])
+    elif e[-1] > 0:
+        out["per_epoch_s"], out["timed_s"] = float(w[-1] / e[-1]), float(w[-1])
+    return out
+
+
+def _eval_seconds(cfg) -> float:
+    """Seconds of one evaluation of ``cfg``'s model (the loops' own :func:`hdist.train.measure`), the second of
+    two: the first pays for the first forward pass's allocations, as the run's first evaluation did."""
+    from hdist.problems import build_problem
+    from hdist.train import measure as evaluate
+
+    problem = build_problem(cfg)
+    model = problem.build_model(0)
+    evaluate(problem, model, problem.data.train, cfg.log.eval_max_samples)
+    t0 = time.perf_counter()
+    evaluate(problem, model, problem.data.train, cfg.log.eval_max_samples)
+    return time.perf_counter() - t0
+
+
+def measure(overrides: list[str]) -> dict:
+    """The timing run itself (in the child): ``overrides`` run into a temporary directory, then, when its
+    timed steps were too short to time, again with more steps; one evaluation timed on its own."""
+    import resource
+    import tempfile
+
+    from hdist import config as C
+
+    C.SEARCH_DIRS[:] = C.search_dirs(overrides)
+    with tempfile.TemporaryDirectory(prefix="hdist-estimate-") as tmp:
+        first = _short_run(overrides, f"{tmp}/first")
+        rows = _rows(first["df"])
+        timed = rows
+        cap = _cap(overrides)
+        if cap is not None and timed["per_epoch_s"] and timed["timed_s"] < MIN_TIMED_S:
+            factor = min(MAX_STEP_FACTOR, max(2, round(MIN_TIMED_S / max(timed["timed_s"], 1e-3))))
+            again = [*overrides, f"algo.max_steps={cap * factor}"]
+            timed = _rows(_short_run(again, f"{tmp}/again")["df"])
+        eval_s = _eval_seconds(first["cfg"]) if rows["evals"] else 0.0
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    ranks = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return {"exec_s": first["exec_s"], "cpu_s": first["cpu_s"], "peak_rss_bytes": 1024 * max(own, ranks),  # KiB
+            "per_epoch_s": timed["per_epoch_s"] or rows["per_epoch_s"], "epoch_end": rows["epoch_end"],
+            "train_s": rows["train_s"], "evals": rows["evals"], "eval_s": eval_s}
+
+
+def run_seconds(cfg, combo: list[str], t: dict) -> float | None:
+    """Seconds of one run of ``cfg`` on this machine from its arm's timing ``t`` (None: not estimable)."""
+    if "error" in t:
+        return None
+    # serial and sim: one core; the short run's CPU share of its wall time takes out other processes' load
+    load = min(1.0, t["cpu_s"] / t["exec_s"]) if cfg.backend.name in IN_PROCESS and t["exec_s"] > 0 else 1.0
+    cap, own = _cap(short_overrides(cfg, combo)), cfg.algo.get("max_steps")
+    if cap is None or (own and int(own) <= cap):
+        return load * t["exec_s"]  # no step cap, or the run's own is within the timing's: it was the whole run
+    if not t["per_epoch_s"]:
+        return None
+    epochs = float(cfg.scale.epochs)
+    if own:
+        epochs = min(epochs, t["epoch_end"] * int(own) / cap)
+    fixed_s = max(0.0, t["exec_s"] - t["train_s"] - t["eval_s"] * t["evals"])
+    fixed_s *= int(cfg.topology.workers) / timed_workers(cfg)  # one start-up per rank
+    evals = float(cfg.log.evals_per_epoch) * epochs + 2  # the start's and the end's, and evals_per_epoch a pass
+    return load * (fixed_s + t["per_epoch_s"] * epochs + t["eval_s"] * evals)
+
+
+def estimate(stem: str, overrides: list[str], progress=None) -> dict:
+    """The stem's runs, arms and their timings, and the estimate: seconds in all (None where an arm failed)."""
+    combos, arms = plan(stem, overrides)
+    for i, arm in enumerate(arms):
+        if progress:
+            progress(f"[hdist] {stem}: timing arm {i + 1}/{len(arms)}: {' '.join(arm.runs[0]) or '(base)'}")
+        arm.timing = time_arm(arm)
+    from hdist.launch import prepare
+
+    seconds, over = [], False
+    for arm in arms:
+        arm_s = []
+        for own in arm.runs:
+            combo = [f"experiment={stem}", *own, *overrides]
+            s = run_seconds(prepare(combo, writes=False), combo, arm.timing)
+            arm_s.append(s)
+        arm.timing["runs_s"] = arm_s
+        seconds += arm_s
+        over = over or "over_s" in arm.timing
+    known = [s for s in seconds if s is not None]
+    peak = max((a.timing.get("peak_rss_bytes", 0) for a in arms), default=0)
+    return {"stem": stem, "scale": str(arms[0].cfg.scale.name) if arms else "", "runs": len(combos),
+            "arms": arms, "total_s": sum(known), "missing": len(seconds) - len(known), "over": over,
+            "peak_rss_bytes": peak}
+
+
+def _hours(s: float) -> str:
+    return f"{s / 3600:.2f}"
+
+
+def _gb(b: float) -> str:
+    return f"{b / 1e9:.2f} GB" if b else "-"
+
+
+def _total(est: dict) -> str:
+    """The total in hours, marked when some arm could not be timed (a lower bound then)."""
+    text = _hours(est["total_s"])
+    if est["missing"]:
+        text = f">= {text} ({est['missing']} run(s) not estimated)"
+    return text
+
+
+def format_table(est: dict) -> str:
+    lines = [f"{est['stem']} at scale={est['scale']}: {est['runs']} run(s) in {len(est['arms'])} timed arm(s)",
+             f"{'runs':>4}  {'s/run':>9}  {'hours':>7}  {'peak RSS':>9}  overrides (first run of the arm)"]
+    for arm in est["arms"]:
+        t = arm.timing
+        known = [s for s in t["runs_s"] if s is not None]
+        per = f"{known[0]:.1f}" if known else "?"
+        hours = _hours(sum(known)) if known else "?"
+        lines.append(f"{len(arm.runs):>4}  {per:>9}  {hours:>7}  {_gb(t.get('peak_rss_bytes', 0)):>9}  "
+                     f"{' '.join(arm.runs[0]) or '(the experiment as configured)'}")
+        if "error" in t:
+            lines.append(f"{'':>4}  not estimated: {t['error']}")
+        for own in arm.runs[1:]:
+            lines.append(f"{'':>4}  {'':>9}  {'':>7}  {'':>9}  {' '.join(own)}")
+    lines.append(f"total: {_total(est)} hours on this machine ({cores()} core(s)); peak RSS {_gb(est['peak_rss_bytes'])}")
+    return "\n".join(lines)
+
+
+def format_md_row(est: dict) -> str:
+    """One row of docs/reproduction.md's cost table: stem | runs | hours | peak RSS."""
+    return f"| {est['stem']} | {est['runs']} | {_total(est)} | {_gb(est['peak_rss_bytes'])} |"
+
+
+FORMATS = ("table", "md")
+
+
+def check_flags(flags: list[str]) -> str:
+    """The output format of ``--estimate`` flags (ConfigError on a bad one)."""
+    fmt = "table"
+    for f in flags:
+        if f.startswith("--format="):
+            fmt = f.split("=", 1)[1]
+            if fmt not in FORMATS:
+                raise ConfigError(f"reproduce --format={fmt}: unknown format; allowed: {', '.join(FORMATS)}")
+    return fmt
+
+
+if __name__ == "__main__":
+    # The child of time_arm: one timing run, its numbers as the last line of stdout.
+    try:
+        result = measure(json.loads(sys.argv[1]))
+    except (ConfigError, RuntimeError) as e:
+        result = {"error": str(e).splitlines()[0]}
+    print(json.dumps(result))
