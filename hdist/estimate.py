@@ -38,8 +38,9 @@ from hdist.types import ConfigError
 
 #: updates per worker in a timing run: one warm-up step, then the timed ones
 STEPS_PER_WORKER = 4
-#: seconds a timing run may take before it is stopped (its arm is then reported as at least this)
-TIMING_LIMIT_S = 120.0
+#: seconds a timing run may take before it is stopped (then timed on 1/SCALED_DOWN of its training set)
+TIMING_LIMIT_S = 60.0
+SCALED_DOWN = 10
 #: backends whose ranks run in this process: one core, timed by CPU time
 IN_PROCESS = ("serial", "sim")
 #: algo keys that change a run's numbers but not its cost per step: arms differing only there share a timing
@@ -52,7 +53,7 @@ class Arm:
 
     cfg: object  # the first run's config
     combo: list[str]  # the first run's overrides
-    runs: list[list[str]] = field(default_factory=list)  # each run's own overrides (experiment= and the user's left out)
+    runs: list[list[str]] = field(default_factory=list)  # each run's overrides, less experiment= and the user's
     timing: dict | None = None
 
 
@@ -104,10 +105,33 @@ def short_overrides(cfg, combo: list[str]) -> list[str] | None:
     return ovs
 
 
-def time_arm(arm: Arm, limit_s: float = TIMING_LIMIT_S) -> dict:
-    """Run the arm's timing run in a child process (its memory is its own); the child's JSON result, or
-    ``{"error": ...}``."""
+def time_arm(arm: Arm, limit_s: float = TIMING_LIMIT_S, too_big: set | None = None) -> dict:
+    """The arm's timing (:func:`measure`, in a child process: its memory is its own), or ``{"error": ...}``.
+
+    A timing run over ``limit_s`` on a training set of a known size is timed again on a tenth of it and
+    scaled (``n_scale``): its data, epochs and evaluations take about that much longer at the full size.
+    ``too_big`` collects the datasets that timed out, so the other arms on them go to a tenth at once."""
     ovs = short_overrides(arm.cfg, arm.combo)
+    n_train = arm.cfg.dataset.get("n_train")
+    data_key = json.dumps([str(arm.cfg.dataset.name), n_train])
+    small = isinstance(n_train, int) and n_train >= SCALED_DOWN * 100 * timed_workers(arm.cfg)
+    full_rss = 0
+    if not (small and too_big is not None and data_key in too_big):
+        t = _child(ovs, limit_s)
+        if "over_s" not in t or not small:
+            return t
+        full_rss = t["peak_rss_bytes"]
+        if too_big is not None:
+            too_big.add(data_key)
+    t = _child([*ovs, f"dataset.n_train={n_train // SCALED_DOWN}"], limit_s)
+    if "error" not in t:
+        t["n_scale"] = n_train / (n_train // SCALED_DOWN)
+        # The full-size run's memory is more than the part's, and at least what it held when stopped.
+        t["peak_rss_bytes"], t["rss_lower_bound"] = max(full_rss, t["peak_rss_bytes"]), True
+    return t
+
+
+def _child(ovs: list[str], limit_s: float) -> dict:
     cmd = [sys.executable, "-m", "hdist.estimate", json.dumps(ovs)]
     # Its own session: on a timeout, the child and every rank it started are stopped together.
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -115,8 +139,9 @@ def time_arm(arm: Arm, limit_s: float = TIMING_LIMIT_S) -> dict:
         out, err = proc.communicate(timeout=limit_s)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
+        rss_kib = os.wait4(proc.pid, 0)[2].ru_maxrss  # what the child held when stopped
         proc.communicate()
-        return {"error": f"timing run took over {limit_s:.0f} s", "over_s": limit_s}
+        return {"error": f"timing run took over {limit_s:.0f} s", "over_s": limit_s, "peak_rss_bytes": 1024 * rss_kib}
     lines = out.strip().splitlines()
     if proc.returncode != 0 or not lines:
         tail = (err.strip().splitlines() or ["no output"])[-1]
@@ -126,7 +151,7 @@ def time_arm(arm: Arm, limit_s: float = TIMING_LIMIT_S) -> dict:
 
 #: a timing run whose timed steps took less than this is run again with more steps (small models: a
 #: few steps of a millisecond are mostly noise)
-MIN_TIMED_S = 1.0
+MIN_TIMED_S = 0.5
 #: at most this many times the steps of the first timing run in the second
 MAX_STEP_FACTOR = 250
 
@@ -151,9 +176,9 @@ def _short_run(overrides: list[str], results_dir: str) -> dict:
 
 
 def _rows(df) -> dict:
-    """From the first worker's rows: epochs reached, training seconds, seconds per epoch after the first
-    (warm-up) step and the seconds of the steps that timed it, and how many evaluations were made."""
-    out = {"per_epoch_s": None, "epoch_end": 0.0, "train_s": 0.0, "timed_s": 0.0, "evals": 0}
+    """From the first worker's rows: epochs reached, seconds per epoch after the first (warm-up) step and the
+    seconds of the steps that timed it, and how many evaluations were made."""
+    out = {"per_epoch_s": None, "epoch_end": 0.0, "timed_s": 0.0, "evals": 0}
     if df.empty:
         return out
     workers = df[df["role"] == "worker"]
@@ -165,7 +190,7 @@ def _rows(df) -> dict:
     if train.empty:
         return out
     e, w = train["epoch"].to_numpy(), train["wall_s"].to_numpy()
-    out["epoch_end"], out["train_s"] = float(e.max()), float(w.max())
+    out["epoch_end"] = float(e.max())
     if len(e) >= 3 and e[-1] > e[0]:
         out["per_epoch_s"], out["timed_s"] = float((w[-1] - w[0]) / (e[-1] - e[0])), float(w[-1] - w[0])
     elif e[-1] > 0:
@@ -210,7 +235,7 @@ def measure(overrides: list[str]) -> dict:
     ranks = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return {"exec_s": first["exec_s"], "cpu_s": first["cpu_s"], "peak_rss_bytes": 1024 * max(own, ranks),  # KiB
             "per_epoch_s": timed["per_epoch_s"] or rows["per_epoch_s"], "epoch_end": rows["epoch_end"],
-            "train_s": rows["train_s"], "evals": rows["evals"], "eval_s": eval_s}
+            "timed_s": rows["timed_s"], "evals": rows["evals"], "eval_s": eval_s}
 
 
 def run_seconds(cfg, combo: list[str], t: dict) -> float | None:
@@ -220,26 +245,29 @@ def run_seconds(cfg, combo: list[str], t: dict) -> float | None:
     # serial and sim: one core; the short run's CPU share of its wall time takes out other processes' load
     load = min(1.0, t["cpu_s"] / t["exec_s"]) if cfg.backend.name in IN_PROCESS and t["exec_s"] > 0 else 1.0
     cap, own = _cap(short_overrides(cfg, combo)), cfg.algo.get("max_steps")
-    if cap is None or (own and int(own) <= cap):
+    if (cap is None or (own and int(own) <= cap)) and "n_scale" not in t:
         return load * t["exec_s"]  # no step cap, or the run's own is within the timing's: it was the whole run
     if not t["per_epoch_s"]:
         return None
     epochs = float(cfg.scale.epochs)
     if own:
         epochs = min(epochs, t["epoch_end"] * int(own) / cap)
-    fixed_s = max(0.0, t["exec_s"] - t["train_s"] - t["eval_s"] * t["evals"])
+    # The first step is in the start-up: it pays for first-call allocations once a run.
+    fixed_s = max(0.0, t["exec_s"] - t["timed_s"] - t["eval_s"] * t["evals"])
     fixed_s *= int(cfg.topology.workers) / timed_workers(cfg)  # one start-up per rank
     evals = float(cfg.log.evals_per_epoch) * epochs + 2  # the start's and the end's, and evals_per_epoch a pass
-    return load * (fixed_s + t["per_epoch_s"] * epochs + t["eval_s"] * evals)
+    # Timed on a part of the training set: data, epochs and evaluations grow with it.
+    return load * t.get("n_scale", 1.0) * (fixed_s + t["per_epoch_s"] * epochs + t["eval_s"] * evals)
 
 
 def estimate(stem: str, overrides: list[str], progress=None) -> dict:
     """The stem's runs, arms and their timings, and the estimate: seconds in all (None where an arm failed)."""
     combos, arms = plan(stem, overrides)
+    too_big: set = set()
     for i, arm in enumerate(arms):
         if progress:
             progress(f"[hdist] {stem}: timing arm {i + 1}/{len(arms)}: {' '.join(arm.runs[0]) or '(base)'}")
-        arm.timing = time_arm(arm)
+        arm.timing = time_arm(arm, too_big=too_big)
     from hdist.launch import prepare
 
     seconds, over = [], False
@@ -254,17 +282,18 @@ def estimate(stem: str, overrides: list[str], progress=None) -> dict:
         over = over or "over_s" in arm.timing
     known = [s for s in seconds if s is not None]
     peak = max((a.timing.get("peak_rss_bytes", 0) for a in arms), default=0)
+    bound = any(a.timing.get("rss_lower_bound") or "over_s" in a.timing for a in arms)
     return {"stem": stem, "scale": str(arms[0].cfg.scale.name) if arms else "", "runs": len(combos),
             "arms": arms, "total_s": sum(known), "missing": len(seconds) - len(known), "over": over,
-            "peak_rss_bytes": peak}
+            "peak_rss_bytes": peak, "rss_lower_bound": bound}
 
 
 def _hours(s: float) -> str:
-    return f"{s / 3600:.2f}"
+    return f"{s / 3600:.3g}"
 
 
-def _gb(b: float) -> str:
-    return f"{b / 1e9:.2f} GB" if b else "-"
+def _gb(b: float, lower_bound: bool = False) -> str:
+    return (">= " if lower_bound else "") + f"{b / 1e9:.2f} GB" if b else "-"
 
 
 def _total(est: dict) -> str:
@@ -283,19 +312,26 @@ def format_table(est: dict) -> str:
         known = [s for s in t["runs_s"] if s is not None]
         per = f"{known[0]:.1f}" if known else "?"
         hours = _hours(sum(known)) if known else "?"
-        lines.append(f"{len(arm.runs):>4}  {per:>9}  {hours:>7}  {_gb(t.get('peak_rss_bytes', 0)):>9}  "
+        rss = _gb(t.get("peak_rss_bytes", 0), t.get("rss_lower_bound") or "over_s" in t)
+        lines.append(f"{len(arm.runs):>4}  {per:>9}  {hours:>7}  {rss:>9}  "
                      f"{' '.join(arm.runs[0]) or '(the experiment as configured)'}")
         if "error" in t:
             lines.append(f"{'':>4}  not estimated: {t['error']}")
+        elif "n_scale" in t:
+            lines.append(f"{'':>4}  timed on 1/{t['n_scale']:.3g} of the training set (the whole one took over "
+                         f"{TIMING_LIMIT_S:.0f} s), scaled up")
         for own in arm.runs[1:]:
             lines.append(f"{'':>4}  {'':>9}  {'':>7}  {'':>9}  {' '.join(own)}")
-    lines.append(f"total: {_total(est)} hours on this machine ({cores()} core(s)); peak RSS {_gb(est['peak_rss_bytes'])}")
+    lines.append(f"total: {_total(est)} hours ({est['total_s']:.0f} s) on this machine ({cores()} core(s)); "
+                 f"peak RSS {_gb(est['peak_rss_bytes'], est['rss_lower_bound'])}")
     return "\n".join(lines)
 
 
 def format_md_row(est: dict) -> str:
     """One row of docs/reproduction.md's cost table: stem | runs | hours | peak RSS."""
-    return f"| {est['stem']} | {est['runs']} | {_total(est)} | {_gb(est['peak_rss_bytes'])} |"
+    scaled = any("n_scale" in a.timing for a in est["arms"])
+    hours = _total(est) + (f" (timed on 1/{SCALED_DOWN} of the data)" if scaled else "")
+    return f"| {est['stem']} | {est['runs']} | {hours} | {_gb(est['peak_rss_bytes'], est['rss_lower_bound'])} |"
 
 
 FORMATS = ("table", "md")

@@ -1,0 +1,76 @@
+"""hdist reproduce STEM --estimate: the runs and their measured time, nothing written into results_dir."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from hdist.estimate import run_seconds
+from hdist.launch import prepare
+from hdist.sweeps import experiment_runs
+
+# huo17-fig1 at smoke with a two-point sweep of one arm: one timing run (a child process), ~5 s
+TINY = ("scale=smoke", 'sweep=[{algo.lr:"0.01,0.05"}]')
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """The estimate of TINY (one timing run) and the results_dir it was given."""
+    from hdist.estimate import estimate
+
+    results = tmp_path_factory.mktemp("estimate") / "results"
+    ovs = [*TINY, f"results_dir={results}"]
+    return estimate("huo17-fig1", ovs), ovs, results
+
+
+def test_estimate_counts_the_sweeps_runs_and_writes_nothing(tiny):
+    from hdist.estimate import format_md_row, format_table
+
+    est, ovs, results = tiny
+    runs = experiment_runs("huo17-fig1", ovs)
+    assert est["runs"] == len(runs) == 2
+    assert len(est["arms"]) == 1 and len(est["arms"][0].runs) == 2  # the lr points share a timing
+    assert est["total_s"] > 0 and not est["missing"]
+    table = format_table(est)
+    assert "huo17-fig1 at scale=smoke: 2 run(s) in 1 timed arm(s)" in table
+    total = re.search(r"total: ([0-9.e+-]+) hours \(([0-9.]+) s\)", table)
+    assert total and float(total.group(1)) > 0, table
+    cells = [c.strip() for c in format_md_row(est).strip("|").split("|")]
+    assert cells[:2] == ["huo17-fig1", "2"] and float(cells[2]) > 0 and cells[3].endswith("GB"), cells
+    assert not results.exists()
+
+
+def test_estimate_from_the_command_line(cli, tmp_path):
+    results = tmp_path / "results"
+    code, out, err = cli("reproduce", "huo17-fig1", *TINY, f"results_dir={results}", "--estimate", "--format=md")
+    assert code == 0, err
+    assert out.strip().startswith("| huo17-fig1 | 2 | "), out
+    assert not results.exists()
+
+
+@pytest.mark.parametrize("args, names", [
+    (("no-such-stem",), "no-such-stem"),
+    (("huo17-fig1", "algo.lr=-1"), "algo.lr"),
+    (("huo17-fig1", "--format=html"), "--format=html"),
+])
+def test_estimate_bad_input_is_one_line_exit_2(cli, tmp_path, args, names):
+    results = tmp_path / "results"
+    code, out, err = cli("reproduce", *args, "scale=smoke", f"results_dir={results}", "--estimate")
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert names in err and not out
+    assert not results.exists()
+
+
+def test_run_seconds_adds_start_up_epochs_and_evaluations():
+    combo = ["experiment=huo17-fig1", "scale=smoke", "scale.epochs=3", "log.evals_per_epoch=2"]
+    cfg = prepare(combo, writes=False)
+    # a short run of 5 s: 1 s of timed steps, 2 evaluations of 0.5 s, so 3 s of start-up; 10 s per epoch; a core
+    timing = {"exec_s": 5.0, "cpu_s": 5.0, "timed_s": 1.0, "evals": 2, "eval_s": 0.5, "per_epoch_s": 10.0,
+              "epoch_end": 0.01}
+    assert run_seconds(cfg, combo, timing) == pytest.approx(3.0 + 10.0 * 3 + 0.5 * (2 * 3 + 2))
+    # the same on a core another process shared half the time: the CPU share takes the load out
+    loaded = {**timing, "exec_s": 10.0, "cpu_s": 5.0, "timed_s": 2.0, "eval_s": 1.0, "per_epoch_s": 20.0}
+    assert run_seconds(cfg, combo, loaded) == pytest.approx(run_seconds(cfg, combo, timing))
+    assert run_seconds(cfg, combo, {"error": "timing run failed"}) is None
