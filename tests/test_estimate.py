@@ -74,3 +74,36 @@ def test_run_seconds_adds_start_up_epochs_and_evaluations():
     loaded = {**timing, "exec_s": 10.0, "cpu_s": 5.0, "timed_s": 2.0, "eval_s": 1.0, "per_epoch_s": 20.0}
     assert run_seconds(cfg, combo, loaded) == pytest.approx(run_seconds(cfg, combo, timing))
     assert run_seconds(cfg, combo, {"error": "timing run failed"}) is None
+
+
+def test_cost_table_rewrites_only_the_named_rows_between_its_markers(tmp_path):
+    from hdist.cost_table import BEGIN, END, read_rows, write_rows
+
+    doc = tmp_path / "reproduction.md"
+    doc.write_text(f"# Title\n\n## Cost table\n\n{BEGIN}\n{END}\n\n## Gallery\nkept\n")
+    order = ["huo17-fig1", "huo17-fig2", "thesis-fig8"]
+    write_rows(doc, {"thesis-fig8": "| thesis-fig8 | 4 | 1.5 | 2.00 GB |"}, order, "first note")
+    rows = read_rows(doc)
+    rows["huo17-fig1"] = "| huo17-fig1 | 8 | 0.2 | 0.50 GB |"
+    write_rows(doc, rows, order, "second note")
+    text = doc.read_text()
+    assert read_rows(doc) == rows
+    assert text.index("| huo17-fig1 |") < text.index("| thesis-fig8 |")  # in the stems' order
+    assert "second note" in text and "first note" not in text
+    assert text.startswith("# Title\n\n## Cost table\n\n") and text.endswith(f"{END}\n\n## Gallery\nkept\n")
+
+
+def test_cost_table_bad_input_is_one_line_exit_2(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    doc = tmp_path / "no-markers.md"
+    doc.write_text("# nothing here\n")
+    for args, names in (([str(doc), "no-such-stem"], "no-such-stem"), ([str(doc), "huo17-fig1"], str(doc))):
+        r = subprocess.run([sys.executable, "-m", "hdist.cost_table", *args], capture_output=True, text=True,
+                           cwd=ROOT, timeout=60)
+        assert r.returncode == 2, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and names in r.stderr, r.stderr
+    assert doc.read_text() == "# nothing here\n"
