@@ -198,18 +198,18 @@ def _rows(df) -> dict:
     return out
 
 
-def _eval_seconds(cfg) -> float:
-    """Seconds of one evaluation of ``cfg``'s model (the loops' own :func:`hdist.train.measure`), the second of
-    two: the first pays for the first forward pass's allocations, as the run's first evaluation did."""
+def _eval_seconds(cfg) -> tuple[float, float]:
+    """Wall and CPU seconds of one evaluation of ``cfg``'s model (the loops' own :func:`hdist.train.measure`),
+    the second of two: the first pays for the first forward pass's allocations, as the run's first did."""
     from hdist.problems import build_problem
     from hdist.train import measure as evaluate
 
     problem = build_problem(cfg)
     model = problem.build_model(0)
     evaluate(problem, model, problem.data.train, cfg.log.eval_max_samples)
-    t0 = time.perf_counter()
+    wall0, cpu0 = time.perf_counter(), time.process_time()
     evaluate(problem, model, problem.data.train, cfg.log.eval_max_samples)
-    return time.perf_counter() - t0
+    return time.perf_counter() - wall0, time.process_time() - cpu0
 
 
 def measure(overrides: list[str]) -> dict:
@@ -224,26 +224,35 @@ def measure(overrides: list[str]) -> dict:
     with tempfile.TemporaryDirectory(prefix="hdist-estimate-") as tmp:
         first = _short_run(overrides, f"{tmp}/first")
         rows = _rows(first["df"])
-        timed = rows
+        timed, timed_run = rows, first
         cap = _cap(overrides)
-        if cap is not None and timed["per_epoch_s"] and timed["timed_s"] < MIN_TIMED_S:
-            factor = min(MAX_STEP_FACTOR, max(2, round(MIN_TIMED_S / max(timed["timed_s"], 1e-3))))
-            again = [*overrides, f"algo.max_steps={cap * factor}"]
-            timed = _rows(_short_run(again, f"{tmp}/again")["df"])
-        eval_s = _eval_seconds(first["cfg"]) if rows["evals"] else 0.0
+        if cap is not None and rows["per_epoch_s"] and rows["timed_s"] < MIN_TIMED_S:
+            factor = min(MAX_STEP_FACTOR, max(2, round(MIN_TIMED_S / max(rows["timed_s"], 1e-3))))
+            timed_run = _short_run([*overrides, f"algo.max_steps={cap * factor}"], f"{tmp}/again")
+            timed = _rows(timed_run["df"])
+        eval_s, eval_cpu_s = _eval_seconds(first["cfg"]) if rows["evals"] else (0.0, 0.0)
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     ranks = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return {"exec_s": first["exec_s"], "cpu_s": first["cpu_s"], "peak_rss_bytes": 1024 * max(own, ranks),  # KiB
             "per_epoch_s": timed["per_epoch_s"] or rows["per_epoch_s"], "epoch_end": rows["epoch_end"],
-            "timed_s": rows["timed_s"], "evals": rows["evals"], "eval_s": eval_s}
+            "timed_s": rows["timed_s"], "evals": rows["evals"], "eval_s": eval_s, "eval_cpu_s": eval_cpu_s,
+            # the CPU share of the run that timed the epochs (its load may differ from the first run's)
+            "timed_cpu_share": _cpu_share(timed_run if timed["per_epoch_s"] else first)}
+
+
+def _cpu_share(run: dict) -> float:
+    """CPU seconds per wall second of a short run of this process, at most 1: on one core, the part of the
+    time it had the core."""
+    return min(1.0, run["cpu_s"] / run["exec_s"]) if run["exec_s"] > 0 else 1.0
 
 
 def run_seconds(cfg, combo: list[str], t: dict) -> float | None:
     """Seconds of one run of ``cfg`` on this machine from its arm's timing ``t`` (None: not estimable)."""
     if "error" in t:
         return None
-    # serial and sim: one core; the short run's CPU share of its wall time takes out other processes' load
-    load = min(1.0, t["cpu_s"] / t["exec_s"]) if cfg.backend.name in IN_PROCESS and t["exec_s"] > 0 else 1.0
+    # serial and sim: one core; each part's CPU share of its wall time takes out other processes' load
+    one_core = cfg.backend.name in IN_PROCESS
+    load = _cpu_share(t) if one_core else 1.0
     cap, own = _cap(short_overrides(cfg, combo)), cfg.algo.get("max_steps")
     if (cap is None or (own and int(own) <= cap)) and "n_scale" not in t:
         return load * t["exec_s"]  # no step cap, or the run's own is within the timing's: it was the whole run
@@ -256,8 +265,10 @@ def run_seconds(cfg, combo: list[str], t: dict) -> float | None:
     fixed_s = max(0.0, t["exec_s"] - t["timed_s"] - t["eval_s"] * t["evals"])
     fixed_s *= int(cfg.topology.workers) / timed_workers(cfg)  # one start-up per rank
     evals = float(cfg.log.evals_per_epoch) * epochs + 2  # the start's and the end's, and evals_per_epoch a pass
+    per_epoch_s = t["per_epoch_s"] * (t["timed_cpu_share"] if one_core else 1.0)
+    eval_s = min(t["eval_s"], t["eval_cpu_s"]) if one_core else t["eval_s"]
     # Timed on a part of the training set: data, epochs and evaluations grow with it.
-    return load * t.get("n_scale", 1.0) * (fixed_s + t["per_epoch_s"] * epochs + t["eval_s"] * evals)
+    return t.get("n_scale", 1.0) * (load * fixed_s + per_epoch_s * epochs + eval_s * evals)
 
 
 def estimate(stem: str, overrides: list[str], progress=None) -> dict:

@@ -67,11 +67,12 @@ def test_run_seconds_adds_start_up_epochs_and_evaluations():
     combo = ["experiment=huo17-fig1", "scale=smoke", "scale.epochs=3", "log.evals_per_epoch=2"]
     cfg = prepare(combo, writes=False)
     # a short run of 5 s: 1 s of timed steps, 2 evaluations of 0.5 s, so 3 s of start-up; 10 s per epoch; a core
-    timing = {"exec_s": 5.0, "cpu_s": 5.0, "timed_s": 1.0, "evals": 2, "eval_s": 0.5, "per_epoch_s": 10.0,
-              "epoch_end": 0.01}
+    timing = {"exec_s": 5.0, "cpu_s": 5.0, "timed_s": 1.0, "evals": 2, "eval_s": 0.5, "eval_cpu_s": 0.5,
+              "per_epoch_s": 10.0, "timed_cpu_share": 1.0, "epoch_end": 0.01}
     assert run_seconds(cfg, combo, timing) == pytest.approx(3.0 + 10.0 * 3 + 0.5 * (2 * 3 + 2))
     # the same on a core another process shared half the time: the CPU share takes the load out
-    loaded = {**timing, "exec_s": 10.0, "cpu_s": 5.0, "timed_s": 2.0, "eval_s": 1.0, "per_epoch_s": 20.0}
+    loaded = {**timing, "exec_s": 10.0, "cpu_s": 5.0, "timed_s": 2.0, "eval_s": 1.0, "per_epoch_s": 20.0,
+              "timed_cpu_share": 0.5}
     assert run_seconds(cfg, combo, loaded) == pytest.approx(run_seconds(cfg, combo, timing))
     assert run_seconds(cfg, combo, {"error": "timing run failed"}) is None
 
