@@ -49,7 +49,7 @@ NUMERIC_KEYS = ("lr", "beta", "schedule", "momentum", "weight_decay", "pretrain_
 
 @dataclass
 class Arm:
-    """Runs that share one timing: same model, data, batch, backend, worker count and algorithm structure."""
+    """Runs that share one timing: same model, data, batch, backend, timed worker count and algorithm structure."""
 
     cfg: object  # the first run's config
     combo: list[str]  # the first run's overrides
@@ -63,6 +63,8 @@ def timing_key(cfg) -> str:
     c = OmegaConf.to_container(cfg, resolve=True)
     algo = {k: v for k, v in c["algo"].items() if k not in NUMERIC_KEYS}
     keep = {k: c.get(k) for k in ("model", "dataset", "backend", "topology", "scale", "objective", "log")}
+    # A process per rank: every count from the cores up is timed on the cores (timed_workers), once.
+    keep["topology"] = {**keep["topology"], "workers": timed_workers(cfg)}
     return json.dumps({"algo": algo, **keep}, sort_keys=True, default=str)
 
 
@@ -176,25 +178,29 @@ def _short_run(overrides: list[str], results_dir: str) -> dict:
 
 
 def _rows(df) -> dict:
-    """From the first worker's rows: epochs reached, seconds per epoch after the first (warm-up) step and the
-    seconds of the steps that timed it, and how many evaluations were made."""
+    """From a short run's rows: epochs reached, seconds per epoch and the seconds of the steps that timed it,
+    and how many evaluations were made. Per epoch from the first worker's per-step rows, after its first
+    (warm-up) step; an algorithm that logs no rows per step (the dual methods): from the row that reached
+    the most epochs, its wall_s over its epoch."""
     out = {"per_epoch_s": None, "epoch_end": 0.0, "timed_s": 0.0, "evals": 0}
     if df.empty:
         return out
+    evals = df[(df["kind"] == "eval") & (df["metric"] != "eval_s")]
+    out["evals"] = int(evals.groupby(["rank", "metric"]).size().max()) if not evals.empty else 0
     workers = df[df["role"] == "worker"]
     rows = workers if not workers.empty else df
     mine = rows[rows["rank"] == int(rows["rank"].min())]
-    evals = mine[(mine["kind"] == "eval") & (mine["metric"] != "eval_s")]
-    out["evals"] = int(evals["metric"].value_counts().max()) if not evals.empty else 0
     train = mine[mine["kind"] == "train"].sort_values("wall_s")
-    if train.empty:
-        return out
     e, w = train["epoch"].to_numpy(), train["wall_s"].to_numpy()
-    out["epoch_end"] = float(e.max())
     if len(e) >= 3 and e[-1] > e[0]:
+        out["epoch_end"] = float(e.max())
         out["per_epoch_s"], out["timed_s"] = float((w[-1] - w[0]) / (e[-1] - e[0])), float(w[-1] - w[0])
-    elif e[-1] > 0:
-        out["per_epoch_s"], out["timed_s"] = float(w[-1] / e[-1]), float(w[-1])
+        return out
+    moved = df[df["epoch"] > 0]
+    if not moved.empty:
+        end = float(moved["epoch"].max())
+        wall = float(moved.loc[moved["epoch"] == end, "wall_s"].max())
+        out["epoch_end"], out["per_epoch_s"], out["timed_s"] = end, wall / end, wall
     return out
 
 
