@@ -1,26 +1,29 @@
 """``hdist reproduce STEM --estimate``: a stem's runs and a measured estimate of their time on this machine.
 
-Nothing is written into ``results_dir``. Each distinct arm (runs that differ only in step sizes,
-schedules or seed share one) is timed by a short run of its own config, in a child process, into
-a temporary directory that is removed: the algorithm's own step cap (``algo.max_steps``, as
-``hdist calibrate``'s :func:`~hdist.calibrate.run_timers` times updates) stops it after
-``STEPS_PER_WORKER`` updates per worker, every step logging its row (``log.train_every=1``).
-From the rows of the first worker:
+Nothing is written into ``results_dir``. Each distinct arm (runs that differ only in step size,
+schedule or seed share one) is timed by a short run of its own config, in a child process (its
+memory is its own), into a temporary directory that is removed: the algorithm's own step cap
+(``algo.max_steps``, as ``hdist calibrate``'s :func:`~hdist.calibrate.run_timers` times updates)
+stops it after ``STEPS_PER_WORKER`` updates per worker, every step logging its row
+(``log.train_every=1``); when those steps took under ``MIN_TIMED_S`` (a small model's
+sub-millisecond steps), it runs again with enough steps. From the rows:
 
-- ``per_epoch_s``: training seconds (``wall_s``, evaluation excluded) per epoch, from the first
-  step's row (the warm-up) to the last;
-- ``eval_s``: seconds of one evaluation (the short run's first and last);
-- ``fixed_s``: the rest of the short run (data, model, start-up of the ranks).
+- ``per_epoch_s``: training seconds (``wall_s``, evaluation excluded) per epoch of the first
+  worker, after its first (warm-up) step (an algorithm without per-step rows: the row that
+  reached the most epochs);
+- ``eval_s``: one evaluation of the model, timed on its own (:func:`hdist.train.measure`);
+- ``fixed_s``: the rest of the short run (data, model, start-up of the ranks, the first step).
 
 A run then costs ``fixed_s + per_epoch_s * epochs + eval_s * evaluations``, with the epochs and
-evaluations of its own config (a config that caps ``algo.max_steps`` itself: the epochs the
-short run's steps covered, scaled). On ``serial`` and ``sim`` (every rank in one process, one
-core) the short run's seconds are taken at its CPU time's share of its wall time, so another
-process on the core does not inflate them. Backends that start a process per rank are timed with
-at most this machine's cores of workers: more ranks than cores share the same cores, so the
-epochs take as long; only the start-up grows with the ranks.
+evaluations of its own config (a config that caps ``algo.max_steps`` itself: the epochs the short
+run's steps covered, scaled). On ``serial`` and ``sim`` (every rank in this process, one core)
+each part is taken at its CPU time's share of its wall time, so other processes on the machine do
+not inflate it. Backends that start a process per rank are timed in wall time with at most this
+machine's cores of workers: more ranks than cores share the same cores, so an epoch takes as long;
+only the start-up grows with the ranks. A timing run over ``TIMING_LIMIT_S`` (a large training
+set) is stopped and the arm timed on 1/``SCALED_DOWN`` of its training set, scaled up.
 
-Peak RSS is the short run's largest resident set (its own process or the largest rank), a lower
+Peak RSS is the short run's largest resident set (its own process or its largest rank), a lower
 bound of the full run's (histories and buffers may grow with the steps).
 """
 
@@ -40,6 +43,7 @@ from hdist.types import ConfigError
 STEPS_PER_WORKER = 4
 #: seconds a timing run may take before it is stopped (then timed on 1/SCALED_DOWN of its training set)
 TIMING_LIMIT_S = 60.0
+#: the part of a training set too large to time in TIMING_LIMIT_S that is timed instead (1/this)
 SCALED_DOWN = 10
 #: backends whose ranks run in this process: one core, timed by CPU time
 IN_PROCESS = ("serial", "sim")
@@ -93,8 +97,8 @@ def timed_workers(cfg) -> int:
     return workers if cfg.backend.name in IN_PROCESS else max(1, min(workers, cores()))
 
 
-def short_overrides(cfg, combo: list[str]) -> list[str] | None:
-    """The timing run's overrides, or None when the algorithm has no step cap (it then runs as configured)."""
+def short_overrides(cfg, combo: list[str]) -> list[str]:
+    """The timing run's overrides: with a step cap, unless the algorithm has none (it then runs as configured)."""
     ovs = [*combo, "log.train_every=1", "progress=quiet"]
     workers = timed_workers(cfg)
     if workers != int(cfg.topology.workers):
@@ -116,11 +120,11 @@ def time_arm(arm: Arm, limit_s: float = TIMING_LIMIT_S, too_big: set | None = No
     ovs = short_overrides(arm.cfg, arm.combo)
     n_train = arm.cfg.dataset.get("n_train")
     data_key = json.dumps([str(arm.cfg.dataset.name), n_train])
-    small = isinstance(n_train, int) and n_train >= SCALED_DOWN * 100 * timed_workers(arm.cfg)
+    divisible = isinstance(n_train, int) and n_train >= SCALED_DOWN * 100 * timed_workers(arm.cfg)
     full_rss = 0
-    if not (small and too_big is not None and data_key in too_big):
+    if not (divisible and too_big is not None and data_key in too_big):
         t = _child(ovs, limit_s)
-        if "over_s" not in t or not small:
+        if "over_s" not in t or not divisible:
             return t
         full_rss = t["peak_rss_bytes"]
         if too_big is not None:

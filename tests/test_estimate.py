@@ -108,3 +108,24 @@ def test_cost_table_bad_input_is_one_line_exit_2(tmp_path):
         assert r.returncode == 2, r.stderr
         assert len(r.stderr.strip().splitlines()) == 1 and names in r.stderr, r.stderr
     assert doc.read_text() == "# nothing here\n"
+
+
+def test_rows_time_epochs_after_the_warm_up_step_or_from_the_furthest_row():
+    import pandas as pd
+
+    from hdist.estimate import _rows
+
+    def frame(rows):
+        return pd.DataFrame(rows, columns=["rank", "role", "kind", "epoch", "wall_s", "metric"])
+
+    # per-step rows: the first step (2 s of warm-up) is left out; then 0.1 epoch per 1 s
+    evals = [(0, "worker", "eval", 0.0, 0.0, "train_loss_full"), (0, "worker", "eval", 0.4, 5.0, "train_loss_full")]
+    steps = frame([(0, "worker", "train", 0.1 * i, 2.0 + (i - 1), "train_loss") for i in range(1, 5)] + evals)
+    got = _rows(steps)
+    assert got["per_epoch_s"] == pytest.approx(10.0) and got["timed_s"] == pytest.approx(3.0)
+    assert got["epoch_end"] == pytest.approx(0.4) and got["evals"] == 2
+    # no per-step rows (a dual method): the server's snapshots and the workers' totals; the furthest row
+    dual = frame([(0, "server", "eval", 0.0, 0.0, "suboptimality"), (0, "server", "eval", 0.04, 0.5, "suboptimality"),
+                  (0, "server", "eval", 0.08, 1.0, "suboptimality"), (1, "worker", "comm", 0.08, 1.2, "updates_total")])
+    got = _rows(dual)
+    assert got["per_epoch_s"] == pytest.approx(1.2 / 0.08) and got["evals"] == 3
