@@ -186,7 +186,7 @@ def _rows(df) -> dict:
     and how many evaluations were made. Per epoch from the first worker's per-step rows, after its first
     (warm-up) step; an algorithm that logs no rows per step (the dual methods): from the row that reached
     the most epochs, its wall_s over its epoch."""
-    out = {"per_epoch_s": None, "epoch_end": 0.0, "timed_s": 0.0, "evals": 0}
+    out = {"per_epoch_s": None, "epoch_end": 0.0, "timed_s": 0.0, "evals": 0, "per_step_rows": False}
     if df.empty:
         return out
     evals = df[(df["kind"] == "eval") & (df["metric"] != "eval_s")]
@@ -199,6 +199,7 @@ def _rows(df) -> dict:
     if len(e) >= 3 and e[-1] > e[0]:
         out["epoch_end"] = float(e.max())
         out["per_epoch_s"], out["timed_s"] = float((w[-1] - w[0]) / (e[-1] - e[0])), float(w[-1] - w[0])
+        out["per_step_rows"] = True
         return out
     moved = df[df["epoch"] > 0]
     if not moved.empty:
@@ -236,10 +237,15 @@ def measure(overrides: list[str]) -> dict:
         rows = _rows(first["df"])
         timed, timed_run = rows, first
         cap = _cap(overrides)
-        if cap is not None and rows["per_epoch_s"] and rows["timed_s"] < MIN_TIMED_S:
-            factor = min(MAX_STEP_FACTOR, max(2, round(MIN_TIMED_S / max(rows["timed_s"], 1e-3))))
+        # Without per-step rows the first run's seconds hold its warm-up: a longer run, and the difference.
+        if cap is not None and rows["per_epoch_s"] and (rows["timed_s"] < MIN_TIMED_S or not rows["per_step_rows"]):
+            least = 2 if rows["per_step_rows"] else 4
+            factor = min(MAX_STEP_FACTOR, max(least, round(MIN_TIMED_S / max(rows["timed_s"], 1e-3))))
             timed_run = _short_run([*overrides, f"algo.max_steps={cap * factor}"], f"{tmp}/again")
             timed = _rows(timed_run["df"])
+            more_s, more_epochs = timed["timed_s"] - rows["timed_s"], timed["epoch_end"] - rows["epoch_end"]
+            if not timed["per_step_rows"] and more_s > 0 and more_epochs > 0:
+                timed["per_epoch_s"] = more_s / more_epochs
         eval_s, eval_cpu_s = _eval_seconds(first["cfg"]) if rows["evals"] else (0.0, 0.0)
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     ranks = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
