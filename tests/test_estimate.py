@@ -41,11 +41,21 @@ def test_estimate_counts_the_sweeps_runs_and_writes_nothing(tiny):
     assert not results.exists()
 
 
-def test_estimate_from_the_command_line(cli, tmp_path):
+def test_estimate_from_the_command_line(cli, tmp_path, monkeypatch):
+    import hdist.estimate
+
+    # The wiring only (flags, format, exit code): a fixed timing instead of a timing run.
+    timing = {"exec_s": 2.0, "cpu_s": 2.0, "timed_s": 0.5, "evals": 2, "eval_s": 0.1, "eval_cpu_s": 0.1,
+              "per_epoch_s": 3.0, "timed_cpu_share": 1.0, "epoch_end": 0.1, "peak_rss_bytes": 4e8}
+    monkeypatch.setattr(hdist.estimate, "time_arm", lambda arm, **kw: dict(timing))
     results = tmp_path / "results"
     code, out, err = cli("reproduce", "huo17-fig1", *TINY, f"results_dir={results}", "--estimate", "--format=md")
     assert code == 0, err
     assert out.strip().startswith("| huo17-fig1 | 2 | "), out
+    assert out.strip().endswith("| 0.40 GB |"), out
+    code, out, err = cli("reproduce", "huo17-fig1", *TINY, f"results_dir={results}", "--estimate")
+    assert code == 0, err
+    assert "algo.lr=0.01" in out and "algo.lr=0.05" in out and "total: " in out, out
     assert not results.exists()
 
 
