@@ -2,11 +2,11 @@
 
 Nothing is written into ``results_dir``. Each distinct arm (runs that differ only in step size,
 schedule or seed share one) is timed by a short run of its own config, in a child process (its
-memory is its own), into a temporary directory that is removed: the algorithm's own step cap
-(``algo.max_steps``, as ``hdist calibrate``'s :func:`~hdist.calibrate.run_timers` times updates)
-stops it after ``STEPS_PER_WORKER`` updates per worker, every step logging its row
-(``log.train_every=1``); when those steps took under ``MIN_TIMED_S`` (a small model's
-sub-millisecond steps), it runs again with enough steps. From the rows:
+memory is its own), into a temporary directory that is removed (:func:`hdist.calibrate.short_run`,
+as ``hdist calibrate`` times updates): the algorithm's own step cap (``algo.max_steps``) stops it
+after ``STEPS_PER_WORKER`` updates per worker, every step logging its row (``log.train_every=1``);
+when those steps took under ``MIN_TIMED_S`` (a small model's sub-millisecond steps), it runs again
+with enough steps. From the rows:
 
 - ``per_epoch_s``: training seconds (``wall_s``, evaluation excluded) per epoch of the first
   worker, after its first (warm-up) step (an algorithm without per-step rows: the row that
@@ -167,20 +167,6 @@ def _cap(overrides: list[str]) -> int | None:
     return int(caps[-1].split("=", 1)[1]) if caps else None
 
 
-def _short_run(overrides: list[str], results_dir: str) -> dict:
-    """Run ``overrides`` into ``results_dir``; its seconds (wall and CPU), config and rows."""
-    from hdist.launch import execute, prepare
-    from hdist.metrics import load_results
-
-    cfg = prepare([*overrides, f"results_dir={results_dir}"])
-    wall0, cpu0 = time.perf_counter(), time.process_time()
-    res = execute(cfg, force=True)
-    exec_s, cpu_s = time.perf_counter() - wall0, time.process_time() - cpu0
-    if res.status not in ("done", "diverged"):
-        raise RuntimeError(f"timing run {res.status}: {res.reason}")
-    return {"cfg": cfg, "exec_s": exec_s, "cpu_s": cpu_s, "df": load_results(results_dir, status=None)}
-
-
 def _rows(df) -> dict:
     """From a short run's rows: epochs reached, seconds per epoch and the seconds of the steps that timed it,
     and how many evaluations were made. Per epoch from the first worker's per-step rows, after its first
@@ -230,10 +216,11 @@ def measure(overrides: list[str]) -> dict:
     import tempfile
 
     from hdist import config as C
+    from hdist.calibrate import short_run
 
     C.SEARCH_DIRS[:] = C.search_dirs(overrides)
     with tempfile.TemporaryDirectory(prefix="hdist-estimate-") as tmp:
-        first = _short_run(overrides, f"{tmp}/first")
+        first = short_run(overrides, f"{tmp}/first")
         rows = _rows(first["df"])
         timed, timed_run = rows, first
         cap = _cap(overrides)
@@ -241,7 +228,7 @@ def measure(overrides: list[str]) -> dict:
         if cap is not None and rows["per_epoch_s"] and (rows["timed_s"] < MIN_TIMED_S or not rows["per_step_rows"]):
             least = 2 if rows["per_step_rows"] else 4
             factor = min(MAX_STEP_FACTOR, max(least, round(MIN_TIMED_S / max(rows["timed_s"], 1e-3))))
-            timed_run = _short_run([*overrides, f"algo.max_steps={cap * factor}"], f"{tmp}/again")
+            timed_run = short_run([*overrides, f"algo.max_steps={cap * factor}"], f"{tmp}/again")
             timed = _rows(timed_run["df"])
             more_s, more_epochs = timed["timed_s"] - rows["timed_s"], timed["epoch_end"] - rows["epoch_end"]
             if not timed["per_step_rows"] and more_s > 0 and more_epochs > 0:
