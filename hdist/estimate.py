@@ -138,16 +138,23 @@ def time_arm(arm: Arm, limit_s: float = TIMING_LIMIT_S, too_big: set | None = No
 
 
 def _child(ovs: list[str], limit_s: float) -> dict:
-    cmd = [sys.executable, "-m", "hdist.estimate", json.dumps(ovs)]
-    # Its own session: on a timeout, the child and every rank it started are stopped together.
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=limit_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        rss_kib = os.wait4(proc.pid, 0)[2].ru_maxrss  # what the child held when stopped
-        proc.communicate()
-        return {"error": f"timing run took over {limit_s:.0f} s", "over_s": limit_s, "peak_rss_bytes": 1024 * rss_kib}
+    """:func:`measure` in a child process, into a temporary directory this process owns and removes (a
+    child stopped at the limit cannot remove its own)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="hdist-estimate-") as tmp:
+        cmd = [sys.executable, "-m", "hdist.estimate", json.dumps(ovs), tmp]
+        # Its own session: on a timeout, the child and every rank it started are stopped together.
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+        try:
+            out, err = proc.communicate(timeout=limit_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            rss_kib = os.wait4(proc.pid, 0)[2].ru_maxrss  # what the child held when stopped
+            proc.communicate()
+            return {"error": f"timing run took over {limit_s:.0f} s", "over_s": limit_s,
+                    "peak_rss_bytes": 1024 * rss_kib}
     lines = out.strip().splitlines()
     if proc.returncode != 0 or not lines:
         tail = (err.strip().splitlines() or ["no output"])[-1]
@@ -209,31 +216,29 @@ def _eval_seconds(cfg) -> tuple[float, float]:
     return time.perf_counter() - wall0, time.process_time() - cpu0
 
 
-def measure(overrides: list[str]) -> dict:
-    """The timing run itself (in the child): ``overrides`` run into a temporary directory, then, when its
+def measure(overrides: list[str], tmp: str) -> dict:
+    """The timing run itself (in the child): ``overrides`` run into the directory ``tmp``, then, when its
     timed steps were too short to time, again with more steps; one evaluation timed on its own."""
     import resource
-    import tempfile
 
     from hdist import config as C
     from hdist.calibrate import short_run
 
     C.SEARCH_DIRS[:] = C.search_dirs(overrides)
-    with tempfile.TemporaryDirectory(prefix="hdist-estimate-") as tmp:
-        first = short_run(overrides, f"{tmp}/first")
-        rows = _rows(first["df"])
-        timed, timed_run = rows, first
-        cap = _cap(overrides)
-        # Without per-step rows the first run's seconds hold its warm-up: a longer run, and the difference.
-        if cap is not None and rows["per_epoch_s"] and (rows["timed_s"] < MIN_TIMED_S or not rows["per_step_rows"]):
-            least = 2 if rows["per_step_rows"] else 4
-            factor = min(MAX_STEP_FACTOR, max(least, round(MIN_TIMED_S / max(rows["timed_s"], 1e-3))))
-            timed_run = short_run([*overrides, f"algo.max_steps={cap * factor}"], f"{tmp}/again")
-            timed = _rows(timed_run["df"])
-            more_s, more_epochs = timed["timed_s"] - rows["timed_s"], timed["epoch_end"] - rows["epoch_end"]
-            if not timed["per_step_rows"] and more_s > 0 and more_epochs > 0:
-                timed["per_epoch_s"] = more_s / more_epochs
-        eval_s, eval_cpu_s = _eval_seconds(first["cfg"]) if rows["evals"] else (0.0, 0.0)
+    first = short_run(overrides, f"{tmp}/first")
+    rows = _rows(first["df"])
+    timed, timed_run = rows, first
+    cap = _cap(overrides)
+    # Without per-step rows the first run's seconds hold its warm-up: a longer run, and the difference.
+    if cap is not None and rows["per_epoch_s"] and (rows["timed_s"] < MIN_TIMED_S or not rows["per_step_rows"]):
+        least = 2 if rows["per_step_rows"] else 4
+        factor = min(MAX_STEP_FACTOR, max(least, round(MIN_TIMED_S / max(rows["timed_s"], 1e-3))))
+        timed_run = short_run([*overrides, f"algo.max_steps={cap * factor}"], f"{tmp}/again")
+        timed = _rows(timed_run["df"])
+        more_s, more_epochs = timed["timed_s"] - rows["timed_s"], timed["epoch_end"] - rows["epoch_end"]
+        if not timed["per_step_rows"] and more_s > 0 and more_epochs > 0:
+            timed["per_epoch_s"] = more_s / more_epochs
+    eval_s, eval_cpu_s = _eval_seconds(first["cfg"]) if rows["evals"] else (0.0, 0.0)
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     ranks = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return {"exec_s": first["exec_s"], "cpu_s": first["cpu_s"], "peak_rss_bytes": 1024 * max(own, ranks),  # KiB
@@ -365,7 +370,7 @@ def check_flags(flags: list[str]) -> str:
 if __name__ == "__main__":
     # The child of time_arm: one timing run, its numbers as the last line of stdout.
     try:
-        result = measure(json.loads(sys.argv[1]))
+        result = measure(json.loads(sys.argv[1]), sys.argv[2])
     except (ConfigError, RuntimeError) as e:
         result = {"error": str(e).splitlines()[0]}
     print(json.dumps(result))

@@ -17,11 +17,18 @@ TINY = ("scale=smoke", 'sweep=[{algo.lr:"0.01,0.05"}]')
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """The estimate of TINY (one timing run) and the results_dir it was given."""
+    import glob
+    import tempfile
+
     from hdist.estimate import estimate
 
     results = tmp_path_factory.mktemp("estimate") / "results"
     ovs = [*TINY, f"results_dir={results}"]
-    return estimate("huo17-fig1", ovs), ovs, results
+    pattern = f"{tempfile.gettempdir()}/hdist-estimate-*"
+    before = set(glob.glob(pattern))
+    est = estimate("huo17-fig1", ovs)
+    assert set(glob.glob(pattern)) <= before  # the timing run's directory is gone
+    return est, ovs, results
 
 
 def test_estimate_counts_the_sweeps_runs_and_writes_nothing(tiny):
@@ -139,3 +146,43 @@ def test_rows_time_epochs_after_the_warm_up_step_or_from_the_furthest_row():
                   (0, "server", "eval", 0.08, 1.0, "suboptimality"), (1, "worker", "comm", 0.08, 1.2, "updates_total")])
     got = _rows(dual)
     assert got["per_epoch_s"] == pytest.approx(1.2 / 0.08) and got["evals"] == 3
+
+
+def test_a_timing_run_over_the_limit_is_timed_on_a_tenth_of_the_data(monkeypatch):
+    import hdist.estimate as E
+
+    combos, arms = E.plan("thesis-fig8", ["scale=small"])  # sim, pca with dataset.n_train 20,000
+    calls = []
+
+    def child(ovs, limit_s):
+        calls.append(ovs)
+        if "dataset.n_train=2000" not in ovs:
+            return {"error": "timing run took over 60 s", "over_s": 60.0, "peak_rss_bytes": 3e9}
+        return {"exec_s": 2.0, "cpu_s": 2.0, "timed_s": 0.5, "evals": 2, "eval_s": 0.1, "eval_cpu_s": 0.1,
+                "per_epoch_s": 3.0, "timed_cpu_share": 1.0, "epoch_end": 0.1, "peak_rss_bytes": 1e9}
+
+    monkeypatch.setattr(E, "_child", child)
+    too_big: set = set()
+    first = E.time_arm(arms[0], too_big=too_big)
+    assert len(calls) == 2 and first["n_scale"] == 10.0
+    assert first["peak_rss_bytes"] == 3e9 and first["rss_lower_bound"]  # what the stopped run held, at least
+    cfg = arms[0].cfg
+    whole = run_seconds(cfg, arms[0].combo, first)
+    assert whole == pytest.approx(10 * run_seconds(cfg, arms[0].combo, {**first, "n_scale": 1.0}))
+    # the other arms on the same data go to a tenth at once
+    E.time_arm(arms[1], too_big=too_big)
+    assert len(calls) == 3 and "dataset.n_train=2000" in calls[-1]
+
+
+def test_a_timing_run_past_its_limit_is_stopped_and_its_directory_removed():
+    import glob
+    import tempfile
+
+    import hdist.estimate as E
+
+    _, arms = E.plan("huo17-fig1", list(TINY))
+    pattern = f"{tempfile.gettempdir()}/hdist-estimate-*"
+    before = set(glob.glob(pattern))
+    t = E.time_arm(arms[0], limit_s=0.2)  # less than the child's start: stopped, too small a set to divide
+    assert t["over_s"] == 0.2 and "took over" in t["error"]
+    assert set(glob.glob(pattern)) <= before
