@@ -58,6 +58,7 @@ class Arm:
     cfg: object  # the first run's config
     combo: list[str]  # the first run's overrides
     runs: list[list[str]] = field(default_factory=list)  # each run's overrides, less experiment= and the user's
+    configs: list = field(default_factory=list)  # each run's (config, overrides)
     timing: dict | None = None
 
 
@@ -83,8 +84,8 @@ def plan(stem: str, overrides: list[str]) -> tuple[list[list[str]], list[Arm]]:
         cfg = prepare(combo, writes=False)
         key = timing_key(cfg)
         arm = arms.setdefault(key, Arm(cfg, combo))
-        own = [o for o in combo if o != f"experiment={stem}" and o not in overrides]
-        arm.runs.append(own)
+        arm.runs.append([o for o in combo if o != f"experiment={stem}" and o not in overrides])
+        arm.configs.append((cfg, combo))
     return combos, list(arms.values())
 
 
@@ -287,23 +288,15 @@ def estimate(stem: str, overrides: list[str], progress=None) -> dict:
         if progress:
             progress(f"[hdist] {stem}: timing arm {i + 1}/{len(arms)}: {' '.join(arm.runs[0]) or '(base)'}")
         arm.timing = time_arm(arm, too_big=too_big)
-    from hdist.launch import prepare
-
-    seconds, over = [], False
+    seconds = []
     for arm in arms:
-        arm_s = []
-        for own in arm.runs:
-            combo = [f"experiment={stem}", *own, *overrides]
-            s = run_seconds(prepare(combo, writes=False), combo, arm.timing)
-            arm_s.append(s)
-        arm.timing["runs_s"] = arm_s
-        seconds += arm_s
-        over = over or "over_s" in arm.timing
+        arm.timing["runs_s"] = [run_seconds(cfg, combo, arm.timing) for cfg, combo in arm.configs]
+        seconds += arm.timing["runs_s"]
     known = [s for s in seconds if s is not None]
     peak = max((a.timing.get("peak_rss_bytes", 0) for a in arms), default=0)
     bound = any(a.timing.get("rss_lower_bound") or "over_s" in a.timing for a in arms)
     return {"stem": stem, "scale": str(arms[0].cfg.scale.name) if arms else "", "runs": len(combos),
-            "arms": arms, "total_s": sum(known), "missing": len(seconds) - len(known), "over": over,
+            "arms": arms, "total_s": sum(known), "missing": len(seconds) - len(known),
             "peak_rss_bytes": peak, "rss_lower_bound": bound}
 
 
