@@ -5,8 +5,9 @@ SCALE ?= small
 STEMS ?= huo17-fig1
 BENCH ?= bench-overhead bench-data-models
 GALLERY ?= docs/gallery
+COST_STEMS ?=
 
-.PHONY: help install wheel test test-slow test-all test-mpi test-gpu lint calibrate figures reproduce bench report gallery clean
+.PHONY: help install wheel test test-slow test-all test-mpi test-gpu lint calibrate figures reproduce cost-table bench report gallery clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -37,6 +38,9 @@ lint:  ## ruff
 
 reproduce:  ## run the sweeps behind STEMS at SCALE (resumable): make reproduce STEMS="huo17-fig1" SCALE=smoke
 	@for s in $(STEMS); do hdist reproduce $$s scale=$(SCALE) results_dir=$(RESULTS) || exit $$?; done
+
+cost-table:  ## docs/reproduction.md's cost table: each stem's runs, time and memory at scale=paper, measured (COST_STEMS: only those rows)
+	$(PY) -m hdist.cost_table docs/reproduction.md $(COST_STEMS)
 
 figures:  ## draw every figure and claim check from RESULTS (default results/)
 	hdist figures results_dir=$(RESULTS)

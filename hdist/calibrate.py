@@ -235,6 +235,24 @@ def shared_memory_probe(nbytes: int, rounds: int = 2000) -> dict:
             "handoff_s": max(0.0, extra)}
 
 
+def short_run(overrides: list[str], results_dir: str, what: str = "timing",
+              accept: tuple[str, ...] = ("done", "diverged")) -> dict:
+    """One short run of ``overrides`` (the caller caps its steps) into ``results_dir``, run even if an
+    identical one finished there: its config, the wall and CPU seconds of this process running it, and
+    its rows (``df``). A run that ends in another status than ``accept`` raises RuntimeError. Shared by
+    :func:`run_timers` and ``hdist reproduce --estimate`` (:mod:`hdist.estimate`)."""
+    from hdist.launch import execute, prepare
+    from hdist.metrics import load_results
+
+    cfg = prepare([*overrides, f"results_dir={results_dir}"])
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    res = execute(cfg, force=True)
+    exec_s, cpu_s = time.perf_counter() - wall0, time.process_time() - cpu0
+    if res.status not in accept:
+        raise RuntimeError(f"{what} run {res.status}: {res.reason}")
+    return {"cfg": cfg, "exec_s": exec_s, "cpu_s": cpu_s, "df": load_results(results_dir, status=None)}
+
+
 def run_timers(overrides: list[str], batches: list[int], updates: int, reps: int) -> list[dict] | None:
     """Per batch size: the median, over ``reps`` short runs of the configured algorithm on the
     configured backend and worker count (sim: on one serial worker), of ``update_s`` (training
@@ -243,8 +261,7 @@ def run_timers(overrides: list[str], batches: list[int], updates: int, reps: int
     ``algo.max_steps`` to stop it early or logs no ``train_s`` / ``comm_s`` timers."""
     import tempfile
 
-    from hdist.launch import execute, prepare
-    from hdist.metrics import load_results
+    from hdist.launch import prepare
 
     base = prepare(overrides)
     if "max_steps" not in base.algo:
@@ -255,13 +272,9 @@ def run_timers(overrides: list[str], batches: list[int], updates: int, reps: int
     with tempfile.TemporaryDirectory(prefix="hdist-calibrate-") as tmp:
         for rep in range(reps):
             for i, b in enumerate(batches):
-                rd = f"{tmp}/{rep}-{b}"
-                cfg = prepare([*overrides, *where, f"algo.batch_size={b}", f"algo.max_steps={updates * workers}",
-                               "log.evals_per_epoch=0", "progress=quiet", f"results_dir={rd}", "scale.epochs=1000"])
-                res = execute(cfg, force=True)
-                if res.status != "done":
-                    raise RuntimeError(f"calibration run failed: {res.reason}")
-                df = load_results(rd)
+                df = short_run([*overrides, *where, f"algo.batch_size={b}", f"algo.max_steps={updates * workers}",
+                                "log.evals_per_epoch=0", "progress=quiet", "scale.epochs=1000"],
+                               f"{tmp}/{rep}-{b}", "calibration", accept=("done",))["df"]
                 if not (df["metric"] == "train_s").any():
                     return None  # an algorithm without the parameter-server timers (serial SGD)
                 train_s = float(df.loc[df["metric"] == "train_s", "value"].iloc[0])
