@@ -165,3 +165,9 @@ def test_a_smoke_runs_stand_in_is_read_from_its_results(cli, tmp_path):
     assert set(df["model.depth"]) == {11}
     claims = check_claims(load_experiment("kavg18-fig1"), df)
     assert claims and all("(run as vgg11, B=4 not 16, 2 workers not 8/16/.../128)" in c.claim for c in claims)
+
+
+def test_models_run_reads_a_missing_depth_as_none():
+    # load_results types columns: a model without depth (mlp beside vgg) reads as pd.NA, not NaN
+    df = pd.DataFrame({"model": ["vgg", "mlp"], "model.depth": pd.array([11, None], dtype="Int64")})
+    assert list(models_run(df)) == ["vgg11", "mlp"]

@@ -140,7 +140,7 @@ def models_run(df: pd.DataFrame) -> pd.Series:
     m = df["model"].astype(object)
     if "model.depth" in df.columns:
         d = pd.to_numeric(df["model.depth"], errors="coerce")
-        m = pd.Series([f"{a}{int(b)}" if b == b and not str(a).endswith(str(int(b))) else a for a, b in zip(m, d)],
+        m = pd.Series([f"{a}{int(b)}" if pd.notna(b) and not str(a).endswith(str(int(b))) else a for a, b in zip(m, d)],
                       index=df.index, dtype=object)
     return m.where(df["model"].notna())
 
