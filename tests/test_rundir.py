@@ -294,6 +294,7 @@ def test_a_write_error_names_the_file_and_leaves_no_temp_file(tmp_path, monkeypa
     import errno
 
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
     from hdist import metrics
     from hdist.rundir import WriteFailed
@@ -302,7 +303,7 @@ def test_a_write_error_names_the_file_and_leaves_no_temp_file(tmp_path, monkeypa
         Path(where).write_bytes(b"torn")  # what a full disk leaves: part of the file
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(metrics.pq, "write_table", full)
+    monkeypatch.setattr(pq, "write_table", full)  # metrics imports pyarrow.parquet where it writes
     target = tmp_path / "metrics-r0.p00001.parquet"
     with pytest.raises(WriteFailed) as e:
         metrics._write_table_atomic(pa.table({"a": [1]}), target)
