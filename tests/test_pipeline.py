@@ -477,6 +477,24 @@ def test_features_replay_holds_more_than_bp_and_ddg_more_than_fr(tmp_path):
     assert peaks["bp"].sum() < peaks["fr"].sum() < peaks["ddg"].sum()
 
 
+def test_a_finished_run_leaves_no_tensors_behind(tmp_path):
+    """DDG's last K-k-1 forwards are never backpropagated; their graphs must still be freed when the
+    run ends (a reproduce runs every point in one process: thesis-fig27 small grew to 24 GB)."""
+    import gc
+
+    def tensor_ids():
+        gc.collect()
+        return {id(o) for o in gc.get_objects() if isinstance(o, torch.Tensor)}
+
+    run = [*TINY, "algo=ddg", "model=resnet8", "topology.stages=3", "scale.n_train=64", "algo.batch_size=16",
+           "algo.sigma_every=0", f"results_dir={tmp_path}"]
+    assert execute(prepare([*run, "seed=1"]), quiet_skip=True).status == "done"
+    before = tensor_ids()
+    assert execute(prepare([*run, "seed=2"]), quiet_skip=True).status == "done"
+    left = tensor_ids() - before
+    assert not left, f"{len(left)} tensors of a finished run are still alive"
+
+
 def test_sigma_is_one_for_bp_and_measured_for_fr(tmp_path):
     df = {}
     for a in ("bp", "fr"):

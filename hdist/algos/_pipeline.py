@@ -458,6 +458,11 @@ class Stage:
                 snap = x.detach().clone()
                 saved.append(snap)
                 return snap
+            # Detached (same storage, so counted the same): a saved output returned as itself would
+            # hold its own grad_fn, a cycle through autograd's C++ graph that Python's gc cannot free;
+            # a graph never backpropagated (DDG's last K-k-1 forwards, a run's end) then leaked all
+            # its activations into the next run of the same process (thesis-fig27 small: 24 GB).
+            x = x.detach()
             if ptr not in buffers:
                 saved.append(x)
             return x

@@ -140,7 +140,7 @@ def stage_sizes(model: str, K: int, cuts: tuple | None, batch: int) -> dict:
             p = x.untyped_storage().data_ptr()
             if p in ptrs:
                 seen[p] = ptrs[p]
-            return x
+            return x.detach()  # not x: a saved output holding its grad_fn is a cycle gc cannot free
 
         h = torch.zeros(2, *ins[len(saved)], requires_grad=True)
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda x: x):
