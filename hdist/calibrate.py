@@ -383,7 +383,9 @@ def calibrate(cfg, overrides: list[str] | None = None, steps: int = 20, reps: in
     share = oversubscription(workers, busy_server, cores)
     out = {"per_step_s": per_step / share, "per_sample_s": per_sample / share, "memory_Bps": memory,
            "step_s_at_batch": t1, "batch": b, "threads": threads, "what": what, "comm_s": comm,
-           "cores": cores, "server_busy": busy_server, "oversubscription": share}
+           "cores": cores, "server_busy": busy_server, "oversubscription": share,
+           # the modelled ranks are processes on this machine's cores (not the source topology's nodes)
+           "ranks_here": bool(shared or local_links)}
     if comm > 0 and shared:
         # An update reads and writes the shared x once each: their measured cost, lock included,
         # with one worker (on a core of its own: no oversubscription to take out).
@@ -480,7 +482,11 @@ def write_topology(cfg, measured: dict, out: str) -> Path:
     if "jitter" in measured:
         lines["jitter"] = (f"{measured['jitter']:.3g}",
                            f"sigma of log seconds of single steps here (5-95 % range / 3.29): {here}")
-    lines["cores"] = (str(measured["cores"]), "cores the ranks share here (os.cpu_count())")
+    if measured.get("ranks_here"):
+        # Only a topology of this machine's ranks shares its cores: one calibrated from another machine
+        # (lian15_32core: a step timed here, its 32 cores kept) must not cap the sim at this machine's
+        # cores, or every time speedup stops at the cores here.
+        lines["cores"] = (str(measured["cores"]), "cores the ranks share here (os.cpu_count())")
     lines["server_busy"] = ("true", "a server rank polls while it waits (MPICH): it counts as a rank for cores") \
         if measured["server_busy"] else ("false", "no polling server rank was timed")
     if "bandwidth_Bps" in measured:

@@ -135,9 +135,10 @@ def test_calibrate_writes_a_usable_topology(cli, tmp_path, monkeypatch):
     assert c.per_step_s >= 0 and c.per_sample_s >= 0 and c.per_step_s + c.per_sample_s * 10 > 0
     assert cfg.sim.memory_Bps > 0
     assert cfg.sim.compute.per_step_s != 2.0e-4  # replaced by the measurement
-    import os
 
-    assert c.cores == os.cpu_count() and c.server_busy is False  # serial: one rank, no polling server
+    # serial: one rank, no polling server; its step stands for a rank of the source topology's machine,
+    # so the cores of this one are not written (lian15_32core calibrated here keeps its 32 cores)
+    assert "cores" not in c and c.server_busy is False
     assert "measured by hdist calibrate" in text.split("per_step_s:")[1].splitlines()[0]
     # Comments survive: every key line still has one.
     for line in text.splitlines()[1:]:
@@ -200,6 +201,7 @@ def test_calibrate_with_local_links_measures_the_costs_of_sharing_cores(cli, tmp
     text = out.read_text()
     cfg = OmegaConf.load(out)
     assert 0 < cfg.sim.compute.jitter < 2
+    assert cfg.sim.compute.cores == os.cpu_count()  # the ranks are processes on this machine's cores
     assert "measured by hdist calibrate" in text.split("jitter:")[1].splitlines()[0]
     if (os.cpu_count() or 1) >= 2:  # the probe needs two cores
         for key in ("wake_s:", "handoff_Bps:"):
