@@ -163,3 +163,14 @@ def test_shared_memory_backends_allocate_x_in_the_declared_dtype():
         comm.ps_init(torch.zeros(22))
     with pytest.raises(ValueError, match="ps_dtype='float16'"):
         AlgoSpec(families=("ps",), run=lambda ctx: None, ps_dtype="float16")
+
+
+def test_a_dual_method_that_overflows_stops_as_diverged(cli, tmp_path):
+    """A step too large overflows alpha within pushes: the run stops there as diverged (its snapshots
+    are evaluated only after training, so it used to run to its end in NaN)."""
+    import json
+
+    code, out, err = cli("run", "experiment=thesis-fig6", "algo.lr=50", "scale=smoke", f"results_dir={tmp_path}",
+                         "progress=quiet", "dataset.root=" + str(tmp_path / "no-data"))
+    (status,) = [json.loads(p.read_text()) for p in tmp_path.glob("thesis-fig6/*/status.json")]
+    assert status["status"] == "diverged" and "dual sum" in status["reason"], (status, err)

@@ -65,6 +65,7 @@ from hdist.algos._vr import run_frame
 from hdist.data import is_sparse
 from hdist.problems import build_problem
 from hdist.rules import int_at_least, one_of, opt
+from hdist.train import check_finite
 from hdist.types import AlgoSpec, ConfigError
 
 FAMILIES = ("ps",)
@@ -233,6 +234,9 @@ def worker_loop(ctx, problem, fm, w, snaps):
         delta = torch.from_numpy(-eta * v).to(x.dtype)
         staleness, version = comm.push_pull(delta, version, x)  # send v_k; receive w
         wv[:] = x.detach().to(torch.float64).numpy()
+        # A step too large for the data overflows alpha within a few pushes; the snapshots are evaluated
+        # only after training, so without this the run would go on to its end in NaN.
+        check_finite(data.dual_sum, f"worker {w.index} push {p + 1} (its dual sum)")
         entries.append((float(version), data.dual_sum))
         w.pulled(version, x, snaps)
         w.step = p + 1
