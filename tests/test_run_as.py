@@ -98,13 +98,13 @@ def labels(stem: str, df: pd.DataFrame) -> tuple[str, list[str]]:
 
 
 #: (stem, overrides that make smoke differ from the paper where smoke runs the paper's setting, memory rows).
-#: The default suite takes the stems the issue names (2-4 s each); the others are slow.
-FAST = [("thesis-fig9", ["algo.batch_size=8"], False), ("thesis-fig26", [], False), ("thesis-fig27", [], False),
-        ("thesis-fig28", [], False), ("thesis-table3", [], False), ("thesis-table6", [], False),
-        ("thesis-fig13", [], False), ("kavg18-fig1", [], False), ("lian15-table-incon", [], False),
+#: The default suite takes one stem per paper and labelling path (2-4 s each); the others are slow.
+FAST = [("thesis-fig26", [], False), ("thesis-fig13", [], False), ("kavg18-fig1", [], False),
         ("huo17-fig1", ["algo.batch_size=32"], False)]
 #: With memory rows, the memory stems build the model (torch) to predict the bytes: seconds.
-SLOW = [("thesis-fig27", [], True), ("thesis-table6", [], True), ("thesis-fig20", [], False),
+SLOW = [("thesis-fig9", ["algo.batch_size=8"], False), ("thesis-fig27", [], False), ("thesis-fig28", [], False),
+        ("thesis-table3", [], False), ("thesis-table6", [], False), ("lian15-table-incon", [], False),
+        ("thesis-fig27", [], True), ("thesis-table6", [], True), ("thesis-fig20", [], False),
         ("thesis-table5", [], False), ("thesis-table7", [], False), ("thesis-fig17", [], False),
         ("thesis-fig12", ["algo.batch_size=8"], False), ("thesis-fig14", [], False), ("thesis-fig10", [], False),
         ("thesis-fig22", [], False), *((f"kavg18-fig{n}", [], False) for n in range(2, 8)),
