@@ -150,6 +150,12 @@ def _child(ovs: list[str], limit_s: float) -> dict:
                                 start_new_session=True)
         try:
             out, err = proc.communicate(timeout=limit_s)
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM as _Stopped
+            # Stopped ourselves (Ctrl-C, SIGTERM): the child is in its own session, so it would train on;
+            # stop it, then let the temporary directory go with the exception.
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             rss_kib = os.wait4(proc.pid, 0)[2].ru_maxrss  # what the child held when stopped
@@ -280,14 +286,30 @@ def run_seconds(cfg, combo: list[str], t: dict) -> float | None:
     return t.get("n_scale", 1.0) * (load * fixed_s + per_epoch_s * epochs + eval_s * evals)
 
 
+class _Stopped(KeyboardInterrupt):
+    """SIGTERM while timing: unwinds like Ctrl-C, so the timing child is stopped and its directory removed."""
+
+
+def _raise_stopped(signum, frame):
+    raise _Stopped("SIGTERM")
+
+
 def estimate(stem: str, overrides: list[str], progress=None) -> dict:
     """The stem's runs, arms and their timings, and the estimate: seconds in all (None where an arm failed)."""
+    import threading
+
     combos, arms = plan(stem, overrides)
     too_big: set = set()
-    for i, arm in enumerate(arms):
-        if progress:
-            progress(f"[hdist] {stem}: timing arm {i + 1}/{len(arms)}: {' '.join(arm.runs[0]) or '(base)'}")
-        arm.timing = time_arm(arm, too_big=too_big)
+    main = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGTERM, _raise_stopped) if main else None
+    try:
+        for i, arm in enumerate(arms):
+            if progress:
+                progress(f"[hdist] {stem}: timing arm {i + 1}/{len(arms)}: {' '.join(arm.runs[0]) or '(base)'}")
+            arm.timing = time_arm(arm, too_big=too_big)
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, old)
     seconds = []
     for arm in arms:
         arm.timing["runs_s"] = [run_seconds(cfg, combo, arm.timing) for cfg, combo in arm.configs]

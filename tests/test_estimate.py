@@ -186,3 +186,32 @@ def test_a_timing_run_past_its_limit_is_stopped_and_its_directory_removed():
     t = E.time_arm(arms[0], limit_s=0.2)  # less than the child's start: stopped, too small a set to divide
     assert t["over_s"] == 0.2 and "took over" in t["error"]
     assert set(glob.glob(pattern)) <= before
+
+
+@pytest.mark.slow
+def test_sigterm_while_timing_stops_the_child_and_removes_its_directory(tmp_path):
+    """`reproduce --estimate` stopped by SIGTERM: the timing child (in its own session) is stopped with it
+    and its temporary directory removed (it used to train on, its directory left behind)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-m", "hdist.cli", "reproduce", "huo17-fig1", "scale=smoke", "--estimate",
+                             f"results_dir={tmp_path / 'r'}"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob("hdist-estimate-*")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list(tmp_path.glob("hdist-estimate-*")), "no timing child started"
+    child_pids = subprocess.run(["pgrep", "-f", f"hdist.estimate .*{tmp_path}"], capture_output=True,
+                                text=True).stdout.split()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "interrupted" in err
+    assert not list(tmp_path.glob("hdist-estimate-*"))
+    time.sleep(0.5)
+    alive = subprocess.run(["pgrep", "-f", f"hdist.estimate .*{tmp_path}"], capture_output=True, text=True).stdout
+    assert child_pids and not alive.split()
