@@ -30,8 +30,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 # pyarrow is imported where a table is read or written, not at import: `hdist ls`, `report` and
-# the launcher's atomic writes reach this module, and importing pyarrow costs about as much as
-# the rest of `hdist ls` together.
+# the launcher's atomic writes reach this module without reading a table (bench-startup times `ls`).
 
 # ---------------------------------------------------------------------------------------------
 # Schema
@@ -421,8 +420,8 @@ def _no_alias_loader():
 
 def _load_yaml_no_alias(text: str) -> Any:
     """``text`` as YAML, refusing aliases; with libyaml (PyYAML's wheels have it) its C parser reads the
-    events once to find an alias and then loads: several times faster than the pure-Python loader,
-    which `hdist ls` and `report` pay for every run's config."""
+    events once to find an alias and then loads, instead of the pure-Python loader: `hdist ls` and
+    `report` read every run's config."""
     import yaml
 
     if not yaml.__with_libyaml__:
