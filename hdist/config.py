@@ -35,6 +35,10 @@ SEARCH_DIRS: list[Path] = []
 #: Keys that do not change what a run computes: left out of the run id.
 NON_IDENTITY_KEYS = ("results_dir", "progress", "log.flush_s")
 
+#: Keys added after runs existed, left out of the run id while they hold the value every earlier run had
+#: (key -> that value): a run finished before the key existed is still found; any other value is another run.
+IDENTITY_DEFAULTS = {"algo.precision": "fp32"}
+
 
 def group_options(group: str) -> list[str]:
     """The choices of a config group. Files named ``_*.yaml`` are bases the choices inherit (a
@@ -339,6 +343,11 @@ def finalize(cfg: DictConfig, overrides: Iterable[str] = ()) -> DictConfig:
     except Exception as e:  # interpolation errors are config errors
         raise ConfigError(_interpolation_error(cfg, e)) from None
     resolved.pop("hydra", None)
+    if isinstance(resolved.get("topology"), dict):
+        from hdist import devices
+
+        # auto settles here, before the run id: the stored config names the device the run computes on
+        resolved["topology"]["devices"] = devices.resolve(resolved["topology"].get("devices", "cpu"))
     out = OmegaConf.create(resolved)
     OmegaConf.set_readonly(out, False)
     return out
@@ -376,6 +385,13 @@ def run_id(cfg: DictConfig) -> str:
         for p in parts[:-1]:
             node = node.get(p, {})
         node.pop(parts[-1], None)
+    for key, default in IDENTITY_DEFAULTS.items():
+        *parents, last = key.split(".")
+        node = d
+        for p in parents:
+            node = node.get(p) if isinstance(node, dict) else None
+        if isinstance(node, dict) and node.get(last, default) == default:
+            node.pop(last, None)
     blob = json.dumps(d, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -419,6 +435,8 @@ RULES: dict[str, Rule] = {
     "backend.ps": (one_of("server", "shared"), "server or shared (how the sim runs a parameter-server algorithm)"),
     "topology.straggler.p": (lambda v: is_num(v) and 0 <= v <= 1, "a probability in [0, 1]"),
     "topology.workers": (int_at_least(1), "an integer >= 1"),
+    "topology.devices": (one_of("auto", "cpu", "cuda"), "auto, cpu or cuda"),
+    "algo.precision": (one_of("fp32", "bf16", "fp16"), "fp32, bf16 or fp16"),
     "topology.stages": (int_at_least(1), "an integer >= 1"),
     "topology.sim.compute.cores": (opt(int_at_least(1)), "null or an integer >= 1 (cores)"),
     "topology.sim.handoff_Bps": (opt(finite_pos), "null or a number > 0 (bytes per second)"),

@@ -197,6 +197,26 @@ def _finished(cfg: DictConfig, rid: str, run_dir: Path, quiet: bool) -> RunResul
     return RunResult(rid, run_dir, st["status"], st.get("reason", ""), skipped=True)
 
 
+def _finished_on_cpu_as_cuda(cfg: DictConfig, quiet: bool) -> RunResult | None:
+    """A CPU run whose config an older hdist stored with ``topology.devices: cuda``: before the device rule
+    (:mod:`hdist.devices`) every run computed on the CPU whatever the key said, so that run, finished and
+    with no ``device`` in its meta.json, is this one (kavg18's topology said cuda)."""
+    if str(cfg.topology.get("devices")) != "cpu":
+        return None
+    old = OmegaConf.create(OmegaConf.to_container(cfg))
+    old.topology.devices = "cuda"
+    rid, run_dir = run_paths(old)
+    if read_status(run_dir)["status"] not in FINISHED:
+        return None
+    try:
+        recorded = json.loads((Path(run_dir) / "meta.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(recorded, dict) or "device" in recorded:
+        return None
+    return _finished(cfg, rid, run_dir, quiet)
+
+
 def _recorded_files(run_dir: Path) -> dict[str, str]:
     """The data files (path -> md5) recorded in a run's meta.json; none for generated data (its identity is
     in the config) and for a run finished by an older hdist that recorded none."""
@@ -233,6 +253,10 @@ def _execute(cfg: DictConfig, *, force: bool = False, quiet_skip: bool = False) 
         legacy = _recorded_files(run_dir)
         if not legacy:
             return _finished(cfg, rid, run_dir, quiet_skip)
+    if not force:
+        done = _finished_on_cpu_as_cuda(cfg, quiet_skip)
+        if done:
+            return done
 
     algo = get_algo(cfg.algo.name)
     backend = get_backend(cfg.backend.name)
@@ -280,7 +304,10 @@ def _own(cfg, rid, run_dir, lock, backend, algo, world, meta_extra, force, quiet
     status, reason = "failed", ""
     try:
         atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg))
-        meta = {**base_meta(cfg, rid), **meta_extra, **backend.library_meta(cfg), **machine_load("start")}
+        from hdist import devices
+
+        meta = {**base_meta(cfg, rid), **meta_extra, **backend.library_meta(cfg), **machine_load("start"),
+                **devices.meta(str(cfg.topology.get("devices") or "cpu"))}
         from hdist.threads import threads_for
 
         # the threads each rank runs with (the rule's, when the config leaves them null), not this process's

@@ -35,6 +35,8 @@ class Problem:
     # ijcnn1, covtype, rcv1 as the thesis does): targets are mapped to {-1,+1}, the error is
     # the sign's.
     pm1: bool = False
+    #: where the model is built and batches are delivered (:mod:`hdist.devices`); :meth:`to` moves a problem
+    device: torch.device = torch.device("cpu")
 
     def __post_init__(self):
         info = self.data.info
@@ -45,6 +47,20 @@ class Problem:
         self._augment = bool(info.get("augment")) and self.data.info.get("augment_fn") is not None
         #: True when batches need a transform (normalisation, augmentation): loops skip the call otherwise.
         self.has_transform = self._mean is not None or self._augment
+        if self._mean is not None:
+            self._mean, self._std = self._mean.to(self.device), self._std.to(self.device)
+
+    def to(self, device: torch.device) -> Problem:
+        """This problem on ``device``: models are built there and batches delivered there. The training
+        and test sets move there once when they fit in a quarter of the device's free memory (batches are
+        then drawn by index on the device, so no host copy stalls it), else each batch is copied."""
+        device = torch.device(device)
+        if device == self.device:
+            return self
+        keep = device.type == "cpu" or _fits(self.data, device)
+        data = data_mod.DataBundle(self.data.name, self.data.train.to(device, keep), self.data.test.to(device, keep),
+                                   self.data.num_classes, self.data.source, self.data.description, self.data.info)
+        return Problem(data, self.model_cfg, self.loss_name, self.l2, pm1=self.pm1, device=device)
 
     # --- batches ----------------------------------------------------------------------------
     def train_batch(self, x: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
@@ -68,9 +84,11 @@ class Problem:
         name = cfg.pop("name")
         # Module initialisers draw from torch's global generator: threads building models at
         # once (thread backend) must not interleave their draws.
+        # Built on the CPU from the CPU generator, then moved: the same initial weights on every device.
         with _INIT_LOCK, torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return models.build_model(name, **cfg)
+            model = models.build_model(name, **cfg)
+        return model.to(self.device)
 
     # --- objective --------------------------------------------------------------------------
     def data_loss(self, out: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
@@ -83,7 +101,7 @@ class Problem:
 
     def reg(self, model: nn.Module) -> torch.Tensor:
         if self.l2 == 0:
-            return torch.zeros(())
+            return torch.zeros((), device=self.device)
         return 0.5 * self.l2 * sum(p.pow(2).sum() for p in model.parameters())
 
     @torch.no_grad()
@@ -160,12 +178,36 @@ class Problem:
 
 _CACHE: dict[str, tuple[Problem, dict]] = {}  # key -> (problem, stat stamps of the files its data read)
 _INIT_LOCK = threading.RLock()
+#: (id of the CPU problem, device) -> (that problem, its copy on the device)
+_ON_DEVICE: dict[tuple[int, str], tuple[Problem, Problem]] = {}
 
 
-def build_problem(cfg: Any) -> Problem:
-    """The run's Problem (data loaded once per process and config; thread-safe)."""
+def build_problem(cfg: Any, device: torch.device | str | None = None) -> Problem:
+    """The run's Problem (data loaded once per process and config; thread-safe), on ``device`` (a rank's
+    ``ctx.device``; None: the CPU). A problem is moved to each device once and kept."""
     with _INIT_LOCK:
-        return _build_problem(cfg)
+        prob = _build_problem(cfg)
+        if device is None or torch.device(device) == prob.device:
+            return prob
+        key = (id(prob), str(torch.device(device)))
+        moved = _ON_DEVICE.get(key)
+        if moved is None or moved[0] is not prob:
+            moved = _ON_DEVICE[key] = (prob, prob.to(device))
+        return moved[1]
+
+
+def _fits(data: data_mod.DataBundle, device: torch.device) -> bool:
+    """Whether both splits' dense tensors take at most a quarter of ``device``'s free memory."""
+    total = 0
+    for split in (data.train, data.test):
+        for t in (split.X, split.y):
+            if not isinstance(t, torch.Tensor):
+                return False
+            total += t.numel() * t.element_size()
+    if device.type != "cuda":
+        return True
+    free, _ = torch.cuda.mem_get_info(device)
+    return total <= free // 4
 
 
 def _build_problem(cfg: Any) -> Problem:

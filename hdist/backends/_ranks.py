@@ -29,11 +29,17 @@ def threads_per_rank(cfg, ranks: int) -> int:
     return threads_for(cfg, ranks)
 
 
-def make_ctx(cfg, run_dir: Path, run_id: str, rank: int, world: int, comm, role: str = "worker") -> RankCtx:
+def make_ctx(cfg, run_dir: Path, run_id: str, rank: int, world: int, comm, role: str = "worker",
+             local_index: int | None = None) -> RankCtx:
+    """``local_index``: the rank's index on its machine, which picks its GPU (:mod:`hdist.devices`); the
+    rank itself when hdist started every rank here, the launcher's local rank when a launcher did."""
+    from hdist.devices import cfg_device
+
     log = MetricsLogger(run_dir, run_id, rank=rank, role=role, flush_s=cfg.log.flush_s)
     progress = make_progress(cfg.progress, desc=f"{cfg.stem}/{run_id}") if rank == 0 else QuietProgress()
+    device = cfg_device(cfg, rank if local_index is None else local_index)
     return RankCtx(cfg=cfg, rank=rank, world_size=world, comm=timed_comm(comm, cfg, log), log=log,
-                   run_dir=Path(run_dir), progress=progress)
+                   run_dir=Path(run_dir), progress=progress, device=device)
 
 
 def run_rank(ctx: RankCtx, rank_fn: Callable[[RankCtx], None]) -> None:

@@ -7,6 +7,7 @@ from typing import Callable
 
 import torch
 
+from hdist.devices import cfg_device
 from hdist.metrics import MetricsLogger
 from hdist.progress import make_progress
 from hdist.runtime import timed_comm
@@ -85,7 +86,7 @@ def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], world: World,
     log = MetricsLogger(run_dir, run_id, rank=0, role="worker", flush_s=cfg.log.flush_s)
     progress = make_progress(cfg.progress, desc=f"{cfg.stem}/{run_id}")
     ctx = RankCtx(cfg=cfg, rank=0, world_size=1, comm=timed_comm(SerialComm(), cfg, log), log=log,
-                  run_dir=Path(run_dir), progress=progress)
+                  run_dir=Path(run_dir), progress=progress, device=cfg_device(cfg, 0))
     old_threads = torch.get_num_threads()
     torch.set_num_threads(threads_for(cfg, 1, "threads"))
     try:

@@ -47,10 +47,29 @@ class ArrayDataset:
     ``shape`` and ``__getitem__`` (the lazy image folder of :mod:`hdist.data.imagenet`).
     """
 
-    def __init__(self, X, y: torch.Tensor):
+    def __init__(self, X, y: torch.Tensor, device: torch.device | None = None):
         if X.shape[0] != y.shape[0]:
             raise ValueError(f"X has {X.shape[0]} rows but y has {y.shape[0]}")
         self.X, self.y = X, y
+        #: where batches are delivered (None: where X is). X itself may live there (a training set that
+        #: fits on the GPU, indexed there) or stay on the host (sparse or too large: each batch is copied).
+        self.device = device
+
+    def to(self, device: torch.device, keep: bool = True) -> ArrayDataset:
+        """The same samples delivered on ``device``; ``keep``: X and y are moved there once (batches are
+        then drawn by index on the device), else each batch is copied on its way out. Sparse X stays on
+        the host either way (only its batches are made dense)."""
+        import torch
+
+        if keep and isinstance(self.X, torch.Tensor):
+            return ArrayDataset(self.X.to(device), self.y.to(device), device)
+        return ArrayDataset(self.X, self.y, device)
+
+    def _deliver(self, x, y):
+        if self.device is None:
+            return x, y
+        # non_blocking: a host batch copies while the device still computes the previous step
+        return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
@@ -63,8 +82,8 @@ class ArrayDataset:
             dense = torch.from_numpy(rows.toarray()).to(torch.float32)
             if isinstance(_np_index(idx), int):
                 dense = dense[0]
-            return dense, self.y[idx]
-        return self.X[idx], self.y[idx]
+            return self._deliver(dense, self.y[idx])
+        return self._deliver(self.X[idx], self.y[idx])
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
@@ -76,8 +95,8 @@ class ArrayDataset:
 
     def subset(self, idx) -> ArrayDataset:
         if is_sparse(self.X):
-            return ArrayDataset(self.X[_np_index(idx)], self.y[idx])
-        return ArrayDataset(self.X[idx], self.y[idx])
+            return ArrayDataset(self.X[_np_index(idx)], self.y[idx], self.device)
+        return ArrayDataset(self.X[idx], self.y[idx], self.device)
 
     def shard(self, rank: int, world: int) -> ArrayDataset:
         """Deterministic contiguous shard ``rank`` of ``world`` (sizes differ by at most one)."""
