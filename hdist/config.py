@@ -334,8 +334,12 @@ def finalize(cfg: DictConfig, overrides: Iterable[str] = ()) -> DictConfig:
         if isinstance(v, float) and math.isfinite(v) and v.is_integer() and abs(v) < 2**53:
             # 1.0 epochs is the run 1 epoch always was: the same run id.
             OmegaConf.update(cfg, key, int(v), merge=False)
-    from hdist import demo
+    from hdist import demo, devices
 
+    if isinstance(OmegaConf.select(cfg, "topology.devices", default=None), str):
+        # auto settles here, before the demo sizing and the run id: the stored config names the device the
+        # run computes on (a CPU run of auto is the run cpu always was)
+        OmegaConf.update(cfg, "topology.devices", devices.resolve(cfg.topology.devices), merge=False)
     # the headline command on a CPU: sized to learn in minutes (hdist/demo.py); keys the user set win
     demo.apply(cfg, {o.key_or_group for o in parse_overrides(list(overrides))})
     try:
@@ -344,9 +348,7 @@ def finalize(cfg: DictConfig, overrides: Iterable[str] = ()) -> DictConfig:
         raise ConfigError(_interpolation_error(cfg, e)) from None
     resolved.pop("hydra", None)
     if isinstance(resolved.get("topology"), dict):
-        from hdist import devices
-
-        # auto settles here, before the run id: the stored config names the device the run computes on
+        # an interpolated value, now resolved, is settled as a plain one was above
         resolved["topology"]["devices"] = devices.resolve(resolved["topology"].get("devices", "cpu"))
     out = OmegaConf.create(resolved)
     OmegaConf.set_readonly(out, False)

@@ -27,8 +27,11 @@ def test_the_headline_on_a_cpu_keeps_resnet50_and_clars_and_is_resized(capsys):
 
 
 @pytest.mark.parametrize("extra", [["scale=smoke"], ["model.num_classes=1000"], ["algo.batch_size=128"],
-                                   ["topology.devices=cuda"]])
-def test_a_size_on_the_command_line_or_a_gpu_runs_it_as_written(extra):
+                                   ["topology.devices=cuda"], ["topology.devices=auto"]])
+def test_a_size_on_the_command_line_or_a_gpu_runs_it_as_written(extra, monkeypatch):
+    from hdist import devices
+
+    monkeypatch.setattr(devices, "gpu_count", lambda: 1)  # a GPU machine: cuda, and auto, are allowed
     cfg = _final(["algo=clars", "model=resnet50", *extra])
     assert cfg.algo.max_steps is None and cfg.log.layer_every == 50
 
