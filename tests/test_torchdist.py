@@ -237,7 +237,12 @@ def test_dist_backend_choice(capsys):
     cpu = prepare(["algo=kavg", "backend=torchdist", "topology.workers=2"])
     assert td.choose_dist_backend(cpu, 2) == "gloo"
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    cuda = prepare(["algo=kavg", "backend=torchdist", "topology.workers=2", "topology.devices=cuda"])
+    if gpus == 0:  # cuda without a GPU is refused when the config is settled (hdist/devices.py)
+        with pytest.raises(ConfigError, match="topology.devices=cuda"):
+            prepare(["algo=kavg", "backend=torchdist", "topology.workers=2", "topology.devices=cuda"])
+    # the choice itself, for a config settled on a machine with a GPU
+    cuda = prepare(["algo=kavg", "backend=torchdist", "topology.workers=2"])
+    cuda.topology.devices = "cuda"
     if gpus >= 2 and torch.distributed.is_nccl_available():
         assert td.choose_dist_backend(cuda, 2) == "nccl"
     else:
