@@ -25,15 +25,36 @@ itself, so the accounts in virtual time are the same to the last bit.
 An algorithm's side of it: ``with comm.compute(samples):`` around its computation,
 ``comm.restart_timing()`` at the run's common start, ``comm.timing()`` (and ``elapsed_s()``,
 ``train_s``) at its end, ``comm.untimed()`` around communication that is no step's.
+
+On a GPU every clock read of these accounts first waits for the work queued on the rank's device
+(:func:`device_clock`): CUDA kernels run asynchronously, so a clock read right after a forward pass
+would time its launch, not its work, and the next communication call would be charged for it. On the
+CPU the clock is read as it always was.
 """
 
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
+from typing import Callable
 
+from hdist.devices import synchronize
 from hdist.stragglers import Straggler
 
 COMPUTE, COMM, WAIT = 0, 1, 2
+
+
+def device_clock(clock: Callable[[], float], device) -> Callable[[], float]:
+    """``clock`` that, on a CUDA ``device``, first waits for the work queued there (the read closes it);
+    ``clock`` itself on the CPU or without a device, so CPU timing is what it always was."""
+    if device is None or getattr(device, "type", "cpu") != "cuda":
+        return clock
+
+    def synced() -> float:
+        synchronize(device)
+        return clock()
+
+    return synced
 
 
 class TimedComm:
@@ -41,10 +62,14 @@ class TimedComm:
 
     ``straggler(worker)`` makes the real-time straggler of a worker index (None: no straggling,
     as on the sim, whose cost model straggles in virtual time); ``log`` receives ``straggle_s``.
+    ``device``: the rank's device; on a GPU every clock read of the accounts synchronizes it first.
     """
 
-    def __init__(self, comm, log=None, straggler=None):
+    def __init__(self, comm, log=None, straggler=None, device=None):
         self.inner, self.log = comm, log
+        self.device = device
+        # Every read of the accounts' clock; the inner comm's own now() on the CPU.
+        self._now = device_clock(comm.now, device)
         self._make_straggler = straggler
         self._stragglers: dict[int | None, Straggler | None] = {}
         self._depth = 0  # compute blocks open (communication inside one is part of it)
@@ -55,7 +80,7 @@ class TimedComm:
     def restart_timing(self) -> None:
         """Zero the totals and restart :meth:`elapsed_s`: the accounts start at the run's common
         clock start."""
-        self._start = self.inner.now()
+        self._start = self._now()
         self._span: list | None = None  # [kind, start, end] of the span being extended
         self._step = [0.0, 0.0, 0.0]
         self._total = [0.0, 0.0, 0.0]
@@ -77,7 +102,7 @@ class TimedComm:
     def elapsed_s(self) -> float:
         """Seconds on the rank's clock (real, or virtual on the sim) since :meth:`restart_timing`:
         the run's ``train_s``."""
-        return self.inner.now() - self._start
+        return self._now() - self._start
 
     def mark_step(self) -> None:
         """A step ends: its compute, comm and wait seconds are added to the totals."""
@@ -121,7 +146,7 @@ class TimedComm:
         ``samples`` is None (the block charges the sim itself, with ``compute_done``), and on a
         real backend the straggler model may hold ``worker`` (default: this rank's worker index;
         a serial pipeline runs every stage's worker) for ``m`` times the block's time."""
-        now = self.inner.now
+        now = self._now
         t0 = now()
         self._depth += 1
         try:
@@ -146,7 +171,7 @@ class TimedComm:
     def _timed(self, call, *args, **kwargs):
         if self._depth or self._untimed:
             return call(*args, **kwargs)
-        now = self.inner.now
+        now = self._now
         t0 = now()
         out = call(*args, **kwargs)
         self._extend(COMM, t0, now())
@@ -182,7 +207,8 @@ class TimedComm:
         return self.inner.virtual_time
 
     def now(self) -> float:
-        return self.inner.now()
+        """The rank's clock (real, or virtual on the sim); on a GPU, read after the device's queued work."""
+        return self._now()
 
     def sleep(self, seconds: float) -> None:
         self.inner.sleep(seconds)
@@ -203,7 +229,7 @@ class TimedComm:
         whole loop on the rank's clock; ``apply_s``, the algorithm's work on each applied update
         (``on_apply``: logging, snapshots); ``wait_s``, the rest: waiting for, receiving and answering the
         workers' requests and adding their updates to x; ``updates_applied``."""
-        now = self.inner.now
+        now = self._now
         acc = {"apply_s": 0.0, "updates_applied": 0}
 
         def timed_apply(version, x, staleness):
@@ -251,9 +277,16 @@ class TimedComm:
         return self._timed(self.inner.push_pull, delta, version, out)
 
 
-def timed_comm(comm, cfg, log) -> TimedComm:
-    """The rank's accounted Comm: real-time stragglers from ``topology.straggler`` on real backends."""
+def timed_comm(comm, cfg, log, device=None) -> TimedComm:
+    """The rank's accounted Comm: real-time stragglers from ``topology.straggler`` on real backends;
+    ``device``: the rank's (:attr:`hdist.types.RankCtx.device`), synchronized at every clock read on a GPU."""
     if comm.virtual_time:
-        return TimedComm(comm, log)
+        return TimedComm(comm, log, device=device)
     seed = int(cfg.seed)
-    return TimedComm(comm, log, lambda worker: Straggler(cfg.topology, worker, seed))
+    return TimedComm(comm, log, lambda worker: Straggler(cfg.topology, worker, seed), device=device)
+
+
+def wall_clock(device) -> Callable[[], float]:
+    """The clock of a rank's :class:`~hdist.metrics.MetricsLogger` (its ``wall_s``): ``time.perf_counter``,
+    synchronizing ``device`` first on a GPU, so a row's wall_s counts the work queued before it."""
+    return device_clock(time.perf_counter, device)
