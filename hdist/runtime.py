@@ -26,6 +26,9 @@ An algorithm's side of it: ``with comm.compute(samples):`` around its computatio
 ``comm.restart_timing()`` at the run's common start, ``comm.timing()`` (and ``elapsed_s()``,
 ``train_s``) at its end, ``comm.untimed()`` around communication that is no step's.
 
+``algo.precision`` (bf16, fp16) is the runtime's too: each outermost compute block runs under autocast
+(:mod:`hdist.precision`), so every algorithm's forward passes take the knob where they are timed.
+
 On a GPU every clock read of these accounts first waits for the work queued on the rank's device
 (:func:`device_clock`): CUDA kernels run asynchronously, so a clock read right after a forward pass
 would time its launch, not its work, and the next communication call would be charged for it. On the
@@ -63,11 +66,12 @@ class TimedComm:
     ``straggler(worker)`` makes the real-time straggler of a worker index (None: no straggling,
     as on the sim, whose cost model straggles in virtual time); ``log`` receives ``straggle_s``.
     ``device``: the rank's device; on a GPU every clock read of the accounts synchronizes it first.
+    ``precision``: the rank's :class:`hdist.precision.Precision` (None: fp32), entered by compute blocks.
     """
 
-    def __init__(self, comm, log=None, straggler=None, device=None):
+    def __init__(self, comm, log=None, straggler=None, device=None, precision=None):
         self.inner, self.log = comm, log
-        self.device = device
+        self.device, self.precision = device, precision
         # Every read of the accounts' clock; the inner comm's own now() on the CPU.
         self._now = device_clock(comm.now, device)
         self._make_straggler = straggler
@@ -150,7 +154,11 @@ class TimedComm:
         t0 = now()
         self._depth += 1
         try:
-            yield
+            if self.precision is not None and self._depth == 1:
+                with self.precision.region():
+                    yield
+            else:
+                yield
         finally:
             self._depth -= 1
         if samples is not None:
@@ -163,12 +171,22 @@ class TimedComm:
         if straggler is not None and straggler.after_compute(t1 - t0, self.log, self.inner.sleep):
             self._extend(WAIT, t1, now())
 
+    def _outside_autocast(self, call, *args, **kwargs):
+        """A call from inside a low-precision compute block that may hand the thread to another rank (the
+        sim's), made with autocast paused (:meth:`hdist.precision.Precision.paused`)."""
+        if not self._depth or self.precision is None:
+            return call(*args, **kwargs)
+        with self.precision.paused():
+            return call(*args, **kwargs)
+
     def _straggler(self, worker: int | None) -> Straggler | None:
         if worker not in self._stragglers:
             self._stragglers[worker] = self._make_straggler(worker) if self._make_straggler else None
         return self._stragglers[worker]
 
     def _timed(self, call, *args, **kwargs):
+        if self._depth and self.precision is not None:
+            return self._outside_autocast(call, *args, **kwargs)
         if self._depth or self._untimed:
             return call(*args, **kwargs)
         now = self._now
@@ -211,18 +229,18 @@ class TimedComm:
         return self._now()
 
     def sleep(self, seconds: float) -> None:
-        self.inner.sleep(seconds)
+        self._outside_autocast(self.inner.sleep, seconds)
 
     def compute_done(self, samples: int, work: float = 1.0) -> None:
         """Charge one more model step to the sim from inside a compute block (a block of many steps)."""
-        self.inner.compute_done(samples, work)
+        self._outside_autocast(self.inner.compute_done, samples, work)
 
     # --- the parameter server's life (forwarded, not timed: the frame's, or the server's) ------
     def ps_init(self, x0) -> None:
-        self.inner.ps_init(x0)
+        self._outside_autocast(self.inner.ps_init, x0)
 
     def ps_version(self) -> int:
-        return self.inner.ps_version()
+        return self._outside_autocast(self.inner.ps_version)
 
     def serve(self, on_apply=None) -> None:
         """The server loop, with the server's time split logged at its end (``comm`` rows): ``serve_s``, the
@@ -249,7 +267,7 @@ class TimedComm:
                                            "apply_s": acc["apply_s"], "updates_applied": acc["updates_applied"]})
 
     def ps_done(self) -> None:
-        self.inner.ps_done()
+        self._outside_autocast(self.inner.ps_done)
 
     # --- communication (timed) ----------------------------------------------------------------
     def barrier(self) -> None:
@@ -279,11 +297,16 @@ class TimedComm:
 
 def timed_comm(comm, cfg, log, device=None) -> TimedComm:
     """The rank's accounted Comm: real-time stragglers from ``topology.straggler`` on real backends;
-    ``device``: the rank's (:attr:`hdist.types.RankCtx.device`), synchronized at every clock read on a GPU."""
+    ``device``: the rank's (:attr:`hdist.types.RankCtx.device`), synchronized at every clock read on a GPU;
+    compute blocks in ``algo.precision`` (a config written before the key existed: fp32)."""
+    from hdist import precision as P
+
+    prec = P.make(cfg.algo.get("precision") if "algo" in cfg else None, device)
     if comm.virtual_time:
-        return TimedComm(comm, log, device=device)
+        return TimedComm(comm, log, device=device, precision=prec)
     seed = int(cfg.seed)
-    return TimedComm(comm, log, lambda worker: Straggler(cfg.topology, worker, seed), device=device)
+    return TimedComm(comm, log, lambda worker: Straggler(cfg.topology, worker, seed), device=device,
+                     precision=prec)
 
 
 def wall_clock(device) -> Callable[[], float]:
