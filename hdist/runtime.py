@@ -129,9 +129,16 @@ class TimedComm:
         return sum(s.total_s for s in self._stragglers.values() if s is not None)
 
     def log_straggle_total(self) -> None:
+        """The run's closing totals (every training algorithm calls it at its end): ``straggle_s_total``
+        where the straggler model held the rank, and under fp16 ``fp16_skipped_steps`` (gradients zeroed
+        for an inf or a nan) and the final ``loss_scale``."""
         total = self.straggle_s()
         if total:
             self.log.log("event", "straggle_s_total", total)
+        scaler = self.precision.scaler if self.precision is not None else None
+        if scaler is not None and self.log is not None:
+            self.log.log("event", "fp16_skipped_steps", float(scaler.skipped.item()))
+            self.log.log("event", "loss_scale", float(scaler.scale.item()))
 
     @contextmanager
     def untimed(self):
