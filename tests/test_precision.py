@@ -128,3 +128,13 @@ def test_a_region_sets_autocast_and_the_scaler_and_a_pause_lifts_autocast():
     assert not torch.is_autocast_enabled("cpu") and P.loss_scaler() is None
     with P.make("bf16", None).region():
         assert torch.get_autocast_dtype("cpu") == torch.bfloat16 and P.loss_scaler() is None
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_low_precision_kavg_trains_on_the_gpu(tmp_path, precision):
+    df, meta = _run(tmp_path, "algo=kavg", "backend=serial", "topology.devices=cuda", f"algo.precision={precision}")
+    losses = _losses(df)
+    assert losses and all(math.isfinite(v) for v in losses)
+    assert meta["precision"] == precision and meta["device"] == "cuda"

@@ -6,6 +6,7 @@ read in order."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 import hdist.runtime as runtime
@@ -93,3 +94,18 @@ def test_make_ctx_gives_the_rank_device_to_its_clocks(monkeypatch, tmp_path):
         assert ctx2.comm.device == other
     finally:
         ctx.log.close()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_gpu_run_synchronizes_its_device_at_its_clock_reads(monkeypatch, tmp_path):
+    from hdist.launch import execute, prepare
+
+    calls: list = []
+    real = runtime.synchronize
+    monkeypatch.setattr(runtime, "synchronize", lambda d: (calls.append(d), real(d)))
+    res = execute(prepare(["algo=sgd", "backend=serial", "topology.devices=cuda", "scale=smoke", "scale.n_train=240",
+                           "scale.n_test=60", "scale.epochs=1", "progress=quiet", f"results_dir={tmp_path}"]),
+                  quiet_skip=True)
+    assert res.status == "done", res.reason
+    assert calls and all(d.type == "cuda" for d in calls)
