@@ -32,7 +32,7 @@ An algorithm's side of it: ``with comm.compute(samples):`` around its computatio
 On a GPU every clock read of these accounts first waits for the work queued on the rank's device
 (:func:`device_clock`): CUDA kernels run asynchronously, so a clock read right after a forward pass
 would time its launch, not its work, and the next communication call would be charged for it. On the
-CPU the clock is read as it always was.
+CPU the clock is read as it always was, and so is the sim's virtual clock (its cost model's time).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ COMPUTE, COMM, WAIT = 0, 1, 2
 def device_clock(clock: Callable[[], float], device) -> Callable[[], float]:
     """``clock`` that, on a CUDA ``device``, first waits for the work queued there (the read closes it);
     ``clock`` itself on the CPU or without a device, so CPU timing is what it always was."""
-    if device is None or getattr(device, "type", "cpu") != "cuda":
+    if device is None or device.type != "cuda":
         return clock
 
     def synced() -> float:
@@ -72,8 +72,10 @@ class TimedComm:
     def __init__(self, comm, log=None, straggler=None, device=None, precision=None):
         self.inner, self.log = comm, log
         self.device, self.precision = device, precision
-        # Every read of the accounts' clock; the inner comm's own now() on the CPU.
-        self._now = device_clock(comm.now, device)
+        # Every read of the accounts' clock: the inner comm's own now() on the CPU, and on the sim, whose
+        # virtual clock counts its cost model's seconds, not the device's (a sync there would only stall
+        # the GPU the simulated ranks share).
+        self._now = comm.now if comm.virtual_time else device_clock(comm.now, device)
         self._make_straggler = straggler
         self._stragglers: dict[int | None, Straggler | None] = {}
         self._depth = 0  # compute blocks open (communication inside one is part of it)

@@ -63,6 +63,19 @@ def test_cpu_clock_reads_do_not_synchronize(monkeypatch):
     assert wall_clock(torch.device("cpu")) is time.perf_counter and wall_clock(None) is time.perf_counter
 
 
+def test_the_sims_virtual_clock_is_read_without_a_sync(monkeypatch):
+    """The sim's clock is its cost model's: syncing the GPU its ranks share would only stall it."""
+    events: list = []
+    monkeypatch.setattr(runtime, "synchronize", lambda d: events.append("sync"))
+    inner = ClockComm(events)
+    inner.virtual_time = True
+    comm = TimedComm(inner, device=torch.device("cuda", 0))
+    with comm.compute():
+        pass
+    comm.elapsed_s()
+    assert "sync" not in events and events.count("read") >= 3
+
+
 def test_cuda_wall_clock_synchronizes(monkeypatch):
     events: list = []
     dev = torch.device("cuda", 1)
