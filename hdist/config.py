@@ -492,8 +492,20 @@ def validate(cfg: DictConfig, *, writes: bool = True) -> None:
         raise ConfigError(f"topology.workers={cfg.topology.workers}: dataset.n_train={n_train} leaves workers "
                           f"without data; allowed: workers <= n_train")
     _check_stages(cfg, algo)
+    _check_precision(cfg, algo)
     algo.validate(cfg)
     _check_shapes(cfg)
+
+
+def _check_precision(cfg: DictConfig, algo) -> None:
+    """``algo.precision`` is one the algorithm declares (:attr:`hdist.types.AlgoSpec.precisions`)."""
+    precision = str(cfg.algo.get("precision") or "fp32")
+    if precision in algo.precisions:
+        return
+    why = ("its gradients do not all go through the fp16 loss scale (hdist.algos._ps.FlatModel.grad)"
+           if precision == "fp16" else "its forward passes have not been run in it")
+    raise ConfigError(f"algo.precision={precision}: algo={cfg.algo.name} does not support it ({why}); "
+                      f"allowed: {', '.join(algo.precisions)}")
 
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1

@@ -157,6 +157,8 @@ def base_meta(cfg: DictConfig, run_id: str) -> dict:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "backend": cfg.backend.name,
+        # algo.precision (hdist.precision); fp32 for a config written before the key existed
+        "precision": str((cfg.algo.get("precision") if "algo" in cfg else None) or "fp32"),
         "argv": sys.argv,
         "start": _dt.datetime.now(_dt.timezone.utc).isoformat(),
     }

@@ -116,6 +116,8 @@ METRICS: dict[str, str] = {
     "diverged": "1 when the loss became NaN or inf",
     "train_s": "seconds from the common start until every worker finished (rank 0)",
     "straggle_s_total": "seconds a worker was held back by the straggler model over the run",
+    "fp16_skipped_steps": "algo.precision=fp16: gradients zeroed over the run for an inf or nan under the loss scale",
+    "loss_scale": "algo.precision=fp16: the dynamic loss scale S at the end of the run (hdist/precision.py)",
     "straggle_s": "seconds a straggling worker was held back at a step (thesis 3.5 delay model)",
     "updates_total": "updates this rank pushed (or, on a server, applied) over the run",
     "serve_s": "seconds a parameter-server rank spent in its server loop (its clock: real, or virtual on the sim)",

@@ -25,15 +25,39 @@ itself, so the accounts in virtual time are the same to the last bit.
 An algorithm's side of it: ``with comm.compute(samples):`` around its computation,
 ``comm.restart_timing()`` at the run's common start, ``comm.timing()`` (and ``elapsed_s()``,
 ``train_s``) at its end, ``comm.untimed()`` around communication that is no step's.
+
+``algo.precision`` (bf16, fp16) is the runtime's too: each outermost compute block runs under autocast
+(:mod:`hdist.precision`), so every algorithm's forward passes take the knob where they are timed.
+
+On a GPU every clock read of these accounts first waits for the work queued on the rank's device
+(:func:`device_clock`): CUDA kernels run asynchronously, so a clock read right after a forward pass
+would time its launch, not its work, and the next communication call would be charged for it. On the
+CPU the clock is read as it always was, and so is the sim's virtual clock (its cost model's time).
 """
 
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
+from typing import Callable
 
+from hdist.devices import synchronize
 from hdist.stragglers import Straggler
 
 COMPUTE, COMM, WAIT = 0, 1, 2
+
+
+def device_clock(clock: Callable[[], float], device) -> Callable[[], float]:
+    """``clock`` that, on a CUDA ``device``, first waits for the work queued there (the read closes it);
+    ``clock`` itself on the CPU or without a device, so CPU timing is what it always was."""
+    if device is None or device.type != "cuda":
+        return clock
+
+    def synced() -> float:
+        synchronize(device)
+        return clock()
+
+    return synced
 
 
 class TimedComm:
@@ -41,10 +65,17 @@ class TimedComm:
 
     ``straggler(worker)`` makes the real-time straggler of a worker index (None: no straggling,
     as on the sim, whose cost model straggles in virtual time); ``log`` receives ``straggle_s``.
+    ``device``: the rank's device; on a GPU every clock read of the accounts synchronizes it first.
+    ``precision``: the rank's :class:`hdist.precision.Precision` (None: fp32), entered by compute blocks.
     """
 
-    def __init__(self, comm, log=None, straggler=None):
+    def __init__(self, comm, log=None, straggler=None, device=None, precision=None):
         self.inner, self.log = comm, log
+        self.device, self.precision = device, precision
+        # Every read of the accounts' clock: the inner comm's own now() on the CPU, and on the sim, whose
+        # virtual clock counts its cost model's seconds, not the device's (a sync there would only stall
+        # the GPU the simulated ranks share).
+        self._now = comm.now if comm.virtual_time else device_clock(comm.now, device)
         self._make_straggler = straggler
         self._stragglers: dict[int | None, Straggler | None] = {}
         self._depth = 0  # compute blocks open (communication inside one is part of it)
@@ -55,7 +86,7 @@ class TimedComm:
     def restart_timing(self) -> None:
         """Zero the totals and restart :meth:`elapsed_s`: the accounts start at the run's common
         clock start."""
-        self._start = self.inner.now()
+        self._start = self._now()
         self._span: list | None = None  # [kind, start, end] of the span being extended
         self._step = [0.0, 0.0, 0.0]
         self._total = [0.0, 0.0, 0.0]
@@ -77,7 +108,7 @@ class TimedComm:
     def elapsed_s(self) -> float:
         """Seconds on the rank's clock (real, or virtual on the sim) since :meth:`restart_timing`:
         the run's ``train_s``."""
-        return self.inner.now() - self._start
+        return self._now() - self._start
 
     def mark_step(self) -> None:
         """A step ends: its compute, comm and wait seconds are added to the totals."""
@@ -100,9 +131,16 @@ class TimedComm:
         return sum(s.total_s for s in self._stragglers.values() if s is not None)
 
     def log_straggle_total(self) -> None:
+        """The run's closing totals (every training algorithm calls it at its end): ``straggle_s_total``
+        where the straggler model held the rank, and under fp16 ``fp16_skipped_steps`` (gradients zeroed
+        for an inf or a nan) and the final ``loss_scale``."""
         total = self.straggle_s()
         if total:
             self.log.log("event", "straggle_s_total", total)
+        scaler = self.precision.scaler if self.precision is not None else None
+        if scaler is not None and self.log is not None:
+            self.log.log("event", "fp16_skipped_steps", float(scaler.skipped.item()))
+            self.log.log("event", "loss_scale", float(scaler.scale.item()))
 
     @contextmanager
     def untimed(self):
@@ -121,11 +159,15 @@ class TimedComm:
         ``samples`` is None (the block charges the sim itself, with ``compute_done``), and on a
         real backend the straggler model may hold ``worker`` (default: this rank's worker index;
         a serial pipeline runs every stage's worker) for ``m`` times the block's time."""
-        now = self.inner.now
+        now = self._now
         t0 = now()
         self._depth += 1
         try:
-            yield
+            if self.precision is not None and self._depth == 1:
+                with self.precision.region():
+                    yield
+            else:
+                yield
         finally:
             self._depth -= 1
         if samples is not None:
@@ -138,15 +180,25 @@ class TimedComm:
         if straggler is not None and straggler.after_compute(t1 - t0, self.log, self.inner.sleep):
             self._extend(WAIT, t1, now())
 
+    def _outside_autocast(self, call, *args, **kwargs):
+        """A call from inside a low-precision compute block that may hand the thread to another rank (the
+        sim's), made with autocast paused (:meth:`hdist.precision.Precision.paused`)."""
+        if not self._depth or self.precision is None:
+            return call(*args, **kwargs)
+        with self.precision.paused():
+            return call(*args, **kwargs)
+
     def _straggler(self, worker: int | None) -> Straggler | None:
         if worker not in self._stragglers:
             self._stragglers[worker] = self._make_straggler(worker) if self._make_straggler else None
         return self._stragglers[worker]
 
     def _timed(self, call, *args, **kwargs):
+        if self._depth and self.precision is not None:
+            return self._outside_autocast(call, *args, **kwargs)
         if self._depth or self._untimed:
             return call(*args, **kwargs)
-        now = self.inner.now
+        now = self._now
         t0 = now()
         out = call(*args, **kwargs)
         self._extend(COMM, t0, now())
@@ -182,28 +234,29 @@ class TimedComm:
         return self.inner.virtual_time
 
     def now(self) -> float:
-        return self.inner.now()
+        """The rank's clock (real, or virtual on the sim); on a GPU, read after the device's queued work."""
+        return self._now()
 
     def sleep(self, seconds: float) -> None:
-        self.inner.sleep(seconds)
+        self._outside_autocast(self.inner.sleep, seconds)
 
     def compute_done(self, samples: int, work: float = 1.0) -> None:
         """Charge one more model step to the sim from inside a compute block (a block of many steps)."""
-        self.inner.compute_done(samples, work)
+        self._outside_autocast(self.inner.compute_done, samples, work)
 
     # --- the parameter server's life (forwarded, not timed: the frame's, or the server's) ------
     def ps_init(self, x0) -> None:
-        self.inner.ps_init(x0)
+        self._outside_autocast(self.inner.ps_init, x0)
 
     def ps_version(self) -> int:
-        return self.inner.ps_version()
+        return self._outside_autocast(self.inner.ps_version)
 
     def serve(self, on_apply=None) -> None:
         """The server loop, with the server's time split logged at its end (``comm`` rows): ``serve_s``, the
         whole loop on the rank's clock; ``apply_s``, the algorithm's work on each applied update
         (``on_apply``: logging, snapshots); ``wait_s``, the rest: waiting for, receiving and answering the
         workers' requests and adding their updates to x; ``updates_applied``."""
-        now = self.inner.now
+        now = self._now
         acc = {"apply_s": 0.0, "updates_applied": 0}
 
         def timed_apply(version, x, staleness):
@@ -223,7 +276,7 @@ class TimedComm:
                                            "apply_s": acc["apply_s"], "updates_applied": acc["updates_applied"]})
 
     def ps_done(self) -> None:
-        self.inner.ps_done()
+        self._outside_autocast(self.inner.ps_done)
 
     # --- communication (timed) ----------------------------------------------------------------
     def barrier(self) -> None:
@@ -251,9 +304,21 @@ class TimedComm:
         return self._timed(self.inner.push_pull, delta, version, out)
 
 
-def timed_comm(comm, cfg, log) -> TimedComm:
-    """The rank's accounted Comm: real-time stragglers from ``topology.straggler`` on real backends."""
+def timed_comm(comm, cfg, log, device=None) -> TimedComm:
+    """The rank's accounted Comm: real-time stragglers from ``topology.straggler`` on real backends;
+    ``device``: the rank's (:attr:`hdist.types.RankCtx.device`), synchronized at every clock read on a GPU;
+    compute blocks in ``algo.precision`` (a config written before the key existed: fp32)."""
+    from hdist import precision as P
+
+    prec = P.make(cfg.algo.get("precision") if "algo" in cfg else None, device)
     if comm.virtual_time:
-        return TimedComm(comm, log)
+        return TimedComm(comm, log, device=device, precision=prec)
     seed = int(cfg.seed)
-    return TimedComm(comm, log, lambda worker: Straggler(cfg.topology, worker, seed))
+    return TimedComm(comm, log, lambda worker: Straggler(cfg.topology, worker, seed), device=device,
+                     precision=prec)
+
+
+def wall_clock(device) -> Callable[[], float]:
+    """The clock of a rank's :class:`~hdist.metrics.MetricsLogger` (its ``wall_s``): ``time.perf_counter``,
+    synchronizing ``device`` first on a GPU, so a row's wall_s counts the work queued before it."""
+    return device_clock(time.perf_counter, device)

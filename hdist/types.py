@@ -201,6 +201,10 @@ def seed_for(seed: int, index: int) -> int:
 #: The dtypes a parameter server's x may be declared in (:attr:`AlgoSpec.ps_dtype`), by torch's name.
 PS_DTYPES = ("float32", "float64")
 
+#: ``algo.precision`` values (:mod:`hdist.precision`); an algorithm declares the ones it supports
+#: (:attr:`AlgoSpec.precisions`).
+PRECISIONS = ("fp32", "bf16", "fp16")
+
 
 def ps_torch_dtype(name: str) -> torch.dtype:
     """The torch dtype of a declared :attr:`AlgoSpec.ps_dtype` name."""
@@ -237,6 +241,10 @@ class AlgoSpec:
     ``ps_init`` (``hdist.algos._ps.run_ps(ps_dtype=...)``). A backend that allocates the shared x before
     any rank starts (thread, process) reads it from :attr:`World.ps_dtype`; the dual methods declare
     float64 so that the server's w stays w(alpha) to float64 rounding.
+    precisions: the ``algo.precision`` values it runs in (:mod:`hdist.precision`; others are refused before
+    anything is written). fp32 only by default: bf16 once its forward passes run in compute blocks and a
+    bf16 run has been seen to train; fp16 only where every gradient goes through the loss scale of
+    :meth:`hdist.algos._ps.FlatModel.grad` (or torch.amp.GradScaler).
     """
 
     families: tuple[str, ...]
@@ -247,10 +255,14 @@ class AlgoSpec:
     max_workers: int | None = None
     keys: dict = field(default_factory=dict)
     ps_dtype: str = "float32"
+    precisions: tuple[str, ...] = ("fp32",)
 
     def __post_init__(self) -> None:
         if self.ps_dtype not in PS_DTYPES:
             raise ValueError(f"AlgoSpec.ps_dtype={self.ps_dtype!r}: expected one of {', '.join(PS_DTYPES)}")
+        if "fp32" not in self.precisions or not set(self.precisions) <= set(PRECISIONS):
+            raise ValueError(f"AlgoSpec.precisions={self.precisions!r}: expected fp32 and any of "
+                             f"{', '.join(PRECISIONS[1:])}")
 
     @property
     def needs_server(self) -> bool:

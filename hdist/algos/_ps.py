@@ -64,14 +64,25 @@ class FlatModel:
         side by side: 189 against 234 us per MLP gradient at batch 10 (medians of 7)."""
         if loss.dim():
             raise ValueError(f"FlatModel.grad: the loss must be a scalar, got shape {tuple(loss.shape)}")
-        seed = torch.full((), 1.0 if scale is None else scale, dtype=loss.dtype, device=loss.device)
+        # In an fp16 compute block (algo.precision=fp16, hdist.precision) the seed also carries the dynamic
+        # loss scale S, so the low-precision backward does not underflow; the gradient is divided by S
+        # below. None in fp32 and bf16: the seed and the bits are the ones above.
+        from hdist.precision import loss_scaler
+
+        scaler = loss_scaler()
+        if scaler is None:
+            seed = torch.full((), 1.0 if scale is None else scale, dtype=loss.dtype, device=loss.device)
+        else:
+            seed = scaler.seed(loss, scale)
         if _run_backward is None:
             grads = torch.autograd.grad(loss, self.params, grad_outputs=seed)
         else:
             # (outputs, grad_outputs, retain_graph, create_graph, inputs, allow_unused): what
             # torch.autograd.grad passes after its checks; the loss is a scalar, like the seed.
             grads = _run_backward((loss,), (seed,), False, False, self.inputs, False, accumulate_grad=False)
-        return torch.cat([g.reshape(-1) for g in grads])
+        g = torch.cat([g.reshape(-1) for g in grads])
+        # fp16: divided by S; zeros (a skipped step) where the scaled backward overflowed.
+        return g if scaler is None else scaler.unscale_(g)
 
 
 class Worker:

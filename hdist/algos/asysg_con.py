@@ -47,4 +47,4 @@ def run(ctx) -> None:
     run_ps(ctx, worker_loop)
 
 
-SPEC = AlgoSpec(FAMILIES, run)
+SPEC = AlgoSpec(FAMILIES, run, precisions=("fp32", "bf16", "fp16"))

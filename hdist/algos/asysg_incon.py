@@ -39,4 +39,4 @@ def run(ctx) -> None:
     run_ps(ctx, worker_loop)
 
 
-SPEC = AlgoSpec(FAMILIES, run, keys=KEYS)
+SPEC = AlgoSpec(FAMILIES, run, keys=KEYS, precisions=("fp32", "bf16", "fp16"))

@@ -98,4 +98,4 @@ def run(ctx) -> None:
     pipeline.run(ctx, DDGStage)
 
 
-SPEC = AlgoSpec(FAMILIES, run, validate=validate, keys=pipeline.KEYS)
+SPEC = AlgoSpec(FAMILIES, run, validate=validate, keys=pipeline.KEYS, precisions=("fp32", "bf16"))

@@ -66,4 +66,4 @@ def run(ctx) -> None:
     kavg.run(ctx, outer=NesterovOuter(float(ctx.cfg.algo.outer_lr), float(ctx.cfg.algo.outer_momentum)))
 
 
-SPEC = AlgoSpec(FAMILIES, run, keys=KEYS)
+SPEC = AlgoSpec(FAMILIES, run, keys=KEYS, precisions=("fp32", "bf16", "fp16"))

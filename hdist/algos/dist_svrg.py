@@ -50,4 +50,4 @@ def run(ctx) -> None:
     run_frame(ctx, worker_loop, zero_init=bool(ctx.cfg.algo.get("zero_init")))
 
 
-SPEC = AlgoSpec(FAMILIES, run, validate=validate, keys={"algo.m": svrg.KEYS["algo.m"]})
+SPEC = AlgoSpec(FAMILIES, run, validate=validate, keys={"algo.m": svrg.KEYS["algo.m"]}, precisions=("fp32", "bf16"))

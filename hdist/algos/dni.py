@@ -216,4 +216,4 @@ def run(ctx) -> None:
     pipeline.run(ctx, DNIStage)
 
 
-SPEC = AlgoSpec(FAMILIES, run, validate=validate, check_problem=check_problem, keys=KEYS)
+SPEC = AlgoSpec(FAMILIES, run, validate=validate, check_problem=check_problem, keys=KEYS, precisions=("fp32", "bf16"))

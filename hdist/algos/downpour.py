@@ -89,4 +89,4 @@ def run(ctx) -> None:
     run_ps(ctx, worker_loop, steps_per_update=int(ctx.cfg.algo.get("k", 1) or 1))
 
 
-SPEC = AlgoSpec(FAMILIES, run, validate=validate)
+SPEC = AlgoSpec(FAMILIES, run, validate=validate, precisions=("fp32", "bf16", "fp16"))

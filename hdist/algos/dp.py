@@ -291,4 +291,4 @@ def run(ctx) -> None:
         log.log("event", "train_s", comm.elapsed_s())
 
 
-SPEC = AlgoSpec(FAMILIES, run, validate=validate, check_problem=check_problem, keys=KEYS)
+SPEC = AlgoSpec(FAMILIES, run, validate=validate, check_problem=check_problem, keys=KEYS, precisions=("fp32", "bf16"))

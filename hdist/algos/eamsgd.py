@@ -103,4 +103,4 @@ def run(ctx) -> None:
     run_ps(ctx, worker_loop, steps_per_update=int(ctx.cfg.algo.get("k", 1) or 1))
 
 
-SPEC = AlgoSpec(FAMILIES, run, keys=KEYS)
+SPEC = AlgoSpec(FAMILIES, run, keys=KEYS, precisions=("fp32", "bf16", "fp16"))

@@ -116,4 +116,4 @@ def run(ctx) -> None:
     pipeline.run(ctx, FRStage)
 
 
-SPEC = AlgoSpec(FAMILIES, run, validate=validate, keys=pipeline.KEYS)
+SPEC = AlgoSpec(FAMILIES, run, validate=validate, keys=pipeline.KEYS, precisions=("fp32", "bf16"))

@@ -86,4 +86,4 @@ def run(ctx, outer=None) -> None:
     comm.barrier()
 
 
-SPEC = AlgoSpec(FAMILIES, run)
+SPEC = AlgoSpec(FAMILIES, run, precisions=("fp32", "bf16", "fp16"))

@@ -74,4 +74,4 @@ def run(ctx) -> None:
     comm.log_straggle_total()
 
 
-SPEC = AlgoSpec(FAMILIES, run, max_workers=MAX_WORKERS)
+SPEC = AlgoSpec(FAMILIES, run, max_workers=MAX_WORKERS, precisions=("fp32", "bf16"))

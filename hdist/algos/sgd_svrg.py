@@ -34,4 +34,4 @@ def run(ctx) -> None:
     run_frame(ctx, svrg.worker_loop)
 
 
-SPEC = AlgoSpec(FAMILIES, run, validate=validate, keys=svrg.KEYS)
+SPEC = AlgoSpec(FAMILIES, run, validate=validate, keys=svrg.KEYS, precisions=("fp32", "bf16"))

@@ -189,4 +189,4 @@ def run(ctx) -> None:
     run_frame(ctx, worker_loop)
 
 
-SPEC = AlgoSpec(FAMILIES, run, validate=validate, keys=KEYS)
+SPEC = AlgoSpec(FAMILIES, run, validate=validate, keys=KEYS, precisions=("fp32", "bf16"))

@@ -18,7 +18,7 @@ import torch
 from hdist.metrics import MetricsLogger
 from hdist.progress import QuietProgress, make_progress
 from hdist.rundir import WriteFailed
-from hdist.runtime import timed_comm
+from hdist.runtime import timed_comm, wall_clock
 from hdist.types import Diverged, PeerFailed, RankCtx, ps_torch_dtype
 
 
@@ -30,15 +30,18 @@ def threads_per_rank(cfg, ranks: int) -> int:
 
 
 def make_ctx(cfg, run_dir: Path, run_id: str, rank: int, world: int, comm, role: str = "worker",
-             local_index: int | None = None) -> RankCtx:
+             local_index: int | None = None, device: torch.device | None = None) -> RankCtx:
     """``local_index``: the rank's index on its machine, which picks its GPU (:mod:`hdist.devices`); the
-    rank itself when hdist started every rank here, the launcher's local rank when a launcher did."""
+    rank itself when hdist started every rank here, the launcher's local rank when a launcher did.
+    ``device``: the rank's device when the backend has settled it itself (torchdist's NCCL device); the
+    clocks of the rank's accounts synchronize it."""
     from hdist.devices import cfg_device
 
-    log = MetricsLogger(run_dir, run_id, rank=rank, role=role, flush_s=cfg.log.flush_s)
+    if device is None:
+        device = cfg_device(cfg, rank if local_index is None else local_index)
+    log = MetricsLogger(run_dir, run_id, rank=rank, role=role, flush_s=cfg.log.flush_s, clock=wall_clock(device))
     progress = make_progress(cfg.progress, desc=f"{cfg.stem}/{run_id}") if rank == 0 else QuietProgress()
-    device = cfg_device(cfg, rank if local_index is None else local_index)
-    return RankCtx(cfg=cfg, rank=rank, world_size=world, comm=timed_comm(comm, cfg, log), log=log,
+    return RankCtx(cfg=cfg, rank=rank, world_size=world, comm=timed_comm(comm, cfg, log, device), log=log,
                    run_dir=Path(run_dir), progress=progress, device=device)
 
 

@@ -10,7 +10,7 @@ import torch
 from hdist.devices import cfg_device
 from hdist.metrics import MetricsLogger
 from hdist.progress import make_progress
-from hdist.runtime import timed_comm
+from hdist.runtime import timed_comm, wall_clock
 from hdist.threads import threads_for
 from hdist.types import Backend, RankCtx, RealClock, World
 
@@ -83,10 +83,11 @@ class SerialComm(RealClock):
 def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], world: World, run_id: str = "",
            n_params: int = 0) -> None:
     # world.ranks is 1: the one rank plays the server and every stage of a pipeline (hdist.algos._pipeline).
-    log = MetricsLogger(run_dir, run_id, rank=0, role="worker", flush_s=cfg.log.flush_s)
+    device = cfg_device(cfg, 0)
+    log = MetricsLogger(run_dir, run_id, rank=0, role="worker", flush_s=cfg.log.flush_s, clock=wall_clock(device))
     progress = make_progress(cfg.progress, desc=f"{cfg.stem}/{run_id}")
-    ctx = RankCtx(cfg=cfg, rank=0, world_size=1, comm=timed_comm(SerialComm(), cfg, log), log=log,
-                  run_dir=Path(run_dir), progress=progress, device=cfg_device(cfg, 0))
+    ctx = RankCtx(cfg=cfg, rank=0, world_size=1, comm=timed_comm(SerialComm(), cfg, log, device), log=log,
+                  run_dir=Path(run_dir), progress=progress, device=device)
     old_threads = torch.get_num_threads()
     torch.set_num_threads(threads_for(cfg, 1, "threads"))
     try:

@@ -430,10 +430,7 @@ def _rank_ctx(cfg, run_dir: Path, run_id: str, comm: TorchComm, server: bool) ->
     from hdist.backends._ranks import make_ctx
 
     role = "server" if server and comm.rank == 0 else "worker"
-    ctx = make_ctx(cfg, run_dir, run_id, comm.rank, comm.world_size, comm, role=role)
-    if comm.device is not None:
-        ctx.device = comm.device
-    return ctx
+    return make_ctx(cfg, run_dir, run_id, comm.rank, comm.world_size, comm, role=role, device=comm.device)
 
 
 # ---------------------------------------------------------------------------------------------
