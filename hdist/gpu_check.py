@@ -142,7 +142,8 @@ def check_piece(name: str, out_dir: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m hdist.gpu_check", description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=None, help="directory of gpu-check.json and the runs (default $OUT, else ./gpu-check)")
+    ap.add_argument("--out", default=None,
+                    help="directory of gpu-check.json and the runs (default $OUT, else ./gpu-check)")
     ap.add_argument("--only", nargs="*", choices=list(PIECES), help="run only these pieces")
     args = ap.parse_args(argv)
     reason = no_cuda_reason()
