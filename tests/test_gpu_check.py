@@ -75,6 +75,14 @@ def test_the_numbers_file(tmp_path, monkeypatch):
     assert row["passed_piece"] is False and "output_tail" in row
 
 
+def test_the_benchmark_ratios_are_read_from_its_claims(tmp_path):
+    (tmp_path / "bench-gpu-overhead").mkdir()
+    claims = gpu_overhead.check(_frame(0.97, 1, 1)) + gpu_overhead.check(_frame(0.5, 0, 1))
+    (tmp_path / "bench-gpu-overhead" / "claims.json").write_text(json.dumps([vars(c) for c in claims]))
+    got = gpu_check.bench_numbers(tmp_path, "bench-gpu-overhead")["claims"]
+    assert [(c["status"], c["ratio"]) for c in got] == [("PASS", 0.97), ("n/a", 0.5)]
+
+
 def test_pytest_counts_are_read_from_its_summary():
     assert gpu_check.test_numbers("... 7 passed, 2 skipped, 1 deselected in 3.2s") == {
         "passed": 7, "failed": 0, "skipped": 2, "deselected": 1, "errors": 0}
