@@ -3,7 +3,8 @@
 The serial backend trains on the GPU and meta.json names it; the model lives there; one sim worker is serial
 bit for bit on the GPU, and the same seed gives the same bits, under ``torch.use_deterministic_algorithms(True)``
 (tests/test_sim.py's CPU tests, on the GPU); a process run with 2 ranks sharing the GPU; the sim with 32
-ResNet-20 workers on the one GPU; bench-gpu-overhead measures hdist on the GPU; calibrate times a GPU step.
+ResNet-20 workers on the one GPU; bench-gpu-overhead measures hdist on the GPU; bench-sim-cost-gpu times its
+two sides there; calibrate times a GPU step.
 """
 
 from __future__ import annotations
@@ -144,6 +145,19 @@ def test_bench_gpu_overhead_times_hdist_on_the_gpu(cli, tmp_path):
     assert flags["on_cuda"] == 1 and flags["hdist_on_device"] == 1
     [claim] = gpu_overhead.check(df)
     assert claim.status in ("PASS", "FAIL"), claim
+
+
+def test_bench_sim_cost_gpu_times_32_sim_workers_against_the_same_steps_on_the_gpu(cli, tmp_path):
+    """bench-sim-cost's GPU arm at smoke scale: both sides timed on the GPU, the claim settled (no timing
+    asserted here)."""
+    stem = "bench-sim-cost-gpu"
+    code, _, err = cli("reproduce", stem, "scale=smoke", "progress=quiet", f"results_dir={tmp_path}")
+    assert code == 0, err
+    df = load_results(tmp_path, stem)
+    t = df[df["metric"] == "s_per_update"]
+    assert sorted(t.groupby("role").size().items()) == [("no_sim", 2), ("sim", 2)] and (t["value"] > 0).all()
+    claims = json.loads((tmp_path / stem / "claims.json").read_text())
+    assert [c["status"] in ("PASS", "FAIL") for c in claims] == [True], claims
 
 
 def test_calibrate_times_the_step_on_the_gpu(cli, tmp_path):

@@ -140,3 +140,56 @@ def test_bench_gpu_overhead_is_a_stem(cli, tmp_path):
     assert [c["status"] for c in claims] == ["n/a", "n/a"]
     assert {c["claim"].split(" ")[0] for c in claims} == {"resnet20", "resnet50"}
     assert (tmp_path / "figures" / f"{stem}.png").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# bench-sim-cost-gpu (bench-sim-cost's GPU arm)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_bench_sim_cost_gpu_times_nothing_without_a_gpu_and_its_claim_is_na(cli, tmp_path):
+    stem = "bench-sim-cost-gpu"
+    code, _, err = cli("reproduce", stem, "scale=smoke", "progress=quiet", f"results_dir={tmp_path}")
+    assert code == 0, err
+    df = load_results(tmp_path, stem)
+    assert set(df[df["role"] == "bench"]["metric"]) == {"on_cuda"} and (df[df["role"] == "bench"]["value"] == 0).all()
+    assert not (df["metric"] == "s_per_update").any()
+    claims = json.loads((tmp_path / stem / "claims.json").read_text())
+    assert [(c["status"], c["reason"]) for c in claims] == [("n/a", "no GPU")]
+    assert (tmp_path / "figures" / f"{stem}.png").exists()
+
+
+@pytest.mark.slow  # 6 short runs in one: ~20 s on 2 busy cores
+def test_bench_sim_cost_gpu_times_both_sides_where_it_times(tmp_path, monkeypatch):
+    """The GPU arm's timed path on the CPU (its device kinds widened for the test): P sim workers and P replicas
+    with no simulator, each a real run, alternating; the claim stays n/a (not a GPU)."""
+    from hdist.bench import sim_gpu
+    from hdist.launch import execute, prepare
+    from hdist.papers.bench import sim_cost_gpu
+
+    monkeypatch.setattr(sim_gpu, "TIMED_ON", ("cuda", "cpu"))
+    cfg = prepare(["experiment=bench-sim-cost-gpu", "scale=smoke", "model=mlp", "algo.workers=2", "algo.reps=2",
+                   "scale.n_train=200", "progress=quiet", f"results_dir={tmp_path}"])
+    assert execute(cfg).status == "done"
+    df = load_results(tmp_path, "bench-sim-cost-gpu")
+    t = sim_cost_gpu.sides(df)
+    assert sorted(t.groupby("side").size().items()) == [("no_sim", 2), ("sim", 2)] and (t["value"] > 0).all()
+    [claim] = sim_cost_gpu.check(df)
+    assert claim.status == "n/a"
+
+
+def _sim_frame(ratio: float, on_cuda: float) -> pd.DataFrame:
+    rows = [{"model": "resnet20", "algo.workers": 32, "role": role, "step": rep, "metric": "s_per_update",
+             "value": 1e-3 * (ratio if role == "sim" else 1.0)} for rep in range(3) for role in ("sim", "no_sim")]
+    rows.append({"model": "resnet20", "algo.workers": 32, "role": "bench", "step": 2, "metric": "on_cuda",
+                 "value": on_cuda})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("ratio, on_cuda, status", [(1.05, 1, "PASS"), (1.3, 1, "FAIL"), (1.05, 0, "n/a")])
+def test_the_sim_cost_gpu_claim(ratio, on_cuda, status):
+    from hdist.papers.bench import sim_cost_gpu
+
+    [claim] = sim_cost_gpu.check(_sim_frame(ratio, on_cuda))
+    assert claim.status == status and claim.kind == "bench" and "simulating 32 workers" in claim.claim
+    assert sim_cost_gpu.plot(_sim_frame(ratio, on_cuda)) is not None

@@ -39,6 +39,7 @@ ALGOS: dict[str, str] = {
     "bench_overhead": "hdist.bench.overhead",
     "bench_gpu_overhead": "hdist.bench.gpu_overhead",
     "bench_round_robin": "hdist.bench.round_robin",
+    "bench_sim_gpu": "hdist.bench.sim_gpu",
     "bench_data_models": "hdist.bench.data_models",
     "bench_ps_mpi": "hdist.bench.ps_mpi",
     "bench_clars": "hdist.bench.clars",
