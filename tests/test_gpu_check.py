@@ -59,20 +59,27 @@ def test_the_time_limits_add_up_to_under_8_minutes():
 
 
 def test_the_numbers_file(tmp_path, monkeypatch):
-    """One piece run for real (a tiny CPU run standing in for a GPU one): gpu-check.json holds its command,
-    exit code, wall seconds, status and updates/s; a run not on the GPU does not pass."""
+    """gpu-check.json after a piece (a stand-in command): the device, the piece's command, exit code, wall seconds
+    and the end of its output; a piece that left no run does not pass, nor does the check."""
     monkeypatch.setattr(gpu_check, "no_cuda_reason", lambda: None)
     monkeypatch.setattr(gpu_check.devices, "meta", lambda kind: {"device": kind, "device_name": "stand-in"})
-    tiny = [*gpu_check.HDIST, "run", "algo=sgd", "scale=smoke", "algo.max_steps=3", "progress=quiet",
-            "topology.devices=cpu"]
-    monkeypatch.setattr(gpu_check, "PIECES", {"tiny": (tiny, 120.0)})
+    monkeypatch.setattr(gpu_check, "PIECES", {"tiny": ([sys.executable, "-c", "print('from the piece')"], 60.0)})
     assert gpu_check.main(["--out", str(tmp_path)]) == 1
     report = json.loads((tmp_path / "gpu-check.json").read_text())
     assert report["device"] == {"device": "cuda", "device_name": "stand-in"} and report["passed"] is False
     [row] = report["pieces"]
-    assert row["name"] == "tiny" and row["rc"] == 0 and row["wall_s"] > 0
-    assert row["status"] == "done" and row["device"] == "cpu" and row["updates"] == 3 and row["updates_per_s"] > 0
-    assert row["passed_piece"] is False and "output_tail" in row
+    assert row["name"] == "tiny" and row["rc"] == 0 and row["wall_s"] > 0 and row["limit_s"] == 60.0
+    assert row["status"] == "0 runs found" and row["passed_piece"] is False
+    assert "from the piece" in row["output_tail"]
+
+
+def test_a_run_s_numbers(cli, tmp_path):
+    """What the check reads of a finished run: status, device, updates and updates/s."""
+    code, _, err = cli("run", "algo=sgd", "scale=smoke", "algo.max_steps=3", "progress=quiet", "topology.devices=cpu",
+                       f"results_dir={tmp_path}")
+    assert code == 0, err
+    got = gpu_check.run_numbers(tmp_path)
+    assert got["status"] == "done" and got["device"] == "cpu" and got["updates"] == 3 and got["updates_per_s"] > 0
 
 
 def test_the_benchmark_ratios_are_read_from_its_claims(tmp_path):
