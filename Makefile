@@ -7,7 +7,7 @@ BENCH ?= bench-overhead bench-data-models
 GALLERY ?= docs/gallery
 COST_STEMS ?=
 
-.PHONY: help install wheel test test-slow test-all test-mpi test-gpu lint calibrate figures reproduce cost-table bench report gallery clean
+.PHONY: help install wheel test test-slow test-all test-mpi test-gpu gpu-check lint calibrate figures reproduce cost-table bench report gallery clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -30,8 +30,11 @@ test-all:  ## every test, slow ones and those that read ../shared/data included 
 test-mpi:  ## the tests that launch mpiexec
 	$(PY) -m pytest -q -m mpi
 
-test-gpu:  ## the tests that need a CUDA device
+test-gpu:  ## the tests that need a CUDA device (skipped without one)
 	$(PY) -m pytest -q -m gpu
+
+gpu-check:  ## the GPU check on one GPU, < 8 min on an H100: numbers in one file, $OUT/gpu-check.json (docs/gpu.md); exit 2 without CUDA
+	$(PY) -m hdist.gpu_check
 
 lint:  ## ruff
 	$(PY) -m ruff check hdist tests hydra_plugins

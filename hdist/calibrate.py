@@ -48,6 +48,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
+from hdist import devices
 from hdist.backends.sim import excess_ranks, oversubscription
 from hdist.config import CONF_DIR, load_option
 from hdist.metrics import atomic_write_text
@@ -55,9 +56,10 @@ from hdist.problems import build_problem
 from hdist.types import ConfigError
 
 
-def _step_fns(cfg, batches: list[int]) -> list:
-    """One plain SGD step of ``cfg``'s model per batch size, as a function (each warmed up once)."""
-    problem = build_problem(cfg)
+def _step_fns(cfg, batches: list[int], device: torch.device | None = None) -> list:
+    """One plain SGD step of ``cfg``'s model per batch size on ``device`` (None: the CPU), as a function (each
+    warmed up once)."""
+    problem = build_problem(cfg, device)
     model = problem.build_model(0)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3)
     train = problem.data.train
@@ -77,54 +79,65 @@ def _step_fns(cfg, batches: list[int]) -> list:
     return fns
 
 
-def step_times(cfg, batches: list[int], steps: int, reps: int) -> list[float]:
-    """Median seconds per training step at each of ``batches`` (one warm-up step each first).
+def step_times(cfg, batches: list[int], steps: int, reps: int, device: torch.device | None = None) -> list[float]:
+    """Median seconds per training step at each of ``batches`` (one warm-up step each first), on ``device``.
 
     The batch sizes are timed in alternation, repetition by repetition, so that a change in the
     machine's load during the measurement hits all of them alike rather than biasing the fit.
+    On a GPU the device is synchronized before each clock read: its kernels run asynchronously, and
+    without it the clock would time their launch only.
     """
-    fns = _step_fns(cfg, batches)
+    fns = _step_fns(cfg, batches, device)
     times: list[list[float]] = [[] for _ in batches]
     for _ in range(reps):
         for fn, ts in zip(fns, times):
+            devices.synchronize(device)
             t0 = time.perf_counter()
             for _ in range(steps):
                 fn()
+            devices.synchronize(device)
             ts.append((time.perf_counter() - t0) / steps)
     return [statistics.median(ts) for ts in times]
 
 
-def step_jitter(cfg, batch: int, steps: int = 2000) -> float:
+def step_jitter(cfg, batch: int, steps: int = 2000, device: torch.device | None = None) -> float:
     """The sim's ``jitter``: the spread of single steps' seconds on this machine, as the sigma of
     their logarithm. Estimated from the 5-95 % range (a normal's is 3.29 sigma), so that rare long
     stalls (garbage collection, preemption) do not set it. Ranks that time their steps alike
-    still drift apart by this spread, which is what makes them collide on a lock."""
-    (fn,) = _step_fns(cfg, [batch])
+    still drift apart by this spread, which is what makes them collide on a lock. On a GPU each step is
+    closed by a synchronization (its own time, not its launch's)."""
+    (fn,) = _step_fns(cfg, [batch], device)
     for _ in range(steps // 10):
         fn()
     logs = []
     for _ in range(steps):
+        devices.synchronize(device)
         t0 = time.perf_counter()
         fn()
+        devices.synchronize(device)
         logs.append(math.log(time.perf_counter() - t0))
     q = statistics.quantiles(logs, n=20)  # q[0]: 5 %, q[-1]: 95 %
     return max(0.0, (q[-1] - q[0]) / 3.29)
 
 
-def memory_bandwidth(nbytes: int, pool_bytes: int = 64 << 20, reps: int = 5) -> float:
-    """Bytes per second of copying an ``nbytes`` vector whose source is not in cache.
+def memory_bandwidth(nbytes: int, pool_bytes: int = 64 << 20, reps: int = 5,
+                     device: torch.device | None = None) -> float:
+    """Bytes per second of copying an ``nbytes`` vector whose source is not in cache, on ``device`` (None:
+    the CPU; a GPU's copies are timed from a synchronization to a synchronization).
 
     The sources rotate through a pool of ``pool_bytes`` (larger than the caches), so every copy
     reads from memory, as a rank reading the x another rank (another core) has just written."""
     n = max(1, nbytes // 4)
-    pool = [torch.ones(n) for _ in range(max(2, pool_bytes // (4 * n)))]
-    dst = torch.empty(n)
+    pool = [torch.ones(n, device=device) for _ in range(max(2, pool_bytes // (4 * n)))]
+    dst = torch.empty(n, device=device)
     dst.copy_(pool[0])
     times = []
     for _ in range(reps):
+        devices.synchronize(device)
         t0 = time.perf_counter()
         for src in pool:
             dst.copy_(src)
+        devices.synchronize(device)
         times.append((time.perf_counter() - t0) / len(pool))
     # A copy reads and writes every byte.
     return 2 * n * 4 / statistics.median(times)
@@ -330,8 +343,10 @@ def rank_threads(cfg) -> int:
 
 def calibrate(cfg, overrides: list[str] | None = None, steps: int = 20, reps: int = 5,
               local_links: bool = False) -> dict:
-    """Measure (see the module doc); ``overrides`` are the command line ``cfg`` came from."""
+    """Measure (see the module doc); ``overrides`` are the command line ``cfg`` came from. The step is timed on
+    the run's device (``topology.devices``: a GPU's step, so that ``backend=sim`` predicts a GPU cluster)."""
     b = int(cfg.algo.batch_size)
+    device = devices.cfg_device(cfg, 0)
     old = torch.get_num_threads()
     torch.set_num_threads(rank_threads(cfg))
     threads = torch.get_num_threads()
@@ -349,10 +364,12 @@ def calibrate(cfg, overrides: list[str] | None = None, steps: int = 20, reps: in
                        if shared and timed is not None and workers_timed > 1 else timed)
         n_params = sum(p.numel() for p in build_problem(cfg).build_model(0).parameters())
         nbytes = 4 * n_params
-        memory = memory_bandwidth(nbytes)
+        # GPU: a pool 4x the CPU's, past an H100's 50 MB L2 as the CPU's is past its caches
+        memory = memory_bandwidth(nbytes, pool_bytes=(256 << 20) if device.type == "cuda" else 64 << 20,
+                                  device=device)
         if timed is None:
             what = "plain SGD steps"
-            t1, t2 = step_times(cfg, [b, 2 * b], steps, reps)
+            t1, t2 = step_times(cfg, [b, 2 * b], steps, reps, device)
             comm = 0.0
         else:
             on = "one serial worker" if cfg.backend.name in ("serial", "sim") else \
@@ -365,7 +382,7 @@ def calibrate(cfg, overrides: list[str] | None = None, steps: int = 20, reps: in
         # cores and waking a blocked rank cost; needs two cores.
         on_cores = shared or local_links
         probe = shared_memory_probe(nbytes) if on_cores and (os.cpu_count() or 1) >= 2 else None
-        jitter = step_jitter(cfg, b) if on_cores else None
+        jitter = step_jitter(cfg, b, device=device) if on_cores else None
         # Ranks on this machine with a polling server: what a message waits when one busy rank more
         # than the cores runs (more workers here), timed with a busy process beside the same ranks.
         cores = os.cpu_count() or 1
@@ -385,7 +402,9 @@ def calibrate(cfg, overrides: list[str] | None = None, steps: int = 20, reps: in
            "step_s_at_batch": t1, "batch": b, "threads": threads, "what": what, "comm_s": comm,
            "cores": cores, "server_busy": busy_server, "oversubscription": share,
            # the modelled ranks are processes on this machine's cores (not the source topology's nodes)
-           "ranks_here": bool(shared or local_links)}
+           "ranks_here": bool(shared or local_links),
+           # the device the step was timed on (the file's header names it)
+           "device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"}
     if comm > 0 and shared:
         # An update reads and writes the shared x once each: their measured cost, lock included,
         # with one worker (on a core of its own: no oversubscription to take out).
@@ -477,7 +496,8 @@ def write_topology(cfg, measured: dict, out: str) -> Path:
     path = topology_path(out)
     here = "measured by hdist calibrate (see the first line)"
     lines: dict[str, tuple[str, str]] = {"name": (path.stem, "topology name")}
-    lines["per_step_s"] = (f"{measured['per_step_s']:.4g}", f"seconds per step: {here}")
+    lines["per_step_s"] = (f"{measured['per_step_s']:.4g}",
+                           f"seconds per step on {measured.get('device', 'cpu')}: {here}")
     lines["per_sample_s"] = (f"{measured['per_sample_s']:.4g}", f"seconds per sample on top: {here}")
     if "jitter" in measured:
         lines["jitter"] = (f"{measured['jitter']:.3g}",
@@ -530,7 +550,8 @@ def write_topology(cfg, measured: dict, out: str) -> Path:
               f"{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M UTC}: model {cfg.model.name}, batch "
               f"{measured['batch']} ({measured['step_s_at_batch'] * 1e3:.3f} ms per step of {measured['what']}, "
               f"{measured['threads']} thread(s){', local links' if 'server_Bps' in measured else ''}), "
-              f"from topology {cfg.topology.name}.\n")
+              f"from topology {cfg.topology.name}.\n# Timed on device {measured.get('device', 'cpu')} "
+              f"({measured.get('device_name', 'cpu')}).\n")
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, header + "\n".join(body) + "\n")
     return path

@@ -37,7 +37,9 @@ ALGOS: dict[str, str] = {
     "dataset_stats": "hdist.algos.dataset_stats",  # thesis Table 2: statistics of the loaded data (no training)
     "kavg_probe": "hdist.algos.kavg_probe",  # kavg18 Theorem 3.4: L, M, F(w~_1) at K-AVG's initial point (no training)
     "bench_overhead": "hdist.bench.overhead",
+    "bench_gpu_overhead": "hdist.bench.gpu_overhead",
     "bench_round_robin": "hdist.bench.round_robin",
+    "bench_sim_gpu": "hdist.bench.sim_gpu",
     "bench_data_models": "hdist.bench.data_models",
     "bench_ps_mpi": "hdist.bench.ps_mpi",
     "bench_clars": "hdist.bench.clars",

@@ -27,6 +27,7 @@ from collections import deque
 
 import torch
 
+from hdist import devices
 from hdist.algos._ps import FlatModel
 from hdist.problems import build_problem
 from hdist.rules import int_at_least
@@ -58,7 +59,9 @@ def interleaved_python(rounds: int) -> None:
 
 def run(ctx) -> None:
     cfg, log = ctx.cfg, ctx.log
-    problem = build_problem(cfg)
+    # The run's device (bench-sim-cost's GPU arm: every replica on the one GPU, as the sim keeps its workers).
+    device = devices.cfg_device(cfg, 0)
+    problem = build_problem(cfg, device)
     p = int(cfg.algo.replicas)
     b = int(cfg.algo.batch_size)
     lr = float(cfg.algo.lr)
@@ -105,6 +108,7 @@ def run(ctx) -> None:
     while in_flight:
         # The updates still in flight when the last gradient is taken land too: as many adds as delay 0.
         x.add_(in_flight.popleft(), alpha=-lr)
+    devices.synchronize(device)  # a GPU's queued updates belong to the timed loop
     log.log("train", "s_per_update", (time.perf_counter() - t0 - between_s) / total)
     if rounds:
         log.log("train", "interleaved_s_per_update", between_s / total)
