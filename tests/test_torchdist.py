@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import open_dict
 
 from hdist.backends import torchdist as td
 from hdist.backends.conformance import CHECKS, INJECTED
@@ -237,12 +238,16 @@ def test_dist_backend_choice(capsys):
     cpu = prepare(["algo=kavg", "backend=torchdist", "topology.workers=2"])
     assert td.choose_dist_backend(cpu, 2) == "gloo"
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    cuda = prepare(["algo=kavg", "backend=torchdist", "topology.workers=2", "topology.devices=cuda"])
+    # A config settled to cuda on a GPU machine (prepare refuses cuda where there is none): the choice
+    # is a function of the config and the GPUs torch sees.
+    cuda = prepare(["algo=kavg", "backend=torchdist", "topology.workers=2"])
+    with open_dict(cuda):
+        cuda.topology.devices = "cuda"
     if gpus >= 2 and torch.distributed.is_nccl_available():
         assert td.choose_dist_backend(cuda, 2) == "nccl"
     else:
         assert td.choose_dist_backend(cuda, 2) == "gloo"
-        assert "gloo on CPU" in capsys.readouterr().err
+        assert "gloo, the ranks' GPU tensors staged" in capsys.readouterr().err
         with pytest.raises(ConfigError, match="dist_backend=nccl"):
             td.choose_dist_backend(prepare(["backend=torchdist", "backend.dist_backend=nccl"]), 2)
     with pytest.raises(ConfigError, match="backend.dist_backend"):
