@@ -75,8 +75,8 @@ class LocalComm(RealClock):
     def __init__(self, state: LocalState, rank: int, world_size: int, block: int | None = None, seed: int = 0,
                  staging: Staging | None = None):
         self.s, self.rank, self.world_size = state, rank, world_size
-        # This rank's host buffers for its device tensors (x's device: host memory, shared or not).
-        self._stage = staging if staging is not None else Staging(state.x.device)
+        # This rank's host buffers for its device tensors (the shared state is host memory).
+        self._stage = staging if staging is not None else Staging("cpu")
         self.n_workers, self.worker_index = world_size, rank
         self._pending: list[tuple[int, int, torch.Tensor]] = []
         self._block = block
@@ -173,7 +173,7 @@ class LocalComm(RealClock):
         self._check()
         # A copy, in host memory: the receiver must not see later writes to the sender's buffer, and a
         # device tensor would reach another process as a CUDA IPC handle only while this one lives.
-        self.s.inboxes[dst].put((self.rank, tag, tensor.detach().to(self.s.x.device, copy=True)))
+        self.s.inboxes[dst].put((self.rank, tag, tensor.detach().to("cpu", copy=True)))
 
     def recv(self, tensor: torch.Tensor, src: int | None = None, tag: int = 0) -> int:
         for i, (s, t, payload) in enumerate(self._pending):
