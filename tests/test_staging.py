@@ -124,3 +124,39 @@ def test_a_cuda_tensor_is_staged_in_pinned_host_memory_and_comes_back():
     buf.mul_(3)
     st.back(t, buf)
     assert t.device.type == "cuda" and torch.equal(t.cpu(), torch.arange(8, dtype=torch.float32) * 3)
+
+
+def _on_meta(run):
+    """The rank function with torch's default device set to ``meta`` in the rank (thread-local): a
+    tensor made without ``device=`` lands on meta and fails against the rank's CPU tensors."""
+
+    def rank_fn(ctx):
+        torch.set_default_device("meta")
+        try:
+            run(ctx)
+        finally:
+            torch.set_default_device(None)
+
+    return rank_fn
+
+
+@pytest.mark.parametrize("backend,workers", [("serial", 1), ("thread", 3), ("sim", 3)])
+def test_no_tensor_in_the_backend_or_the_suite_ignores_the_rank_s_device(tmp_path, monkeypatch, backend, workers):
+    """Device hygiene of the backends' own code (LocalComm, the sim, staging) and of the suite: every
+    tensor says where it lives. A CPU tensor mixed with a meta one fails, so a run that ends done shows
+    that nothing was made on torch's default device (the sim's ranks share one thread: its scheduler
+    runs under meta too)."""
+    import dataclasses
+
+    import hdist.algos
+
+    real = hdist.algos.get_algo
+
+    def get_algo(name):
+        spec = real(name)
+        return dataclasses.replace(spec, run=_on_meta(spec.run)) if name == "conformance" else spec
+
+    monkeypatch.setattr(hdist.algos, "get_algo", get_algo)
+    res = _run(tmp_path, backend, workers, "topology.devices=cpu")
+    check_conformance(res, backend, workers)
+    assert torch.empty(1).device.type == "cpu"  # the default is back where it was
