@@ -104,9 +104,13 @@ def test_torchdist_ranks_take_the_local_rank_they_are_given(monkeypatch):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize("backend,workers", [("serial", 1), ("thread", 2), ("process", 2), ("sim", 2)])
-def test_every_backend_trains_on_cuda(tmp_path, backend, workers):
+@pytest.mark.parametrize("backend,workers,extra", [
+    ("serial", 1, []), ("thread", 2, []), ("process", 2, []), ("sim", 2, []),
+    ("process", 2, ["backend.start_method=fork"]),  # becomes spawn: CUDA in a forked child fails
+    ("torchdist", 2, ["backend.dist_backend=gloo"]),  # GPU ranks, gloo collectives staged through the host
+])
+def test_every_backend_trains_on_cuda(tmp_path, backend, workers, extra):
     res = execute(prepare([*TINY, f"backend={backend}", f"topology.workers={workers}", f"results_dir={tmp_path}",
-                           "topology.devices=cuda"]))
+                           "topology.devices=cuda", *extra]))
     assert res.status == "done", res.reason
     assert json.loads((Path(res.run_dir) / "meta.json").read_text())["device"] == "cuda"

@@ -55,6 +55,14 @@ def test_conformance(tmp_path, workers):
     _check_conformance(_run(tmp_path, "torchdist", workers), workers)
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_conformance_on_gpu_ranks_over_gloo(tmp_path):
+    """The suite's tensors on the ranks' GPUs (every rank on cuda:(r mod GPUs)), gloo staging them through
+    host buffers: the path of a machine with fewer GPUs than ranks."""
+    _check_conformance(_run(tmp_path, "torchdist", 2, "topology.devices=cuda", "backend.dist_backend=gloo"), 2)
+
+
 @pytest.mark.slow
 def test_conformance_with_spawn(tmp_path):
     """spawn (a fresh interpreter per rank, ~9 s here) as well as the default forkserver."""
