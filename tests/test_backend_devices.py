@@ -22,8 +22,10 @@ from hdist.metrics import load_results
 
 TINY = ["algo=kavg", "algo.k=2", "scale=smoke", "scale.n_train=256", "scale.n_test=64", "scale.epochs=1",
         "progress=quiet", "log.train_every=1"]
-BACKENDS = [("serial", 1), ("thread", 2), ("process", 2), ("sim", 2), ("torchdist", 2),
-            pytest.param("mpi", 2, marks=pytest.mark.mpi)]
+# process and torchdist start processes (5-12 s a run on a loaded 2-core box): slow here; the default
+# suite runs their conformance with topology.devices=cpu given explicitly (test_backends, test_torchdist).
+BACKENDS = [("serial", 1), ("thread", 2), pytest.param("process", 2, marks=pytest.mark.slow), ("sim", 2),
+            pytest.param("torchdist", 2, marks=pytest.mark.slow), pytest.param("mpi", 2, marks=pytest.mark.mpi)]
 
 
 @pytest.mark.parametrize("backend,workers", BACKENDS)

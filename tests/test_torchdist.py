@@ -52,7 +52,8 @@ def _check_conformance(res, workers: int) -> None:
 
 @pytest.mark.parametrize("workers", [2, 3])
 def test_conformance(tmp_path, workers):
-    _check_conformance(_run(tmp_path, "torchdist", workers), workers)
+    # topology.devices=cpu given explicitly: the device rule's CPU path (the run auto settles to here)
+    _check_conformance(_run(tmp_path, "torchdist", workers, "topology.devices=cpu"), workers)
 
 
 @pytest.mark.gpu
