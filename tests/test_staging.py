@@ -3,9 +3,10 @@
 A GPU rank's tensors reach host-memory paths (the thread and process backends' shared state, MPI
 without CUDA support, gloo) through :class:`Staging`. On a CPU-only machine a contiguous CPU tensor is
 used in place, so these tests make the copy-in / copy-back path run by other means: ``always=True``
-(stage everything), views with an offset and non-contiguous views, and the whole conformance suite on
-the thread backend with every call staged. What only a GPU shows (pinned buffers, device-to-host
-copies, the process backend with CUDA ranks) runs in ``test_backends.py::test_conformance[cuda]``.
+(stage everything), views with an offset and non-contiguous views, the whole conformance suite on the
+thread backend with every call staged, and MPIComm's buffer choice without MPI. What only a GPU shows
+(pinned buffers, device-to-host copies, the process backend with CUDA ranks, CUDA-aware MPI) runs in
+the ``gpu``-marked tests (``test_backends.py::test_conformance[cuda]``, ``test_backend_devices.py``).
 """
 
 from __future__ import annotations
@@ -160,3 +161,30 @@ def test_no_tensor_in_the_backend_or_the_suite_ignores_the_rank_s_device(tmp_pat
     res = _run(tmp_path, backend, workers, "topology.devices=cpu")
     check_conformance(res, backend, workers)
     assert torch.empty(1).device.type == "cpu"  # the default is back where it was
+
+
+def test_mpi_buffers_stage_and_copy_back_without_starting_mpi():
+    """MPIComm's choice of buffer (no MPI call: the comm is built without __init__): a contiguous CPU
+    tensor is handed to MPI as a numpy view of itself; a staged one (as a GPU tensor on an MPI without
+    CUDA support) goes through a reused host buffer, filled only where MPI reads it, and comes back."""
+    from hdist.backends.mpi import MPIComm
+
+    comm = MPIComm.__new__(MPIComm)
+    comm.cuda_aware, comm._stage, comm._views = False, Staging("cpu"), [None, None]
+    t = torch.arange(4, dtype=torch.float32)
+    arr, host = comm._buf(t, "collective")
+    assert host is None and arr.ctypes.data == t.data_ptr()
+
+    comm._stage = Staging("cpu", always=True)
+    arr, host = comm._buf(t, "collective")
+    assert host is not None and arr.ctypes.data != t.data_ptr() and list(arr) == [0.0, 1.0, 2.0, 3.0]
+    arr *= 10  # what MPI wrote into the host buffer
+    comm._back(t, host)
+    assert torch.equal(t, torch.arange(4, dtype=torch.float32) * 10)
+    out = torch.full((3,), -1.0)
+    arr, host = comm._view(out, 0, fill=False)  # a receive: the buffer is not filled from out
+    arr[:] = 7.0
+    comm._back(out, host)
+    assert torch.equal(out, torch.full((3,), 7.0)) and comm._views[0] is None  # staged views are not cached
+    arr2, _ = comm._view(torch.ones(3), 1, fill=True)
+    assert arr2.ctypes.data != arr.ctypes.data  # delta and out: buffers of their own
