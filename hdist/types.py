@@ -39,7 +39,8 @@ def _cpu():
 class Comm(Protocol):
     """Communication between the ranks of one run: the one interface algorithms are written against.
 
-    Tensors are flat, contiguous float32/float64 ``torch.Tensor`` buffers. Every call blocks
+    Tensors are flat, contiguous float32/float64 ``torch.Tensor`` buffers, on the rank's device
+    (``RankCtx.device``) or the CPU; results are written back into them. Every call blocks
     until done; blocking waits carry a timeout (``backend.timeout_s``) and notice a failed peer,
     so that a dead rank ends the run instead of hanging it.
 

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from hdist.backends.conformance import CHECKS, INJECTED
 from hdist.launch import execute, prepare
@@ -85,11 +86,21 @@ def _assert_nothing_left(before: set[int], run_dir: Path) -> None:
 
 CASES = [("serial", 1), ("thread", 2), ("thread", 3), ("process", 2), ("sim", 1), ("sim", 3),
          pytest.param("mpi", 2, marks=mpi), pytest.param("mpi", 3, marks=mpi)]
+#: The suite's tensors on each device a rank can have: the CPU (CI), and a GPU where there is one.
+gpu = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+DEVICES = ["cpu", pytest.param("cuda", marks=gpu)]
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("backend,workers", CASES)
-def test_conformance(tmp_path, backend, workers):
-    res = _run(tmp_path, backend, workers)
+def test_conformance(tmp_path, backend, workers, device):
+    res = _run(tmp_path, backend, workers, f"topology.devices={device}")
+    check_conformance(res, backend, workers)
+    assert json.loads((Path(res.run_dir) / "meta.json").read_text())["device"] == device
+
+
+def check_conformance(res, backend: str, workers: int) -> None:
+    """Every rank logged every check of the suite: ok, or skipped where the check does not apply."""
     assert res.status == "done", res.reason
     df = read_run_metrics(res.run_dir).to_pandas()
     rows = df[df["metric"].isin(["conformance_ok", "conformance_skip"])]

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import open_dict
 
 from hdist.backends import torchdist as td
 from hdist.backends.conformance import CHECKS, INJECTED
@@ -51,7 +52,16 @@ def _check_conformance(res, workers: int) -> None:
 
 @pytest.mark.parametrize("workers", [2, 3])
 def test_conformance(tmp_path, workers):
-    _check_conformance(_run(tmp_path, "torchdist", workers), workers)
+    # topology.devices=cpu given explicitly: the device rule's CPU path (the run auto settles to here)
+    _check_conformance(_run(tmp_path, "torchdist", workers, "topology.devices=cpu"), workers)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_conformance_on_gpu_ranks_over_gloo(tmp_path):
+    """The suite's tensors on the ranks' GPUs (every rank on cuda:(r mod GPUs)), gloo staging them through
+    host buffers: the path of a machine with fewer GPUs than ranks."""
+    _check_conformance(_run(tmp_path, "torchdist", 2, "topology.devices=cuda", "backend.dist_backend=gloo"), 2)
 
 
 @pytest.mark.slow
@@ -247,7 +257,7 @@ def test_dist_backend_choice(capsys):
         assert td.choose_dist_backend(cuda, 2) == "nccl"
     else:
         assert td.choose_dist_backend(cuda, 2) == "gloo"
-        assert "gloo on CPU" in capsys.readouterr().err
+        assert "gloo, the ranks' GPU tensors staged" in capsys.readouterr().err
         with pytest.raises(ConfigError, match="dist_backend=nccl"):
             td.choose_dist_backend(prepare(["backend=torchdist", "backend.dist_backend=nccl"]), 2)
     with pytest.raises(ConfigError, match="backend.dist_backend"):

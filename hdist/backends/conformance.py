@@ -16,6 +16,11 @@ what the backend offers (``world_size``, ``comm.has_server``, ``comm.shared_memo
   and equal to the version it returns); an inconsistent pull works where memory is shared;
   finally x == (pushes + push_pulls) * n_workers everywhere, version likewise.
 
+Every tensor the checks hand to the backend is on the rank's device (``ctx.device``: its GPU under
+``topology.devices=cuda``, else the CPU), and every result must come back into it: a backend proves
+that it takes device tensors (``tests/test_backends.py`` runs the suite on cpu, and on cuda where a
+GPU is present).
+
 Each rank logs one row per check: ``kind=event``, ``metric=conformance_ok`` (or
 ``conformance_skip`` where the check does not apply to this rank or backend), ``value=1``,
 ``step`` = the check's index in :data:`CHECKS`. A failed check raises ``AssertionError``.
@@ -88,13 +93,14 @@ class _Checker:
 
 
 def _equal(t: torch.Tensor, want: torch.Tensor) -> bool:
-    return t.shape == want.shape and bool(torch.equal(t, want.to(t.dtype)))
+    return t.shape == want.shape and bool(torch.equal(t, want.to(t.device, t.dtype)))
 
 
 def run(ctx) -> None:
     cfg, comm, log = ctx.cfg, ctx.comm, ctx.log
     a = cfg.algo
     c = _Checker(ctx)
+    dev = ctx.device  # every tensor on the rank's device: the backend takes and returns device tensors
     r, W = comm.rank, comm.world_size
     is_server = bool(comm.has_server) and comm.worker_index is None
     if is_server:
@@ -119,82 +125,83 @@ def run(ctx) -> None:
     # --- all-reduce -------------------------------------------------------------------------------
     tri = W * (W + 1) / 2  # sum over ranks of (rank + 1)
     n_large = max(70_001, 2 * int(a.dim) + 1)  # larger than any backend's collective slot
-    t = torch.full((5,), float(r + 1))
+    t = torch.full((5,), float(r + 1), device=dev)
     comm.allreduce(t, "sum")
-    c.expect(_equal(t, torch.full((5,), tri)), "allreduce_sum", f"float32 sum {t.tolist()}, expected {tri}")
-    t64 = torch.arange(7, dtype=torch.float64) * (r + 1)
+    c.expect(_equal(t, torch.full((5,), tri, device=dev)), "allreduce_sum", f"float32 sum {t.tolist()}, expected {tri}")
+    t64 = torch.arange(7, dtype=torch.float64, device=dev) * (r + 1)
     comm.allreduce(t64)  # the default op is sum
-    c.expect(_equal(t64, torch.arange(7, dtype=torch.float64) * tri), "allreduce_sum", f"float64 sum {t64.tolist()}")
+    c.expect(_equal(t64, torch.arange(7, dtype=torch.float64, device=dev) * tri), "allreduce_sum",
+             f"float64 sum {t64.tolist()}")
     # float64 values float32 cannot hold (1 + 2^-40 rounds to 1): the collective must carry all 53 bits
-    fine = torch.full((9,), 1.0 + 2.0 ** -40, dtype=torch.float64)
+    fine = torch.full((9,), 1.0 + 2.0 ** -40, dtype=torch.float64, device=dev)
     t64 = fine * (r + 1)
     comm.allreduce(t64, "sum")
     c.expect(_equal(t64, fine * tri), "allreduce_sum", f"float64 sum {t64.tolist()}, expected {(fine * tri).tolist()}")
-    ramp = 1.0 + torch.arange(n_large, dtype=torch.float64) * 2.0 ** -40  # exact in float64, not in float32
+    ramp = 1.0 + torch.arange(n_large, dtype=torch.float64, device=dev) * 2.0 ** -40  # exact in float64, not in float32
     big64 = ramp * (r + 1)
     comm.allreduce(big64, "sum")
     c.expect(_equal(big64, ramp * tri), "allreduce_sum",
              f"{n_large} float64 elements: first {big64[:3].tolist()}")
-    t2 = torch.full((3, 4), float(r))
+    t2 = torch.full((3, 4), float(r), device=dev)
     comm.allreduce(t2, "sum")
-    c.expect(_equal(t2, torch.full((3, 4), (W - 1) * W / 2)), "allreduce_sum", f"2-d sum {t2.tolist()}")
+    c.expect(_equal(t2, torch.full((3, 4), (W - 1) * W / 2, device=dev)), "allreduce_sum", f"2-d sum {t2.tolist()}")
     c.ok("allreduce_sum")
-    t = torch.full((3,), float(r + 1))
+    t = torch.full((3,), float(r + 1), device=dev)
     comm.allreduce(t, "mean")
-    c.expect(bool(torch.allclose(t, torch.full((3,), (W + 1) / 2))), "allreduce_mean", f"mean {t.tolist()}")
+    c.expect(bool(torch.allclose(t, torch.full((3,), (W + 1) / 2, device=dev))), "allreduce_mean", f"mean {t.tolist()}")
     c.ok("allreduce_mean")
-    big = torch.arange(n_large, dtype=torch.float32) * (r + 1)
+    big = torch.arange(n_large, dtype=torch.float32, device=dev) * (r + 1)
     comm.allreduce(big, "sum")
-    c.expect(_equal(big, torch.arange(n_large, dtype=torch.float32) * tri), "allreduce_large",
+    c.expect(_equal(big, torch.arange(n_large, dtype=torch.float32, device=dev) * tri), "allreduce_large",
              f"{n_large} elements: first {big[:3].tolist()}, last {big[-1].item()}")
     c.ok("allreduce_large")
 
     # --- broadcast --------------------------------------------------------------------------------
-    t = torch.full((6,), float(r))
+    t = torch.full((6,), float(r), device=dev)
     comm.broadcast(t, root=0)
-    c.expect(_equal(t, torch.zeros(6)), "broadcast_root0", f"{t.tolist()}")
+    c.expect(_equal(t, torch.zeros(6, device=dev)), "broadcast_root0", f"{t.tolist()}")
     c.ok("broadcast_root0")
-    t = torch.full((2, 3), float(r) + 0.5)
+    t = torch.full((2, 3), float(r) + 0.5, device=dev)
     comm.broadcast(t, root=W - 1)
-    c.expect(_equal(t, torch.full((2, 3), W - 0.5)), "broadcast_rootlast", f"{t.tolist()}")
+    c.expect(_equal(t, torch.full((2, 3), W - 0.5, device=dev)), "broadcast_rootlast", f"{t.tolist()}")
     c.ok("broadcast_rootlast")
-    big = torch.arange(n_large, dtype=torch.float32) + r
+    big = torch.arange(n_large, dtype=torch.float32, device=dev) + r
     comm.broadcast(big, root=W - 1)
-    c.expect(_equal(big, torch.arange(n_large, dtype=torch.float32) + (W - 1)), "broadcast_large",
+    c.expect(_equal(big, torch.arange(n_large, dtype=torch.float32, device=dev) + (W - 1)), "broadcast_large",
              f"first {big[:3].tolist()}")
-    fine = torch.full((5,), 1.0 + 2.0 ** -40, dtype=torch.float64) * (r + 1)
+    fine = torch.full((5,), 1.0 + 2.0 ** -40, dtype=torch.float64, device=dev) * (r + 1)
     comm.broadcast(fine, root=W - 1)
-    want = torch.full((5,), 1.0 + 2.0 ** -40, dtype=torch.float64) * W
+    want = torch.full((5,), 1.0 + 2.0 ** -40, dtype=torch.float64, device=dev) * W
     c.expect(_equal(fine, want), "broadcast_large", f"float64 {fine.tolist()}, expected {want.tolist()}")
     c.ok("broadcast_large")
 
     # --- point to point ---------------------------------------------------------------------------
     if W > 1:
         nxt, prv = (r + 1) % W, (r - 1) % W
-        small = torch.full((4,), 100.0 + r)
-        large = torch.full((n_large,), float(r))
+        small = torch.full((4,), 100.0 + r, device=dev)
+        large = torch.full((n_large,), float(r), device=dev)
         comm.send(small, nxt, tag=8)
         comm.send(large, nxt, tag=7)
         small.fill_(-1.0)  # after the send: the receiver must see the values at the time of the call
         large.fill_(-1.0)
-        got = torch.empty(n_large)
+        got = torch.empty(n_large, device=dev)
         src = comm.recv(got, prv, tag=7)  # tag 7 first, although tag 8 was sent first
-        c.expect(src == prv and _equal(got, torch.full((n_large,), float(prv))), "sendrecv_ring",
+        c.expect(src == prv and _equal(got, torch.full((n_large,), float(prv), device=dev)), "sendrecv_ring",
                  f"tag 7 from {src} (expected {prv}): {got[:3].tolist()}")
-        got = torch.empty(4)
+        got = torch.empty(4, device=dev)
         src = comm.recv(got, None, tag=8)
-        c.expect(src == prv and _equal(got, torch.full((4,), 100.0 + prv)), "sendrecv_ring",
+        c.expect(src == prv and _equal(got, torch.full((4,), 100.0 + prv, device=dev)), "sendrecv_ring",
                  f"tag 8 from {src} (expected {prv}): {got.tolist()}")
         c.ok("sendrecv_ring")
         comm.barrier()
         if r != 0:
-            comm.send(torch.full((3,), 10.0 * r), 0, tag=9)
+            comm.send(torch.full((3,), 10.0 * r, device=dev), 0, tag=9)
         else:
             seen = set()
             for _ in range(W - 1):
-                got = torch.empty(3)
+                got = torch.empty(3, device=dev)
                 src = comm.recv(got, None, tag=9)
-                c.expect(_equal(got, torch.full((3,), 10.0 * src)), "recv_any_source",
+                c.expect(_equal(got, torch.full((3,), 10.0 * src, device=dev)), "recv_any_source",
                          f"from {src}: {got.tolist()}")
                 seen.add(src)
             c.expect(seen == set(range(1, W)), "recv_any_source", f"senders {sorted(seen)}")
@@ -208,16 +215,16 @@ def run(ctx) -> None:
 
 
 def _check_ps(ctx, c: _Checker, is_server: bool) -> None:
-    comm, a = ctx.comm, ctx.cfg.algo
+    comm, a, dev = ctx.comm, ctx.cfg.algo, ctx.device
     r = comm.rank
     dim, n, m = int(a.dim), int(a.pushes), int(a.push_pulls)
     total = (n + m) * comm.n_workers
     # Only rank 0's x0 counts: the other ranks pass something else.
-    comm.ps_init(torch.zeros(dim) if r == 0 else torch.full((dim,), 1000.0 + r))
+    comm.ps_init(torch.zeros(dim, device=dev) if r == 0 else torch.full((dim,), 1000.0 + r, device=dev))
     if r == 0:
-        buf = torch.full((dim,), -1.0)
+        buf = torch.full((dim,), -1.0, device=dev)
         v = comm.pull(buf, consistent=True)
-        c.expect(v == 0 and comm.ps_version() == 0 and _equal(buf, torch.zeros(dim)), "ps_init",
+        c.expect(v == 0 and comm.ps_version() == 0 and _equal(buf, torch.zeros(dim, device=dev)), "ps_init",
                  f"version {v}, x {buf[:3].tolist()}")
     comm.barrier()  # rank 0 has read x0 before anyone pushes
     c.ok("ps_init")
@@ -239,8 +246,8 @@ def _check_ps(ctx, c: _Checker, is_server: bool) -> None:
             c.ok(name)
         c.skip("ps_inconsistent_pull")
     else:
-        buf = torch.empty(dim)
-        ones = torch.ones(dim)
+        buf = torch.empty(dim, device=dev)
+        ones = torch.ones(dim, device=dev)
         v = 0
         for _ in range(n):
             v = comm.pull(buf, consistent=True)
@@ -276,10 +283,11 @@ def _check_ps(ctx, c: _Checker, is_server: bool) -> None:
         comm.ps_done()
     comm.barrier()
     if r == 0:
-        buf = torch.empty(dim)
+        buf = torch.empty(dim, device=dev)
         v = comm.pull(buf, consistent=True)
-        c.expect(v == total and comm.ps_version() == total and _equal(buf, torch.full((dim,), float(total))),
-                 "ps_final", f"version {v}, x {buf[:3].tolist()}, expected {total} everywhere")
+        want = torch.full((dim,), float(total), device=dev)
+        c.expect(v == total and comm.ps_version() == total and _equal(buf, want), "ps_final",
+                 f"version {v}, x {buf[:3].tolist()}, expected {total} everywhere")
     comm.barrier()  # nobody leaves before rank 0 has checked
     c.ok("ps_final")
 

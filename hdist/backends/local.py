@@ -15,6 +15,13 @@ Shared state:
 - ``lock``: guards x for consistent reads and writes; ``barrier``: collectives; ``abort``: set
   by a failing rank so that every blocked peer gives up instead of waiting forever.
 - ``inbox[r]``: messages to rank r (point-to-point).
+
+Devices. All of that stays in host memory whatever ``topology.devices`` says; a rank's own tensors
+live on its device (``ctx.device``: a GPU, or the CPU). A read copies host -> device (``copy_`` works
+across devices); a write (push, the collectives) first copies the rank's tensor into a host buffer of
+its own (:class:`~hdist.backends.staging.Staging`, reused call after call) and works on that. A
+message (send) is a host copy: a CUDA tensor put on a queue would be shared with the receiving
+process by CUDA IPC, valid only while the sender keeps it alive.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from typing import Any
 
 import torch
 
+from hdist.backends.staging import Staging
 from hdist.types import PeerFailed as BasePeerFailed
 from hdist.types import RealClock
 
@@ -64,8 +72,11 @@ class LocalComm(RealClock):
     has_server = False
     shared_memory = True
 
-    def __init__(self, state: LocalState, rank: int, world_size: int, block: int | None = None, seed: int = 0):
+    def __init__(self, state: LocalState, rank: int, world_size: int, block: int | None = None, seed: int = 0,
+                 staging: Staging | None = None):
         self.s, self.rank, self.world_size = state, rank, world_size
+        # This rank's host buffers for its device tensors (the shared state is host memory).
+        self._stage = staging if staging is not None else Staging("cpu")
         self.n_workers, self.worker_index = world_size, rank
         self._pending: list[tuple[int, int, torch.Tensor]] = []
         self._block = block
@@ -126,7 +137,7 @@ class LocalComm(RealClock):
     def allreduce(self, tensor: torch.Tensor, op: str = "sum") -> None:
         if op not in ("sum", "mean"):
             raise ValueError(f"allreduce op {op!r}: expected sum or mean")
-        flat = tensor.view(-1)
+        flat = self._stage.to_home(tensor, "collective")  # the tensor itself when it is in host memory
         scratch = self._slots(flat.dtype)
         slot = scratch.shape[1]
         for lo in range(0, flat.numel(), slot):
@@ -138,9 +149,12 @@ class LocalComm(RealClock):
             self._wait_barrier()  # every rank has read before any slot is overwritten
         if op == "mean":
             flat.div_(self.world_size)
+        self._stage.back(tensor, flat)
 
     def broadcast(self, tensor: torch.Tensor, root: int = 0) -> None:
-        flat = tensor.view(-1)
+        # The root's values go out; the others' buffer only receives (no copy of what it held).
+        stage = self._stage
+        flat = stage.to_home(tensor, "collective") if self.rank == root else stage.home_for(tensor, "collective")
         scratch = self._slots(flat.dtype)
         slot = scratch.shape[1]
         for lo in range(0, flat.numel(), slot):
@@ -151,12 +165,15 @@ class LocalComm(RealClock):
             if self.rank != root:
                 flat[lo:hi].copy_(scratch[root, : hi - lo])
             self._wait_barrier()
+        if self.rank != root:
+            stage.back(tensor, flat)
 
     # --- point to point -----------------------------------------------------------------------
     def send(self, tensor: torch.Tensor, dst: int, tag: int = 0) -> None:
         self._check()
-        # A copy: the receiver must not see later writes to the sender's buffer.
-        self.s.inboxes[dst].put((self.rank, tag, tensor.detach().clone()))
+        # A copy, in host memory: the receiver must not see later writes to the sender's buffer, and a
+        # device tensor would reach another process as a CUDA IPC handle only while this one lives.
+        self.s.inboxes[dst].put((self.rank, tag, tensor.detach().to("cpu", copy=True)))
 
     def recv(self, tensor: torch.Tensor, src: int | None = None, tag: int = 0) -> int:
         for i, (s, t, payload) in enumerate(self._pending):
@@ -201,6 +218,8 @@ class LocalComm(RealClock):
         if consistent:
             self._acquire()
             try:
+                # Into a device `out` too: a blocking host -> device copy has read all of x when it
+                # returns, so the lock is released after the read, as on the CPU.
                 out.copy_(self.s.x)
                 return int(self.s.counts.sum())
             finally:
@@ -212,6 +231,8 @@ class LocalComm(RealClock):
         return version
 
     def push(self, delta: torch.Tensor, version: int, consistent: bool = True, donate: bool = False) -> int:
+        # A device delta is copied to host memory before the lock is taken: the lock covers the add only.
+        delta = self._stage.to_home(delta, "delta")
         if consistent:
             self._acquire()
             try:
@@ -237,6 +258,7 @@ class LocalComm(RealClock):
         return now - version
 
     def push_pull(self, delta: torch.Tensor, version: int, out: torch.Tensor) -> tuple[int, int]:
+        delta = self._stage.to_home(delta, "delta")  # copied before the lock, as in push
         self._acquire()
         try:
             now = int(self.s.counts.sum())

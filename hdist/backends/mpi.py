@@ -17,6 +17,13 @@ world larger than one (``mpiexec -n 3 hdist run backend=mpi ...``, or ``srun``),
 spawned: world rank 0 prepares the run directory and records the result as usual, the other
 ranks wait for it (:func:`follow`) and every rank runs its part in place.
 
+Devices. Each rank computes on ``ctx.device``: ``cuda:(local rank mod GPUs)`` under
+``topology.devices=cuda``, the local rank being the launcher's (``MPI_LOCALRANKID``,
+``OMPI_COMM_WORLD_LOCAL_RANK``, ``SLURM_LOCALID``; :func:`hdist.devices.local_rank`). Messages of GPU
+tensors go through reused host buffers (:class:`~hdist.backends.staging.Staging`) unless the MPI library
+is CUDA-aware (:func:`cuda_aware`: ``MPIX_Query_cuda_support``), in which case MPI gets the GPU memory
+itself; meta.json says which (``mpi_cuda_aware``). The server rank keeps x in host memory.
+
 Failures. A rank that raises writes ``error-r<rank>.txt`` (reason line + traceback) and
 ``error-r<rank>.json`` (kind, message), then calls ``MPI_Abort``, which ends every rank. The
 parent turns the first real error into ``RuntimeError("rank N: ...")`` or, for
@@ -33,8 +40,10 @@ its metrics file), and then SIGKILLs whatever is left: no process outlives a run
 from __future__ import annotations
 
 import collections
+import ctypes
 import glob
 import importlib
+import json
 import os
 import re
 import shutil
@@ -66,6 +75,7 @@ from hdist.backends._supervise import (
     stop,
     stopped,
 )
+from hdist.backends.staging import Staging
 from hdist.types import ConfigError, Diverged, RankCtx, RealClock, World
 from hdist.types import PeerFailed as BasePeerFailed
 
@@ -108,28 +118,59 @@ def _mpi():
     return MPI
 
 
-_VERSION_CODE = ("import mpi4py; mpi4py.rc.initialize = False; mpi4py.rc.finalize = False; "
-                 "from mpi4py import MPI; print(MPI.Get_library_version().strip().splitlines()[0].strip())")
-_LIBRARY: list[str] = []
+def cuda_aware(MPI) -> bool:
+    """Whether this (initialised) MPI reads and writes GPU memory itself: ``MPIX_Query_cuda_support()``,
+    which Open MPI (2.0+) and MPICH (4.0+) export, looked up in the library mpi4py is linked to. A library
+    without it (or any failure to ask) counts as not CUDA-aware: messages are then staged through host
+    buffers, which is always correct."""
+    try:
+        return bool(ctypes.CDLL(MPI.__file__).MPIX_Query_cuda_support())
+    except (AttributeError, OSError):
+        return False
 
 
-def mpi_version() -> str:
-    """First line of ``MPI_Get_library_version`` (stored in meta.json as ``mpi_library``).
+# The child imports no hdist (it would import torch: a second or more): cuda_aware's query, inline.
+_VERSION_CODE = """
+import ctypes, json, mpi4py
+mpi4py.rc.thread_level = 'single'
+from mpi4py import MPI
+try:
+    aware = bool(ctypes.CDLL(MPI.__file__).MPIX_Query_cuda_support())
+except (AttributeError, OSError):
+    aware = False
+print(json.dumps([MPI.Get_library_version().strip().splitlines()[0].strip(), aware]))
+"""
+_LIBRARY: list[tuple[str, bool]] = []
 
-    Asked of a short-lived child Python unless mpi4py.MPI is loaded here already: loading it
-    fixes, for the life of the process, whether it initialises MPI, and that is not hdist's
-    call to make in the parent."""
+
+def _library() -> tuple[str, bool]:
+    """(first line of ``MPI_Get_library_version``, :func:`cuda_aware`).
+
+    Asked of a short-lived child Python (an MPI singleton: the CUDA query needs an initialised MPI)
+    unless mpi4py.MPI is loaded here already: loading it fixes, for the life of the process, whether
+    it initialises MPI, and that is not hdist's call to make in the parent."""
     if "mpi4py.MPI" in sys.modules:
-        return sys.modules["mpi4py.MPI"].Get_library_version().strip().splitlines()[0].strip()
+        MPI = sys.modules["mpi4py.MPI"]
+        return (MPI.Get_library_version().strip().splitlines()[0].strip(),
+                bool(MPI.Is_initialized() and not MPI.Is_finalized() and cuda_aware(MPI)))
     if not _LIBRARY:
         try:
             r = subprocess.run([sys.executable, "-c", _VERSION_CODE], capture_output=True, text=True, timeout=60,
                                env=_child_env(1))
-            _LIBRARY.append(r.stdout.strip() if r.returncode == 0 and r.stdout.strip() else
-                            f"unknown (mpi4py: {(r.stderr.strip().splitlines() or ['no output'])[-1]})")
+            try:
+                name, aware = json.loads(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 else (None, False)
+            except (json.JSONDecodeError, IndexError, ValueError):
+                name, aware = None, False
+            _LIBRARY.append((name or f"unknown (mpi4py: {(r.stderr.strip().splitlines() or ['no output'])[-1]})",
+                             bool(aware)))
         except (OSError, subprocess.SubprocessError) as e:
-            _LIBRARY.append(f"unknown ({type(e).__name__})")
+            _LIBRARY.append((f"unknown ({type(e).__name__})", False))
     return _LIBRARY[0]
+
+
+def mpi_version() -> str:
+    """First line of ``MPI_Get_library_version`` (stored in meta.json as ``mpi_library``)."""
+    return _library()[0]
 
 
 class _MPIWorld(ExternalWorld):
@@ -218,6 +259,7 @@ def run_in_world(run_dir: Path, rank_fn: Callable[[RankCtx], None] | str, run_id
     files and reports the first real error.
     """
     from hdist.backends._ranks import make_ctx, run_rank, threads_per_rank
+    from hdist.devices import local_rank
 
     MPI = _mpi()
     world = MPI.COMM_WORLD
@@ -236,7 +278,8 @@ def run_in_world(run_dir: Path, rank_fn: Callable[[RankCtx], None] | str, run_id
         torch.set_num_threads(threads_per_rank(cfg, size))
         comm = MPIComm(world, has_server=server, timeout_s=float(cfg.backend.timeout_s))
         role = "server" if server and rank == 0 else "worker"
-        ctx = make_ctx(cfg, run_dir, run_id, rank, size, comm, role=role)
+        # The rank's index on its machine (its GPU): the launcher's (mpiexec, srun), else its rank.
+        ctx = make_ctx(cfg, run_dir, run_id, rank, size, comm, role=role, local_index=local_rank(default=rank))
         run_rank(ctx, fn)
         comm.close()
     except BaseException as e:  # noqa: B036 - every way out must end the whole world
@@ -639,18 +682,6 @@ _IDLE_SLEEP_S = 0.0005
 _YIELD_MASK = 0  # while spinning, sched_yield() after every (_YIELD_MASK + 1)-th poll
 
 
-def _flat_np(t: torch.Tensor):
-    """(numpy array sharing t's memory, None) for a contiguous CPU tensor, else (a copy, t)."""
-    if t.is_cpu and t.is_contiguous():
-        return (t.detach() if t.requires_grad else t).numpy(), None
-    return t.detach().reshape(-1).contiguous().cpu().numpy(), t
-
-
-def _copy_back(t: torch.Tensor | None, arr) -> None:
-    if t is not None:
-        t.copy_(torch.from_numpy(arr).view(t.shape))
-
-
 class MPIComm(ServerRankChecks, RealClock):
     """:class:`~hdist.types.Comm` over MPI: buffer (upper-case) mpi4py calls on numpy views of
     torch tensors; every blocking wait is a non-blocking call polled until ``timeout_s``.
@@ -689,6 +720,30 @@ class MPIComm(ServerRankChecks, RealClock):
         self._version = 0
         self._done = False
         self._views: list = [None, None]  # (tensor, data_ptr, numel, numpy view) of the last out / delta
+        # Device tensors: handed to MPI itself when it is CUDA-aware, else through reused host buffers.
+        self.cuda_aware = cuda_aware(MPI)
+        self._stage = Staging("cpu")
+
+    # --- buffers ------------------------------------------------------------------------------
+    def _buf(self, t: torch.Tensor, slot: str, fill: bool = True):
+        """(what MPI reads or writes for ``t``, the host buffer to copy back into ``t`` from, or None).
+
+        A contiguous CPU tensor: a numpy view of its own memory. A contiguous CUDA tensor on a CUDA-aware
+        MPI: the tensor itself (mpi4py takes GPU memory through DLPack), once the device has finished the
+        kernels that write it (MPI does not wait for torch's stream). Anything else (a GPU tensor on an MPI
+        without CUDA support, a strided view): this call site's reused host buffer, filled from ``t`` when
+        ``fill`` (MPI reads it)."""
+        if self._stage.in_place(t):
+            return (t.detach() if t.requires_grad else t).numpy(), None
+        if self.cuda_aware and t.is_cuda and t.is_contiguous():
+            torch.cuda.synchronize(t.device)  # sync point: t's values are written before MPI reads them
+            return t.detach(), None
+        host = self._stage.to_home(t, slot) if fill else self._stage.home_for(t, slot)
+        return host.numpy(), host
+
+    def _back(self, t: torch.Tensor, host: torch.Tensor | None) -> None:
+        if host is not None:
+            self._stage.back(t, host)
 
     # --- waiting ------------------------------------------------------------------------------
     def _poll(self, done: Callable[[], bool], what: str) -> None:
@@ -726,16 +781,17 @@ class MPIComm(ServerRankChecks, RealClock):
         self._wait(self.c.Ibarrier(), "barrier")
 
     def broadcast(self, tensor: torch.Tensor, root: int = 0) -> None:
-        arr, back = _flat_np(tensor)
+        arr, host = self._buf(tensor, "collective", fill=self.rank == root)
         self._wait(self.c.Ibcast(arr, root=root), f"broadcast from rank {root}")
-        _copy_back(back, arr)
+        if self.rank != root:
+            self._back(tensor, host)
 
     def allreduce(self, tensor: torch.Tensor, op: str = "sum") -> None:
         if op not in ("sum", "mean"):
             raise ValueError(f"allreduce op {op!r}: expected sum or mean")
-        arr, back = _flat_np(tensor)
+        arr, host = self._buf(tensor, "collective")
         self._wait(self.c.Iallreduce(self.MPI.IN_PLACE, arr, op=self.MPI.SUM), "allreduce")
-        _copy_back(back, arr)
+        self._back(tensor, host)
         if op == "mean":
             tensor.div_(self.world_size)
 
@@ -743,16 +799,21 @@ class MPIComm(ServerRankChecks, RealClock):
     def send(self, tensor: torch.Tensor, dst: int, tag: int = 0) -> None:
         # Buffered, like the shared-memory backends: the receiver gets the values at the time of
         # the call, and a send never waits for its receive (a ring of sends then receives works).
-        arr = tensor.detach().reshape(-1).contiguous().cpu().clone().numpy()
+        # A copy of its own (the pending send reads it later): on the GPU for a CUDA-aware MPI, else in host memory.
+        if self.cuda_aware and tensor.is_cuda:
+            arr = tensor.detach().reshape(-1).clone()
+            torch.cuda.synchronize(arr.device)  # sync point: the copy is made before MPI reads it
+        else:
+            arr = self._stage.fresh(tensor).numpy()
         self._pending.append((self.c.Isend(arr, dst, tag), arr))
         self._pending = [(r, a) for r, a in self._pending if not r.Test()]
 
     def recv(self, tensor: torch.Tensor, src: int | None = None, tag: int = 0) -> int:
-        arr, back = _flat_np(tensor)
+        arr, host = self._buf(tensor, "recv", fill=False)
         source = self.MPI.ANY_SOURCE if src is None else src
         st = self._status
         self._wait(self.c.Irecv(arr, source, tag), f"recv from {'any rank' if src is None else src} tag {tag}", st)
-        _copy_back(back, arr)
+        self._back(tensor, host)
         return st.Get_source()
 
     def close(self) -> None:
@@ -767,16 +828,16 @@ class MPIComm(ServerRankChecks, RealClock):
                 pass
 
     # --- parameter server ---------------------------------------------------------------------
-    def _view(self, t: torch.Tensor, slot: int):
-        """``_flat_np(t)``, remembered per call site for the tensor passed last time: algorithms
-        pull into (and often push from) the same buffer at every step."""
+    def _view(self, t: torch.Tensor, slot: int, fill: bool):
+        """``_buf(t)``, remembered per call site (0: out, 1: delta) for the CPU tensor passed last time:
+        algorithms pull into (and often push from) the same buffer at every step."""
         cached = self._views[slot]
         if (cached is not None and cached[0] is t and cached[1] == t.data_ptr() and cached[2] == t.numel()
                 and t.is_contiguous()):
             return cached[3], None
-        arr, back = _flat_np(t)
-        self._views[slot] = (t, t.data_ptr(), t.numel(), arr) if back is None else None
-        return arr, back
+        arr, host = self._buf(t, ("out", "delta")[slot], fill)
+        self._views[slot] = (t, t.data_ptr(), t.numel(), arr) if host is None and t.is_cpu else None
+        return arr, host
 
     def _seen(self, tag: int) -> int:
         """The server's version from a reply tag (its value mod M) and the last version seen."""
@@ -806,12 +867,12 @@ class MPIComm(ServerRankChecks, RealClock):
             return self._version
         if self._done:
             raise RuntimeError("pull: called after ps_done")
-        arr, back = self._view(out, 0)
+        arr, host = self._view(out, 0, fill=False)
         st = self._status
         req = self.ps.Irecv(arr, 0, self.MPI.ANY_TAG)  # posted before the request goes out
         self.ps.Send(self._empty, 0, _PULL)
         self._wait(req, "pull: the server's reply", st)
-        _copy_back(back, arr)
+        self._back(out, host)
         return self._seen(st.Get_tag())
 
     def push(self, delta: torch.Tensor, version: int, consistent: bool = True, donate: bool = False) -> None:
@@ -819,21 +880,21 @@ class MPIComm(ServerRankChecks, RealClock):
         and reports the staleness to ``serve``'s ``on_apply``."""
         self._worker_only("push")
         self._check_delta(delta)
-        arr, _ = self._view(delta, 1)
+        arr, _ = self._view(delta, 1, fill=True)
         self._wait(self.ps.Isend(arr, 0, _PUSH + _NOPS * (int(version) % self._mod)), "push: the server's receive")
         return None
 
     def push_pull(self, delta: torch.Tensor, version: int, out: torch.Tensor) -> tuple[int, int]:
         self._worker_only("push_pull")
         self._check_delta(delta)
-        darr, _ = self._view(delta, 1)
-        oarr, back = self._view(out, 0)
+        darr, _ = self._view(delta, 1, fill=True)
+        oarr, host = self._view(out, 0, fill=False)
         st = self._status
         rreq = self.ps.Irecv(oarr, 0, self.MPI.ANY_TAG)
         self._wait(self.ps.Isend(darr, 0, _PUSH_PULL + _NOPS * (int(version) % self._mod)),
                    "push_pull: the server's receive")
         self._wait(rreq, "push_pull: the server's reply", st)
-        _copy_back(back, oarr)
+        self._back(out, host)
         after = self._seen(st.Get_tag())
         return after - 1 - int(version), after
 
@@ -881,7 +942,10 @@ class MPIBackend(ExternalWorldBackend):
         launch(run_dir, cfg, rank_fn, world, run_id, n_params)
 
     def library_meta(self, cfg) -> dict:
-        return {"mpi_library": mpi_version()}
+        # mpi_cuda_aware: whether GPU ranks hand MPI their device memory (true) or stage every message
+        # through host buffers (false); see MPIComm.
+        name, aware = _library()
+        return {"mpi_library": name, "mpi_cuda_aware": aware}
 
 
 BACKEND = MPIBackend()

@@ -11,6 +11,14 @@ sets the shared abort flag (blocked peers give up), terminates what is left and 
 the worker's message; nothing waits longer than ``backend.timeout_s``. Workers die with the
 hdist process that owns the run (:func:`hdist.rundir.rank_guard`: the forkserver outlives it).
 
+Devices. Under ``topology.devices=cuda`` rank r trains on ``cuda:(r mod GPUs)`` (its local index is
+its rank: every rank is on this machine); x, the counters and the collective slots stay in host shared
+memory, and :class:`~hdist.backends.local.LocalComm` copies each rank's device tensors through host
+buffers of its own. CUDA cannot be initialised again in a child forked from a process that has
+initialised it, so a configured ``fork`` becomes ``spawn`` there (:func:`start_method`); forkserver
+children come from a fresh server process that never touches CUDA, and spawn children from a fresh
+interpreter: both are safe (torch's multiprocessing notes).
+
 A worker that finds the lock on x held polls it for ``backend.spin_s`` before it sleeps on it
 (:meth:`LocalComm._acquire`), while every worker has a core of its own (:func:`spin_s`).
 """
@@ -73,6 +81,15 @@ def _abort(state: LocalState, from_watcher: bool = False) -> None:
         state.fail()
 
 
+def start_method(cfg) -> str:
+    """``backend.start_method``, except ``fork`` under ``topology.devices=cuda``: spawn (a forked child of a
+    process that has initialised CUDA cannot use it)."""
+    method = str(cfg.backend.get("start_method", "forkserver")).lower()
+    if method == "fork" and str(cfg.topology.get("devices") or "cpu") == "cuda":
+        return "spawn"
+    return method
+
+
 def spin_s(cfg, world: int) -> float:
     """``backend.spin_s`` while the ranks have a core each, else 0: a rank polling a held lock on an
     oversubscribed machine would take the core its holder needs to release it."""
@@ -87,7 +104,7 @@ def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], world: World,
 
     ps_dtype = world.ps_dtype
     world = world.ranks  # the workers, or one process per stage of a pipeline algorithm (no server rank here)
-    mp = _context(str(cfg.backend.get("start_method", "forkserver")))
+    mp = _context(start_method(cfg))
     # x in the algorithm's declared dtype: it is shared memory made before any rank runs, so ps_init
     # cannot choose it
     x, counts, scratch = alloc_state_tensors(n_params, world, scratch_slot(n_params), ps_dtype)

@@ -36,6 +36,11 @@ insertion order), so the same seed gives bit-identical metrics. Staleness comes 
 timing. Metrics carry ``sim_s`` (virtual seconds) beside ``wall_s`` (real seconds).
 Shared-memory reads are atomic in the model: the sim captures delays (staleness), not torn
 vectors.
+
+Devices. Every simulated rank computes on the one device of local index 0 (``topology.devices=cuda``:
+``cuda:0``, so P = 128 workers of ResNet-20 share one GPU). The server's x, messages and collective
+results are copies on that device too: nothing is staged through the host, since every rank that
+reads them is on the same device. The cost model is the same on every device.
 """
 
 from __future__ import annotations
@@ -565,8 +570,10 @@ def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], layout: Layou
     ctxs: list[RankCtx] = []
 
     def ctx_factory(comm: SimComm) -> RankCtx:
+        # Every simulated rank on the one device (local index 0): P = 128 workers share one GPU, as
+        # they share this process; the server's x (ps_init: a copy of rank 0's x0) lives there too.
         ctx = make_ctx(cfg, run_dir, run_id, comm.rank, world_size, comm,
-                       role="server" if (server and comm.rank == 0) else "worker")
+                       role="server" if (server and comm.rank == 0) else "worker", local_index=0)
         ctx.log.sim_s = 0.0
         ctxs.append(ctx)
         return ctx

@@ -12,12 +12,19 @@ on MPI). The parent hosts the rendezvous (a ``TCPStore`` on a free localhost por
 itself, so no port race between runs); each rank calls ``init_process_group`` with it and
 ``timeout = backend.timeout_s``, then builds a :class:`TorchComm`.
 
+Devices. A rank's model and tensors are on ``ctx.device`` (:mod:`hdist.devices`: ``cuda:(local rank
+mod GPUs)`` under ``topology.devices=cuda``, the local rank being the rank here and ``LOCAL_RANK``
+under torchrun; else the CPU). ``topology.devices`` is settled to cpu or cuda before a run starts.
+
 Library backend (``backend.dist_backend``). ``auto``: NCCL when ``topology.devices`` is cuda
-and this machine has a GPU per rank (rank r -> ``cuda:r``, ``LOCAL_RANK`` under torchrun), else
-gloo on CPU (with a note on stderr when cuda was asked for). NCCL carries the collectives
-(all-reduce, broadcast: CPU tensors are staged through the rank's GPU, since hdist's algorithms
-keep their parameters on the CPU); point to point, barriers and the parameter server always go
-over gloo groups of their own (NCCL has no receive from any source).
+and this machine has a GPU per rank (rank r -> ``cuda:r``, which is then its ``ctx.device``), else
+gloo (with a note on stderr when cuda was asked for). NCCL carries the collectives (all-reduce,
+broadcast) on the rank's GPU: its device tensors in place, CPU tensors (``backend.dist_backend=nccl``
+with a CPU model) through a reused buffer there. gloo works on host memory: a GPU rank's tensors are
+copied through reused host buffers (:class:`~hdist.backends.staging.Staging`). Point to point,
+barriers and the parameter server always go over gloo groups of their own (NCCL has no receive from
+any source, which the server's loop needs): the server keeps x in host memory and the workers'
+device tensors are staged through host buffers.
 
 External worlds (``backend.external: auto``). Under ``torchrun`` (``RANK``, ``WORLD_SIZE``,
 ``MASTER_ADDR`` and ``MASTER_PORT`` set, world > 1) nothing is spawned, as with the MPI backend:
@@ -68,6 +75,8 @@ from hdist.backends._supervise import (
     report_and_exit,
     supervise_procs,
 )
+from hdist.backends.staging import Staging
+from hdist.devices import local_rank
 from hdist.rundir import rank_guard, remove_pid_files
 from hdist.types import ConfigError, Diverged, RankCtx, RealClock, World
 from hdist.types import PeerFailed as BasePeerFailed
@@ -135,7 +144,8 @@ def choose_dist_backend(cfg, ranks_here: int) -> str:
     if nccl and gpus >= ranks_here:
         return "nccl"
     print(f"[hdist] backend=torchdist: topology.devices=cuda but {gpus} GPU(s) for {ranks_here} rank(s)"
-          f"{'' if nccl else ' and no NCCL'}: gloo on CPU", file=sys.stderr)
+          f"{'' if nccl else ' and no NCCL'}: gloo, the ranks' GPU tensors staged through host memory",
+          file=sys.stderr)
     return "gloo"
 
 
@@ -206,6 +216,10 @@ class TorchComm(ServerRankChecks, RealClock):
         self.timeout_s = float(timeout_s)
         self.dist_backend = dist_backend
         self.device = device if dist_backend == "nccl" else None
+        # Reused buffers: on the collectives' device (NCCL's GPU, else host memory for gloo), and in host
+        # memory for the gloo groups of point to point and the parameter server.
+        self._coll_stage = Staging(self.device if self.device is not None else "cpu")
+        self._host = Staging("cpu")
         td = datetime.timedelta(seconds=self.timeout_s)
         with self._guard("creating the process groups"):
             self.p2p = dist.new_group(backend="gloo", timeout=td)
@@ -246,57 +260,46 @@ class TorchComm(ServerRankChecks, RealClock):
         return TorchComm._Guard(what, self.timeout_s)
 
     # --- collectives --------------------------------------------------------------------------
-    def _staged(self, tensor: torch.Tensor) -> torch.Tensor:
-        """The buffer the library works on: ``tensor`` itself when it can, else a copy (non-
-        contiguous, or a CPU tensor on NCCL)."""
-        if self.device is not None and tensor.device != self.device:
-            return tensor.detach().reshape(-1).to(self.device)
-        if not tensor.is_contiguous():
-            return tensor.detach().reshape(-1).contiguous()
-        return tensor.detach()
-
-    @staticmethod
-    def _back(tensor: torch.Tensor, buf: torch.Tensor) -> None:
-        if buf.data_ptr() != tensor.data_ptr() or buf.device != tensor.device:
-            tensor.copy_(buf.view(tensor.shape))
-
     def barrier(self) -> None:
         with self._guard("barrier"):
             self.dist.barrier(group=self.p2p)
 
     def broadcast(self, tensor: torch.Tensor, root: int = 0) -> None:
-        buf = self._staged(tensor)
+        # The buffer the library works on: the tensor itself where it can (on the collectives' device,
+        # contiguous), else the reused one; only the root's values need copying in.
+        stage = self._coll_stage
+        buf = stage.to_home(tensor, "collective") if self.rank == root else stage.home_for(tensor, "collective")
         with self._guard(f"broadcast from rank {root}"):
             self.dist.broadcast(buf, src=root, group=self.coll)
-        self._back(tensor, buf)
+        if self.rank != root:
+            stage.back(tensor, buf)
 
     def allreduce(self, tensor: torch.Tensor, op: str = "sum") -> None:
         if op not in ("sum", "mean"):
             raise ValueError(f"allreduce op {op!r}: expected sum or mean")
-        buf = self._staged(tensor)
+        buf = self._coll_stage.to_home(tensor, "collective")
         with self._guard("allreduce"):
             self.dist.all_reduce(buf, op=self.dist.ReduceOp.SUM, group=self.coll)
         if op == "mean":
             # Sum, then divide (gloo has no AVG): the arithmetic of every other hdist backend.
             buf.div_(self.world_size)
-        self._back(tensor, buf)
+        self._coll_stage.back(tensor, buf)
 
     # --- point to point -----------------------------------------------------------------------
     def send(self, tensor: torch.Tensor, dst: int, tag: int = 0) -> None:
         # Buffered, like the other backends: the receiver gets the values at the time of the call,
         # and a send never waits for its receive (a ring of sends then receives works).
-        buf = tensor.detach().reshape(-1).to("cpu", copy=True).contiguous()
+        buf = self._host.fresh(tensor)  # a message of its own, in host memory (gloo)
         with self._guard(f"send to rank {dst} tag {tag}"):
             work = self.dist.isend(buf, dst, group=self.p2p, tag=tag)
         self._pending.append((work, buf))
         self._pending = [(w, b) for w, b in self._pending if not w.is_completed()]
 
     def recv(self, tensor: torch.Tensor, src: int | None = None, tag: int = 0) -> int:
-        buf = tensor.detach() if tensor.is_contiguous() and tensor.is_cpu else \
-            torch.empty(tensor.numel(), dtype=tensor.dtype)
+        buf = self._host.home_for(tensor, "recv")
         with self._guard(f"recv from {'any rank' if src is None else f'rank {src}'} tag {tag}"):
             sender = self.dist.recv(buf, src, group=self.p2p, tag=tag)
-        self._back(tensor, buf)
+        self._host.back(tensor, buf)
         return int(sender)
 
     def close(self) -> None:
@@ -320,23 +323,19 @@ class TorchComm(ServerRankChecks, RealClock):
         hdr = torch.tensor([op, int(version)], dtype=torch.int64)
         works = [self.dist.isend(hdr, 0, group=self.ps, tag=_REQ)]
         if delta is not None:
-            works.append(self.dist.isend(self._staged_cpu(delta), 0, group=self.ps, tag=_DELTA))
+            # A reused host buffer for a device delta: the sends complete below, before it is reused.
+            works.append(self.dist.isend(self._host.to_home(delta, "delta"), 0, group=self.ps, tag=_DELTA))
         td = datetime.timedelta(seconds=self.timeout_s)
         for w in works:
             w.wait(td)
-
-    @staticmethod
-    def _staged_cpu(t: torch.Tensor) -> torch.Tensor:
-        t = t.detach()
-        return t if t.is_cpu and t.is_contiguous() else t.reshape(-1).to("cpu").contiguous()
 
     def _reply(self, out: torch.Tensor | None) -> int:
         """The server's reply: its version, and x into ``out`` when given."""
         self.dist.recv(self._rep, 0, group=self.ps, tag=_REP)
         if out is not None:
-            buf = out.detach() if out.is_cpu and out.is_contiguous() else torch.empty(self._numel, dtype=self._dtype)
+            buf = self._host.home_for(out, "out")
             self.dist.recv(buf, 0, group=self.ps, tag=_X)
-            self._back(out, buf)
+            self._host.back(out, buf)
         self._version = int(self._rep[0])
         return self._version
 
@@ -421,16 +420,18 @@ class TorchComm(ServerRankChecks, RealClock):
 
 
 def _make_comm(cfg, server: bool, dist_backend: str, local_rank: int) -> TorchComm:
+    # NCCL's GPU: the rank's ctx.device under topology.devices=cuda (NCCL is chosen with a GPU per rank
+    # here, so cuda:(local rank mod GPUs) is cuda:local_rank); with a CPU model, where it stages.
     device = torch.device("cuda", local_rank) if dist_backend == "nccl" else None
     return TorchComm(has_server=server, timeout_s=float(cfg.backend.timeout_s), dist_backend=dist_backend,
                      device=device)
 
 
-def _rank_ctx(cfg, run_dir: Path, run_id: str, comm: TorchComm, server: bool) -> RankCtx:
+def _rank_ctx(cfg, run_dir: Path, run_id: str, comm: TorchComm, server: bool, local_rank: int) -> RankCtx:
     from hdist.backends._ranks import make_ctx
 
     role = "server" if server and comm.rank == 0 else "worker"
-    return make_ctx(cfg, run_dir, run_id, comm.rank, comm.world_size, comm, role=role, device=comm.device)
+    return make_ctx(cfg, run_dir, run_id, comm.rank, comm.world_size, comm, role=role, local_index=local_rank)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -467,8 +468,8 @@ def _child(rank: int, world: int, port: int, cfg_dict: dict, run_dir: str, run_i
         with TorchComm._Guard("rendezvous", td.total_seconds()):
             store = dist.TCPStore("127.0.0.1", port, world, is_master=False, timeout=td)
             dist.init_process_group("gloo", store=store, rank=rank, world_size=world, timeout=td)
-        comm = _make_comm(cfg, server, dist_backend, rank)
-        run_rank(_rank_ctx(cfg, Path(run_dir), run_id, comm, server), rank_fn)
+        comm = _make_comm(cfg, server, dist_backend, rank)  # every rank on this machine: its local index is its rank
+        run_rank(_rank_ctx(cfg, Path(run_dir), run_id, comm, server, rank), rank_fn)
         comm.close()
         dist.destroy_process_group()
     except BaseException as e:  # noqa: B036 - every way out is reported to the parent
@@ -606,8 +607,9 @@ def _run_in_place(run_dir: Path, cfg, rank_fn, run_id: str, server: bool, dist_b
     old = torch.get_num_threads()
     try:
         torch.set_num_threads(threads_per_rank(cfg, int(os.environ.get("LOCAL_WORLD_SIZE", dist.get_world_size()))))
-        comm = _make_comm(cfg, server, dist_backend, int(os.environ.get("LOCAL_RANK", "0")))
-        run_rank(_rank_ctx(cfg, run_dir, run_id, comm, server), rank_fn)
+        local = local_rank(default=0)  # torchrun's LOCAL_RANK
+        comm = _make_comm(cfg, server, dist_backend, local)
+        run_rank(_rank_ctx(cfg, run_dir, run_id, comm, server, local), rank_fn)
         comm.close()
     except BaseException as e:  # noqa: B036 - every way out must end the whole world
         try:
