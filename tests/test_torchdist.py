@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import open_dict
 
 from hdist.backends import torchdist as td
 from hdist.backends.conformance import CHECKS, INJECTED

@@ -30,15 +30,13 @@ def threads_per_rank(cfg, ranks: int) -> int:
 
 
 def make_ctx(cfg, run_dir: Path, run_id: str, rank: int, world: int, comm, role: str = "worker",
-             local_index: int | None = None, device: torch.device | None = None) -> RankCtx:
+             local_index: int | None = None) -> RankCtx:
     """``local_index``: the rank's index on its machine, which picks its GPU (:mod:`hdist.devices`); the
-    rank itself when hdist started every rank here, the launcher's local rank when a launcher did.
-    ``device``: the rank's device when the backend has settled it itself (torchdist's NCCL device); the
-    clocks of the rank's accounts synchronize it."""
+    rank itself when hdist started every rank here, the launcher's local rank when a launcher did. The
+    clocks of the rank's accounts synchronize that device."""
     from hdist.devices import cfg_device
 
-    if device is None:
-        device = cfg_device(cfg, rank if local_index is None else local_index)
+    device = cfg_device(cfg, rank if local_index is None else local_index)
     log = MetricsLogger(run_dir, run_id, rank=rank, role=role, flush_s=cfg.log.flush_s, clock=wall_clock(device))
     progress = make_progress(cfg.progress, desc=f"{cfg.stem}/{run_id}") if rank == 0 else QuietProgress()
     return RankCtx(cfg=cfg, rank=rank, world_size=world, comm=timed_comm(comm, cfg, log, device), log=log,
