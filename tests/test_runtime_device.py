@@ -91,7 +91,7 @@ def test_make_ctx_gives_the_rank_device_to_its_clocks(monkeypatch, tmp_path):
     from hdist.backends._ranks import make_ctx
 
     dev = torch.device("cuda", 0)
-    monkeypatch.setattr(devices, "cfg_device", lambda cfg, index=0: dev)
+    monkeypatch.setattr(devices, "cfg_device", lambda cfg, index=0: torch.device("cuda", index))
     synced: list = []
     monkeypatch.setattr(runtime, "synchronize", lambda d: synced.append(d))
     cfg = C.finalize(C.compose(["algo=sgd", "scale=smoke"]))
@@ -101,10 +101,9 @@ def test_make_ctx_gives_the_rank_device_to_its_clocks(monkeypatch, tmp_path):
         ctx.comm.elapsed_s()
         ctx.log.wall_s()
         assert synced and all(d == dev for d in synced)
-        other = torch.device("cuda", 3)
-        ctx2 = make_ctx(cfg, tmp_path, "rid", 1, 2, SerialComm(), device=other)
+        ctx2 = make_ctx(cfg, tmp_path, "rid", 1, 2, SerialComm(), local_index=3)  # a launcher's local rank
         ctx2.log.close()
-        assert ctx2.comm.device == other
+        assert ctx2.device == ctx2.comm.device == torch.device("cuda", 3)
     finally:
         ctx.log.close()
 
