@@ -98,7 +98,8 @@ class Worker:
             # max_steps caps the global number of updates: each worker takes its share.
             self.total_local = min(self.total_local, max(1, math.ceil(int(cfg.algo.max_steps) / comm.n_workers)))
         self.total_global = self.total_local * comm.n_workers
-        self.gen = torch.Generator().manual_seed(ctx.worker_seed())
+        # On the host on every device: the sample order is the same bits wherever the model lives.
+        self.gen = torch.Generator(device="cpu").manual_seed(ctx.worker_seed())
         self.step = 0
         self.train_every = int(cfg.log.train_every)
 
@@ -157,7 +158,12 @@ class Worker:
 
 
 class Snapshots:
-    """x at regular global-update counts, kept in memory and evaluated after training."""
+    """x at regular global-update counts, kept in host memory and evaluated after training.
+
+    Kept on the host whatever the device: a run keeps one copy of x per evaluation (hundreds of a
+    ResNet-50's 100 MB on a long run, more than a GPU holds beside the training), and the objective rows
+    read them with numpy. The copy waits for the device; it is taken on the evaluation schedule only.
+    """
 
     def __init__(self, ctx: RankCtx, spe_global: int, total_global: int):
         per = float(ctx.cfg.log.evals_per_epoch)
@@ -169,13 +175,13 @@ class Snapshots:
 
     def maybe(self, version: int, x: torch.Tensor, wall_s: float) -> None:
         if version >= self.next:
-            self.items.append((version, wall_s, self.log.sim_s, x.detach().clone()))
+            self.items.append((version, wall_s, self.log.sim_s, _host_copy(x)))
             self.next = (version // self.every + 1) * self.every
 
     def add(self, version: int, x: torch.Tensor, wall_s: float) -> None:
         """A snapshot now (start, end), whatever the schedule says."""
         if not self.items or self.items[-1][0] != version:
-            self.items.append((version, wall_s, self.log.sim_s, x.detach().clone()))
+            self.items.append((version, wall_s, self.log.sim_s, _host_copy(x)))
         self.next = max(self.next, (version // self.every + 1) * self.every)
 
     def evaluate(self, ctx: RankCtx, problem: Problem, fm: FlatModel) -> None:
@@ -198,6 +204,11 @@ class Snapshots:
         fm.flat.copy_(keep)
 
 
+def _host_copy(x: torch.Tensor) -> torch.Tensor:
+    """A copy of ``x`` in host memory (a clone when ``x`` is there already: the same bits)."""
+    return x.detach().to("cpu", copy=True)
+
+
 WorkerLoop = Callable[[RankCtx, Problem, FlatModel, Worker, "Snapshots | None"], None]
 
 
@@ -217,7 +228,7 @@ def run_ps(ctx: RankCtx, worker_loop: WorkerLoop, steps_per_update: float = 1, *
     process) allocate it in (float64 keeps the dual methods' w(alpha) exact on every backend).
     """
     cfg, comm, log = ctx.cfg, ctx.comm, ctx.log
-    problem = build_problem(cfg)
+    problem = build_problem(cfg, ctx.device)
     # Every rank starts from the same x: the serial run's initialisation (seed of worker 0).
     fm = FlatModel(problem.build_model(seed_for(cfg.seed, 0)))
     ctx.extra["model"] = fm.model

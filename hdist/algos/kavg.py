@@ -35,7 +35,7 @@ def run(ctx, outer=None) -> None:
     """``outer``: an outer optimizer applied to the average after each all-reduce (``start(w)`` before
     the first round, ``step(w)`` after each; DiLoCo's, hdist/algos/diloco.py). None: K-AVG itself."""
     cfg, comm, log = ctx.cfg, ctx.comm, ctx.log
-    problem = build_problem(cfg)
+    problem = build_problem(cfg, ctx.device)
     fm = FlatModel(problem.build_model(seed_for(cfg.seed, 0)))  # w~_1, the same on every learner
     ctx.extra["model"] = fm.model
     w = Worker(ctx, problem)
