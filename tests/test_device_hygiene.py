@@ -178,11 +178,12 @@ def test_dataset_stats_runs_without_undeviced_tensors(monkeypatch, tmp_path):
     ["algo=kavg", "algo.k=2", "backend=thread", "topology.workers=2", *STEPS],
     ["algo=asysg_incon", "backend=thread", "topology.workers=2", *STEPS],
     ["algo=clars", "algo.batch_size=4", "algo.subsample=4", "backend=thread", "topology.workers=2", *STEPS],
-], ids=["kavg-thread", "asysg_incon-thread", "clars-thread"])
+    ["algo=eamsgd", "algo.k=2", "backend=sim", "topology.workers=2", *STEPS],
+], ids=["kavg-thread", "asysg_incon-thread", "clars-thread", "eamsgd-sim"])
 def test_threaded_ranks_keep_their_state_on_their_device(monkeypatch, tmp_path, overrides):
     w = run_watched(monkeypatch, tmp_path, overrides)
     assert_hygienic(w)
-    assert len(w.ranks) == 2
+    assert len(w.ranks) >= 2  # two workers (and a server rank where the backend has one)
 
 
 def test_the_watch_catches_a_tensor_without_a_device(monkeypatch, tmp_path):
