@@ -24,6 +24,7 @@ from typing import Callable
 
 import torch
 
+from hdist.devices import synchronize
 from hdist.problems import Problem, build_problem
 from hdist.train import Sampler, check_finite, measure, steps_per_epoch
 from hdist.types import RankCtx, ps_torch_dtype, seed_for
@@ -122,7 +123,9 @@ class Worker:
 
     def pulled(self, version: int, flat: torch.Tensor, snaps: Snapshots | None) -> None:
         """Called after every pull: rank 0 keeps a snapshot of x when one is due."""
-        if snaps is not None:
+        if snaps is not None and snaps.due(version):
+            # The snapshot's time counts the steps still queued on the device.
+            synchronize(self.ctx.device)
             snaps.maybe(version, flat, self.ctx.log.wall_s())
 
     def reg_to_log(self) -> float | None:
@@ -173,8 +176,12 @@ class Snapshots:
         self.items: list[tuple[int, float, float, torch.Tensor]] = []
         self.log = ctx.log
 
+    def due(self, version: int) -> bool:
+        """Whether :meth:`maybe` keeps a snapshot at ``version`` (a caller then reads its clock, after a sync)."""
+        return version >= self.next
+
     def maybe(self, version: int, x: torch.Tensor, wall_s: float) -> None:
-        if version >= self.next:
+        if self.due(version):
             self.items.append((version, wall_s, self.log.sim_s, _host_copy(x)))
             self.next = (version // self.every + 1) * self.every
 
@@ -249,6 +256,7 @@ def run_ps(ctx: RankCtx, worker_loop: WorkerLoop, steps_per_update: float = 1, *
         worker.spe_global, worker.total_global = spe_global, total_global
     snaps = Snapshots(ctx, spe_global, total_global) if ctx.rank == 0 else None
     ctx.progress.start(total_global)
+    synchronize(ctx.device)  # the model's and x's copies to the device are no training time
     comm.barrier()
     # The clocks of all ranks start together: wall_s is comparable across ranks.
     log.restart_clock()
@@ -262,7 +270,9 @@ def run_ps(ctx: RankCtx, worker_loop: WorkerLoop, steps_per_update: float = 1, *
         def on_apply(version: int, x: torch.Tensor, staleness: int) -> None:
             log.updates = version
             log.log("comm", "staleness", staleness)
-            snaps.maybe(version, x, log.wall_s())
+            if snaps.due(version):
+                synchronize(ctx.device)  # the snapshot's time counts the updates still queued on the device
+                snaps.maybe(version, x, log.wall_s())
             if version % 100 == 0:
                 ctx.progress.update(min(version, total_global), None, version / spe_global)
 
@@ -271,6 +281,7 @@ def run_ps(ctx: RankCtx, worker_loop: WorkerLoop, steps_per_update: float = 1, *
         rows = worker_loop(ctx, problem, fm, worker, snaps)
         comm.ps_done()
         worker.log_totals()
+    synchronize(ctx.device)  # every rank's queued steps finish before the clocks stop
     comm.barrier()
     end_s = log.wall_s()
     train_s = comm.elapsed_s()

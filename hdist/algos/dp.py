@@ -47,6 +47,7 @@ import time
 
 import torch
 
+from hdist.devices import synchronize
 from hdist.optim import CLARS, LARS, MNAG, SampleGradStats, layer_param_groups, named_rates
 from hdist.problems import build_problem
 from hdist.rules import finite_pos, int_at_least, one_of, opt
@@ -196,6 +197,7 @@ def run(ctx) -> None:
 
     def log_layers() -> None:
         nonlocal mk_stats, mk_data
+        synchronize(ctx.device)  # the step's queued work is training time, not this logging's
         t0 = time.perf_counter()
         for name, rate in named_rates(opt):
             log.log("train", f"layer_lr/{name}", rate)
@@ -210,6 +212,7 @@ def run(ctx) -> None:
         log.paused_s += time.perf_counter() - t0
 
     ctx.progress.start(total)
+    synchronize(ctx.device)  # the model's copy to the device is no training time
     comm.barrier()
     log.t0 = time.perf_counter()
     comm.restart_timing()
@@ -287,6 +290,7 @@ def run(ctx) -> None:
                 log_layers()
             if evaluate.due(step):
                 sync_and_evaluate()
+    synchronize(ctx.device)  # the queued steps finish before the clocks stop
     t = comm.timing()
     log.log_many("comm", {"compute_s": t["compute_s"], "comm_s": t["comm_s"], "updates_total": step})
     comm.log_straggle_total()

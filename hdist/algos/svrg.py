@@ -44,6 +44,7 @@ import torch
 
 from hdist.algos._ps import FlatModel
 from hdist.algos._vr import Grad, run_frame, worker_allreduce
+from hdist.devices import synchronize
 from hdist.rules import finite_nonneg, finite_pos, int_at_least, opt
 from hdist.train import Sampler, steps_per_epoch
 from hdist.types import AlgoSpec, ConfigError, seed_for
@@ -127,6 +128,7 @@ def svrg_loop(ctx, problem, fm, w, snaps, distributed: bool = False) -> None:
                 version = comm.push(fm.flat - x0, 0, consistent=True) or 0
                 version = comm.pull(fm.flat, consistent=True)
                 if snaps is not None:
+                    synchronize(ctx.device)  # the pre-training's queued steps are in the snapshot's time
                     snaps.add(version, fm.flat, log.wall_s())
             log.log("event", "pretrain_steps", steps)
         with comm.untimed():  # the others' wait for worker 0's pre-training is in no account
