@@ -39,8 +39,7 @@ TORCH_DIR = Path(torch.__file__).resolve().parent
 #: the functions whose device the default device decides (what torch.set_default_device itself redirects)
 FACTORIES = frozenset(_device_constructors())
 
-SMOKE = ["scale=smoke", "scale.n_train=96", "scale.n_test=32", "scale.epochs=1", "progress=quiet", "log.train_every=1",
-         "topology.devices=cpu"]
+SMOKE = ["scale=smoke", "scale.n_train=96", "scale.n_test=32", "scale.epochs=1", "progress=quiet", "log.train_every=1"]
 STEPS = ["algo.max_steps=4"]
 
 
@@ -100,9 +99,9 @@ class Watched:
                 for name, dev in state.items() if dev != want]
 
 
-def run_watched(monkeypatch, tmp_path, overrides: list[str]) -> Watched:
-    """Run ``overrides`` in this process (serial, thread or sim backend: their ranks are this process's
-    threads) with every rank under the watches of the module doc; returns what was seen."""
+def run_watched(monkeypatch, tmp_path, overrides: list[str], devices: str = "cpu") -> Watched:
+    """Run ``overrides`` with ``topology.devices=devices`` in this process (serial, thread or sim backend: their
+    ranks are this process's threads), every rank under the watches of the module doc; returns what was seen."""
     get_algo = hdist.algos.get_algo
     undeviced: list[str] = []
     ranks: list = []
@@ -132,7 +131,7 @@ def run_watched(monkeypatch, tmp_path, overrides: list[str]) -> Watched:
 
     # launch looks the algorithm up by name when it starts the ranks: it gets the watched one.
     monkeypatch.setattr(hdist.algos, "get_algo", watched_spec)
-    res = execute(prepare([*SMOKE, f"results_dir={tmp_path}", *overrides]))
+    res = execute(prepare([*SMOKE, f"topology.devices={devices}", f"results_dir={tmp_path}", *overrides]))
     return Watched(res.status, res.reason or "", sorted(set(undeviced)), ranks, errors)
 
 
@@ -200,3 +199,40 @@ def test_the_watch_catches_a_tensor_without_a_device(monkeypatch, tmp_path):
     monkeypatch.setattr(kavg, "FlatModel", Careless)
     w = run_watched(monkeypatch, tmp_path, ["algo=kavg", "algo.k=2", *STEPS])
     assert any("torch.zeros" in c for c in w.undeviced), w.undeviced
+
+
+# --- on a GPU (make test-gpu) ----------------------------------------------------------------------------------
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("name", ["sgd", "downpour", "kavg", "svrg", "dist_svrg", "clars", "kavg_probe"])
+def test_on_a_gpu_the_state_lives_on_the_gpu(monkeypatch, tmp_path, name):
+    w = run_watched(monkeypatch, tmp_path, SERIAL[name], devices="cuda")
+    assert_hygienic(w)
+    assert all(dev.type == "cuda" for dev, _ in w.ranks)
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("overrides", [
+    ["algo=sgd", *STEPS],
+    ["algo=kavg", "algo.k=2", "backend=thread", "topology.workers=2", *STEPS],
+], ids=["sgd", "kavg-thread"])
+def test_on_a_gpu_the_losses_are_the_cpus_to_float_rounding(tmp_path, overrides):
+    """The same run on the CPU and on the GPU: the same samples and initial weights (drawn on the host), so the
+    logged losses differ by float rounding only (the kernels' summation orders differ)."""
+    from hdist.metrics import load_results
+
+    losses = {}
+    for devices in ("cpu", "cuda"):
+        res = execute(prepare([*SMOKE, f"topology.devices={devices}", f"results_dir={tmp_path / devices}",
+                               *overrides]))
+        assert res.status == "done", res.reason
+        df = load_results(tmp_path / devices)
+        tl = df[(df.metric == "train_loss") & (df["rank"] == 0)].sort_values("step")
+        losses[devices] = tl.value.tolist()
+    assert len(losses["cpu"]) == len(losses["cuda"]) > 0
+    assert losses["cuda"] == pytest.approx(losses["cpu"], rel=1e-4, abs=1e-5)
