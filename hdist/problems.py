@@ -84,8 +84,9 @@ class Problem:
         name = cfg.pop("name")
         # Module initialisers draw from torch's global generator: threads building models at
         # once (thread backend) must not interleave their draws.
-        # Built on the CPU from the CPU generator, then moved: the same initial weights on every device.
-        with _INIT_LOCK, torch.random.fork_rng(devices=[]):
+        # Built on the CPU from the CPU generator, then moved: the same initial weights on every device,
+        # whatever default device the caller has set.
+        with _INIT_LOCK, torch.random.fork_rng(devices=[]), torch.device("cpu"):
             torch.manual_seed(seed)
             model = models.build_model(name, **cfg)
         return model.to(self.device)
@@ -135,7 +136,7 @@ class Problem:
         n = len(split) if max_samples is None else min(len(split), int(max_samples))
         total, wrong = 0.0, 0
         for lo in range(0, n, batch):
-            idx = torch.arange(lo, min(n, lo + batch))
+            idx = torch.arange(lo, min(n, lo + batch), device="cpu")  # ids index the split wherever it lives
             x, y = split[idx]
             out = model(self.eval_batch(x) if self.has_transform else x)
             total += float(self.data_loss(out, y, reduction="sum" if self.loss_name == "cross_entropy"
@@ -164,8 +165,9 @@ class Problem:
         """
         if n_samples <= 0 or not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
             return False
-        g = torch.Generator().manual_seed(int(seed))
-        idx = torch.randperm(len(split), generator=g)[:int(n_samples)]
+        # Drawn on the host: the same samples on every device.
+        g = torch.Generator(device="cpu").manual_seed(int(seed))
+        idx = torch.randperm(len(split), generator=g, device="cpu")[:int(n_samples)]
         batch = max(2, int(batch))  # training-mode BatchNorm needs two samples per channel
 
         def inputs():

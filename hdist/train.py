@@ -15,7 +15,7 @@ from hdist.types import Diverged
 
 def epoch_order(n: int, gen: torch.Generator) -> torch.Tensor:
     """A fresh permutation of the rank's samples for one epoch (sampling without replacement)."""
-    return torch.randperm(n, generator=gen)
+    return torch.randperm(n, generator=gen, device="cpu")
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
@@ -99,7 +99,9 @@ class Evaluator:
         trajectory does not change: training-mode BatchNorm uses batch statistics, and the global RNG
         (dropout in the forward passes) is restored afterwards."""
         cfg = self.ctx.cfg
-        with torch.random.fork_rng(devices=[]):
+        device = self.problem.device
+        # Dropout on a GPU draws from that device's generator: it is forked too.
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             self.problem.recalibrate_bn(model, train_split, int(cfg.log.bn_samples),
                                         int(cfg.algo.get("batch_size") or 128), cfg.seed)
 

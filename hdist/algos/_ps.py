@@ -24,6 +24,7 @@ from typing import Callable
 
 import torch
 
+from hdist.devices import synchronize
 from hdist.problems import Problem, build_problem
 from hdist.train import Sampler, check_finite, measure, steps_per_epoch
 from hdist.types import RankCtx, ps_torch_dtype, seed_for
@@ -109,7 +110,8 @@ class Worker:
             # max_steps caps the global number of updates: each worker takes its share.
             self.total_local = min(self.total_local, max(1, math.ceil(int(cfg.algo.max_steps) / comm.n_workers)))
         self.total_global = self.total_local * comm.n_workers
-        self.gen = torch.Generator().manual_seed(ctx.worker_seed())
+        # On the host on every device: the sample order is the same bits wherever the model lives.
+        self.gen = torch.Generator(device="cpu").manual_seed(ctx.worker_seed())
         self.step = 0
         self.train_every = int(cfg.log.train_every)
 
@@ -132,7 +134,9 @@ class Worker:
 
     def pulled(self, version: int, flat: torch.Tensor, snaps: Snapshots | None) -> None:
         """Called after every pull: rank 0 keeps a snapshot of x when one is due."""
-        if snaps is not None:
+        if snaps is not None and snaps.due(version):
+            # The snapshot's time counts the steps still queued on the device.
+            synchronize(self.ctx.device)
             snaps.maybe(version, flat, self.ctx.log.wall_s())
 
     def reg_to_log(self) -> float | None:
@@ -168,7 +172,12 @@ class Worker:
 
 
 class Snapshots:
-    """x at regular global-update counts, kept in memory and evaluated after training."""
+    """x at regular global-update counts, kept in host memory and evaluated after training.
+
+    Kept on the host whatever the device: a run keeps one copy of x per evaluation (hundreds of a
+    ResNet-50's 100 MB on a long run, more than a GPU holds beside the training), and the objective rows
+    read them with numpy. The copy waits for the device; it is taken on the evaluation schedule only.
+    """
 
     def __init__(self, ctx: RankCtx, spe_global: int, total_global: int):
         per = float(ctx.cfg.log.evals_per_epoch)
@@ -178,15 +187,19 @@ class Snapshots:
         self.items: list[tuple[int, float, float, torch.Tensor]] = []
         self.log = ctx.log
 
+    def due(self, version: int) -> bool:
+        """Whether :meth:`maybe` keeps a snapshot at ``version`` (a caller then reads its clock, after a sync)."""
+        return version >= self.next
+
     def maybe(self, version: int, x: torch.Tensor, wall_s: float) -> None:
-        if version >= self.next:
-            self.items.append((version, wall_s, self.log.sim_s, x.detach().clone()))
+        if self.due(version):
+            self.items.append((version, wall_s, self.log.sim_s, _host_copy(x)))
             self.next = (version // self.every + 1) * self.every
 
     def add(self, version: int, x: torch.Tensor, wall_s: float) -> None:
         """A snapshot now (start, end), whatever the schedule says."""
         if not self.items or self.items[-1][0] != version:
-            self.items.append((version, wall_s, self.log.sim_s, x.detach().clone()))
+            self.items.append((version, wall_s, self.log.sim_s, _host_copy(x)))
         self.next = max(self.next, (version // self.every + 1) * self.every)
 
     def evaluate(self, ctx: RankCtx, problem: Problem, fm: FlatModel) -> None:
@@ -209,6 +222,11 @@ class Snapshots:
         fm.flat.copy_(keep)
 
 
+def _host_copy(x: torch.Tensor) -> torch.Tensor:
+    """A copy of ``x`` in host memory (a clone when ``x`` is there already: the same bits)."""
+    return x.detach().to("cpu", copy=True)
+
+
 WorkerLoop = Callable[[RankCtx, Problem, FlatModel, Worker, "Snapshots | None"], None]
 
 
@@ -228,7 +246,7 @@ def run_ps(ctx: RankCtx, worker_loop: WorkerLoop, steps_per_update: float = 1, *
     process) allocate it in (float64 keeps the dual methods' w(alpha) exact on every backend).
     """
     cfg, comm, log = ctx.cfg, ctx.comm, ctx.log
-    problem = build_problem(cfg)
+    problem = build_problem(cfg, ctx.device)
     # Every rank starts from the same x: the serial run's initialisation (seed of worker 0).
     fm = FlatModel(problem.build_model(seed_for(cfg.seed, 0)))
     ctx.extra["model"] = fm.model
@@ -249,6 +267,7 @@ def run_ps(ctx: RankCtx, worker_loop: WorkerLoop, steps_per_update: float = 1, *
         worker.spe_global, worker.total_global = spe_global, total_global
     snaps = Snapshots(ctx, spe_global, total_global) if ctx.rank == 0 else None
     ctx.progress.start(total_global)
+    synchronize(ctx.device)  # the model's and x's copies to the device are no training time
     comm.barrier()
     # The clocks of all ranks start together: wall_s is comparable across ranks.
     log.restart_clock()
@@ -262,7 +281,9 @@ def run_ps(ctx: RankCtx, worker_loop: WorkerLoop, steps_per_update: float = 1, *
         def on_apply(version: int, x: torch.Tensor, staleness: int) -> None:
             log.updates = version
             log.log("comm", "staleness", staleness)
-            snaps.maybe(version, x, log.wall_s())
+            if snaps.due(version):
+                synchronize(ctx.device)  # the snapshot's time counts the updates still queued on the device
+                snaps.maybe(version, x, log.wall_s())
             if version % 100 == 0:
                 ctx.progress.update(min(version, total_global), None, version / spe_global)
 
@@ -271,6 +292,7 @@ def run_ps(ctx: RankCtx, worker_loop: WorkerLoop, steps_per_update: float = 1, *
         rows = worker_loop(ctx, problem, fm, worker, snaps)
         comm.ps_done()
         worker.log_totals()
+    synchronize(ctx.device)  # every rank's queued steps finish before the clocks stop
     comm.barrier()
     end_s = log.wall_s()
     train_s = comm.elapsed_s()

@@ -42,7 +42,8 @@ class Grad:
         if self.kind == "pca":
             d = math.prod(problem.data.train.sample_shape)
             self.mu, self.lam = objectives.pca_mu(cfg), float(cfg.objective.l2)
-            self.b = torch.from_numpy(objectives.pca_b(d, int(cfg.dataset.get("data_seed") or 0))).to(torch.float32)
+            b = objectives.pca_b(d, int(cfg.dataset.get("data_seed") or 0))
+            self.b = torch.from_numpy(b).to(problem.device, torch.float32)
             self.pca = True
 
     def batch(self, fm: FlatModel, x: torch.Tensor, y: torch.Tensor, reduction: str = "mean"):
@@ -66,7 +67,7 @@ class Grad:
         """sum_{i in shard} grad f_i at fm's parameters."""
         total = torch.zeros_like(fm.flat)
         for lo in range(0, len(shard), chunk):
-            x, y = shard[torch.arange(lo, min(len(shard), lo + chunk))]
+            x, y = shard[torch.arange(lo, min(len(shard), lo + chunk), device="cpu")]
             if self.problem.has_transform:
                 x = self.problem.eval_batch(x)
             total.add_(self.batch(fm, x, y, reduction="sum")[1])
@@ -96,24 +97,30 @@ def worker_allreduce(comm, tensor: torch.Tensor) -> None:
         comm.recv(tensor, root, TAG_REDUCE)
 
 
-def gather_rows(comm, rows: torch.Tensor | None) -> list[torch.Tensor]:
-    """Workers hand a float64 [k, c] tensor to rank 0; rank 0 gets every worker's (its own first)."""
+def gather_rows(comm, rows: torch.Tensor | None, device: torch.device) -> list[torch.Tensor]:
+    """Workers hand a float64 [k, c] tensor to rank 0; rank 0 gets every worker's (its own first).
+
+    ``device``: the rank's (``ctx.device``), where the messages' buffers live (a collective library such as
+    NCCL sends only from its device); rank 0 reads what arrives on the host (the rows are parsed with numpy)."""
     ranks = worker_ranks(comm)
     if comm.rank == 0:
-        out = [rows] if rows is not None else []
+        out = [rows.to("cpu")] if rows is not None else []
         for r in ranks:
             if r == 0:
                 continue
-            shape = torch.zeros(2, dtype=torch.float64)
+            shape = torch.zeros(2, dtype=torch.float64, device=device)
             comm.recv(shape, r, TAG_GATHER)
             k, c = int(shape[0]), int(shape[1])
-            buf = torch.zeros(max(k * c, 1), dtype=torch.float64)
+            buf = torch.zeros(max(k * c, 1), dtype=torch.float64, device=device)
             comm.recv(buf, r, TAG_GATHER)
-            out.append(buf[:k * c].view(k, c))
+            out.append(buf[:k * c].view(k, c).to("cpu"))
         return out
     if rows is not None:
-        comm.send(torch.tensor([float(rows.shape[0]), float(rows.shape[1])], dtype=torch.float64), 0, TAG_GATHER)
-        comm.send(rows.reshape(-1) if rows.numel() else torch.zeros(1, dtype=torch.float64), 0, TAG_GATHER)
+        shape = torch.tensor([float(rows.shape[0]), float(rows.shape[1])], dtype=torch.float64, device=device)
+        comm.send(shape, 0, TAG_GATHER)
+        rows = rows.to(device)
+        comm.send(rows.reshape(-1) if rows.numel() else torch.zeros(1, dtype=torch.float64, device=device), 0,
+                  TAG_GATHER)
     return []
 
 
@@ -133,7 +140,7 @@ def objective_rows(ctx, problem: Problem, snaps: Snapshots, spe_global: float,
         return
     log = ctx.log
     for version, wall_s, sim_s, x in snaps.items:
-        w = x.detach().to(torch.float64).numpy()
+        w = to_np(x)
         log.sim_s, log.updates, log.epoch = sim_s, version, version / spe_global
         p = obj.primal(w)
         rows = {"primal": p}
@@ -159,7 +166,7 @@ def run_frame(ctx: RankCtx, worker_loop, steps_per_update: float = 1.0, spe_glob
     """
 
     def finish(ctx, problem, fm, snaps, spe, rows):
-        gathered = gather_rows(ctx.comm, rows) if after is not None else []
+        gathered = gather_rows(ctx.comm, rows, ctx.device) if after is not None else []
         if ctx.rank == 0:
             dual_at = after(ctx, problem, fm, snaps, gathered) if after is not None else None
             snaps.evaluate(ctx, problem, fm)
@@ -170,4 +177,5 @@ def run_frame(ctx: RankCtx, worker_loop, steps_per_update: float = 1.0, spe_glob
 
 
 def to_np(t: torch.Tensor) -> np.ndarray:
-    return t.detach().to(torch.float64).numpy()
+    """``t`` as a float64 numpy array (copied to the host from a device)."""
+    return t.detach().to("cpu", torch.float64).numpy()

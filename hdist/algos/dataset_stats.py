@@ -42,7 +42,7 @@ def split_stats(split: data_mod.ArrayDataset) -> dict[str, float]:
         sq = np.asarray(X.multiply(X).sum(1), dtype=np.float64).ravel()
         mean = np.asarray(X.mean(0), dtype=np.float64).ravel()
     else:
-        Xt = torch.as_tensor(X).reshape(n, -1).to(torch.float64)
+        Xt = torch.as_tensor(X, device="cpu").reshape(n, -1).to(torch.float64)
         nnz = int((Xt != 0).sum())
         sq = (Xt * Xt).sum(1).numpy()
         mean = Xt.mean(0).numpy() if n else np.zeros(d)
@@ -65,7 +65,8 @@ def whole(cfg, bundle: data_mod.DataBundle) -> data_mod.DataBundle:
 def run(ctx) -> None:
     cfg, log = ctx.cfg, ctx.log
     ctx.progress.start(1)
-    bundle = whole(cfg, build_problem(cfg).data)
+    # The data as loaded, on the host on every device: no model trains here, and the statistics are numpy's.
+    bundle = whole(cfg, build_problem(cfg, "cpu").data)
     tr, te = split_stats(bundle.train), split_stats(bundle.test)
     rows = {"real": float(bundle.source == "real"), "dimension": tr["dimension"],
             "density": (tr["nnz"] + te["nnz"]) / max(1, (tr["samples"] + te["samples"]) * tr["dimension"])}

@@ -47,6 +47,7 @@ import time
 
 import torch
 
+from hdist.devices import synchronize
 from hdist.optim import CLARS, LARS, MNAG, SampleGradStats, layer_param_groups, named_rates
 from hdist.problems import build_problem
 from hdist.rules import finite_pos, int_at_least, one_of, opt
@@ -130,7 +131,7 @@ def forward_flops(model, sample: torch.Tensor) -> float:
 def run(ctx) -> None:
     cfg, comm, log = ctx.cfg, ctx.comm, ctx.log
     a = cfg.algo
-    problem = build_problem(cfg)
+    problem = build_problem(cfg, ctx.device)
     # Every rank starts from the serial run's initialisation: replicas are identical.
     model = problem.build_model(seed_for(cfg.seed, 0))
     ctx.extra["model"] = model
@@ -155,7 +156,7 @@ def run(ctx) -> None:
     evaluate = Evaluator(ctx, problem, spe, total)
     budget = a.get("budget_gflop")
     if budget:
-        x0, _ = train[torch.arange(1)]
+        x0, _ = train[torch.arange(1, device="cpu")]
         flops = forward_flops(model, problem.eval_batch(x0)[0] if problem.has_transform else x0[0])
         j_total = micros * (j_per if j_per is not None else B // micros) if rule == "clars" else 0
         # a sample's forward + backward ~ 3 forwards; a per-sample gradient ~ PER_SAMPLE_COST of those
@@ -173,8 +174,9 @@ def run(ctx) -> None:
     total_epochs = total / spe
     scale = gamma_scale(cfg, B)
 
-    order = Sampler(n, B, torch.Generator().manual_seed(seed_for(cfg.seed, 0)))  # the same order on every rank
-    aug_gen = torch.Generator().manual_seed(ctx.worker_seed())  # augmentation draws: per worker
+    # Generators on the host: the same sample order and augmentation bits on every device.
+    order = Sampler(n, B, torch.Generator(device="cpu").manual_seed(seed_for(cfg.seed, 0)))  # the same on every rank
+    aug_gen = torch.Generator(device="cpu").manual_seed(ctx.worker_seed())  # augmentation draws: per worker
     train_every = int(cfg.log.train_every)
     layer_every = int(cfg.log.get("layer_every") or 0)
     mk_stats, mk_data = None, None
@@ -195,6 +197,7 @@ def run(ctx) -> None:
 
     def log_layers() -> None:
         nonlocal mk_stats, mk_data
+        synchronize(ctx.device)  # the step's queued work is training time, not this logging's
         t0 = time.perf_counter()
         for name, rate in named_rates(opt):
             log.log("train", f"layer_lr/{name}", rate)
@@ -202,19 +205,21 @@ def run(ctx) -> None:
         if m > 1:
             if mk_stats is None:
                 mk_stats = SampleGradStats(model, problem.data_loss, params)
-                x, y = train[torch.arange(min(m, n))]
+                x, y = train[torch.arange(min(m, n), device="cpu")]
                 mk_data = (problem.eval_batch(x) if problem.has_transform else x, y)
             for name, value in mk_stats.variance_factor(*mk_data).items():
                 log.log("train", f"m_k/{name}", value)
         log.paused_s += time.perf_counter() - t0
 
     ctx.progress.start(total)
+    synchronize(ctx.device)  # the model's copy to the device is no training time
     comm.barrier()
     log.t0 = time.perf_counter()
     comm.restart_timing()
     sync_and_evaluate()
     step = 0
-    norm_sums = torch.zeros(len(params), dtype=torch.float64)
+    device = ctx.device
+    norm_sums = torch.zeros(len(params), dtype=torch.float64, device=device)
     while step < total:
         for _ in range(min(spe, total - step)):
             comm.mark_step()
@@ -223,7 +228,9 @@ def run(ctx) -> None:
             pieces = torch.tensor_split(batch, micros)
             opt.zero_grad(set_to_none=False)
             norm_sums.zero_()
-            loss_sum, j_count, own = 0.0, 0, 0
+            # The mini-batch loss is summed on the device, in float64 as a Python float would: no sync per micro-batch.
+            loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+            j_count, own = 0, 0
             sub_x, sub_y = [], []
             for k in range(A):
                 idx = pieces[k * P + w]
@@ -235,7 +242,7 @@ def run(ctx) -> None:
                         x = problem.train_batch(x, aug_gen)
                     loss = problem.data_loss(model(x), y)
                     (loss * (idx.numel() / n_t)).backward()
-                    loss_sum += float(loss.detach()) * idx.numel()
+                    loss_sum += loss.detach().to(torch.float64) * idx.numel()
                 own += idx.numel()
                 if stats is not None:
                     sub_x.append(x if j_per is None else x[:j_per])
@@ -247,8 +254,8 @@ def run(ctx) -> None:
                     j_count = s["n"]
                     comm.compute_done(s["n"])
             grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-            flat = torch.cat([g.reshape(-1) for g in grads] + [norm_sums.float(),
-                                                               torch.tensor([j_count, loss_sum], dtype=torch.float32)])
+            counts = torch.stack([torch.full((), j_count, dtype=torch.float64, device=device), loss_sum]).float()
+            flat = torch.cat([g.reshape(-1) for g in grads] + [norm_sums.float(), counts])
             comm.allreduce(flat, "sum")
             off = 0
             for p, g in zip(params, grads):
@@ -283,6 +290,7 @@ def run(ctx) -> None:
                 log_layers()
             if evaluate.due(step):
                 sync_and_evaluate()
+    synchronize(ctx.device)  # the queued steps finish before the clocks stop
     t = comm.timing()
     log.log_many("comm", {"compute_s": t["compute_s"], "comm_s": t["comm_s"], "updates_total": step})
     comm.log_straggle_total()

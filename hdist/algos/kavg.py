@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 
 from hdist.algos._ps import FlatModel, Snapshots, Worker
+from hdist.devices import synchronize
 from hdist.problems import build_problem
 from hdist.schedules import lr_at, plain
 from hdist.types import AlgoSpec, seed_for
@@ -35,7 +36,7 @@ def run(ctx, outer=None) -> None:
     """``outer``: an outer optimizer applied to the average after each all-reduce (``start(w)`` before
     the first round, ``step(w)`` after each; DiLoCo's, hdist/algos/diloco.py). None: K-AVG itself."""
     cfg, comm, log = ctx.cfg, ctx.comm, ctx.log
-    problem = build_problem(cfg)
+    problem = build_problem(cfg, ctx.device)
     fm = FlatModel(problem.build_model(seed_for(cfg.seed, 0)))  # w~_1, the same on every learner
     ctx.extra["model"] = fm.model
     w = Worker(ctx, problem)
@@ -47,6 +48,7 @@ def run(ctx, outer=None) -> None:
     w.spe_global, w.total_global = rounds_per_epoch, total_rounds
     snaps = Snapshots(ctx, rounds_per_epoch, total_rounds) if comm.rank == 0 else None
     ctx.progress.start(total_rounds)
+    synchronize(ctx.device)  # the model's copy to the device is no training time
     comm.barrier()
     log.restart_clock()  # every learner's clock starts at the same barrier
     comm.restart_timing()
@@ -72,9 +74,11 @@ def run(ctx, outer=None) -> None:
                 outer.step(fm.flat)  # every learner applies the same outer step to the same average
             rounds += 1
             local = 0
-            if snaps is not None:
+            if snaps is not None and snaps.due(rounds):
+                synchronize(ctx.device)  # the snapshot's time counts the steps still queued on the device
                 snaps.maybe(rounds, fm.flat, log.wall_s())
         w.log_step(loss, rounds, None, reg=reg)
+    synchronize(ctx.device)  # the queued steps finish before the clocks stop
     timing = comm.timing()  # the closing barrier is no round's
     comm.barrier()
     train_s = comm.elapsed_s()

@@ -31,7 +31,7 @@ KEYS = {
 def run(ctx) -> None:
     cfg, log = ctx.cfg, ctx.log
     ctx.progress.start(1)
-    problem = build_problem(cfg)
+    problem = build_problem(cfg, ctx.device)
     model = problem.build_model(seed_for(cfg.seed, 0))  # w~_1, as K-AVG builds it
     ctx.extra["model"] = model
     evals = min(int(cfg.log.eval_max_samples or 1024), 1024)  # F(w~_1) on at most 1,024 samples

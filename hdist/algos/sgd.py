@@ -25,14 +25,15 @@ MAX_WORKERS = 1  # one rank: parallel variants are their own algorithms
 
 def run(ctx) -> None:
     cfg, log, comm = ctx.cfg, ctx.log, ctx.comm
-    problem = build_problem(cfg)
+    problem = build_problem(cfg, ctx.device)
     model = problem.build_model(ctx.seed)
     ctx.extra["model"] = model
     train = problem.data.train
     b = int(cfg.algo.batch_size)
     spe = steps_per_epoch(len(train), b)
     total = total_steps(cfg, len(train))
-    gen = torch.Generator().manual_seed(ctx.seed)
+    # The sample order and augmentation draws come from the host: the same bits on every device.
+    gen = torch.Generator(device="cpu").manual_seed(ctx.seed)
     order = Sampler(len(train), b, gen)
     opt = torch.optim.SGD(model.parameters(), lr=lr_at(cfg.algo, 0), momentum=float(cfg.algo.momentum),
                           weight_decay=problem.l2)

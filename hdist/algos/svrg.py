@@ -44,6 +44,7 @@ import torch
 
 from hdist.algos._ps import FlatModel
 from hdist.algos._vr import Grad, run_frame, worker_allreduce
+from hdist.devices import synchronize
 from hdist.rules import finite_nonneg, finite_pos, int_at_least, opt
 from hdist.train import Sampler, steps_per_epoch
 from hdist.types import AlgoSpec, ConfigError, seed_for
@@ -78,7 +79,7 @@ def pretrain_sgd(ctx, problem, fm: FlatModel, epochs: float, lr: float) -> int:
     b = int(cfg.algo.batch_size)
     spe = steps_per_epoch(len(train), b)
     total = max(0, math.ceil(float(epochs) * spe))
-    gen = torch.Generator().manual_seed(seed_for(cfg.seed, 10_007))
+    gen = torch.Generator(device="cpu").manual_seed(seed_for(cfg.seed, 10_007))
     order = Sampler(len(train), b, gen)
     for step in range(total):
         x, y = train[order.indices(step)]
@@ -113,8 +114,8 @@ def svrg_loop(ctx, problem, fm, w, snaps, distributed: bool = False) -> None:
     coords = None if distributed or not coords or int(coords) >= d else int(coords)
     grad = Grad(cfg, problem)
     snap = FlatModel(problem.build_model(seed_for(cfg.seed, 0)))  # the model at x~
-    mu = torch.zeros(d)
-    delta = torch.zeros(d)
+    mu = torch.zeros(d, device=fm.flat.device)
+    delta = torch.zeros(d, device=fm.flat.device)
     version = 0
 
     pre = float(cfg.algo.get("pretrain_epochs") or 0)
@@ -127,6 +128,7 @@ def svrg_loop(ctx, problem, fm, w, snaps, distributed: bool = False) -> None:
                 version = comm.push(fm.flat - x0, 0, consistent=True) or 0
                 version = comm.pull(fm.flat, consistent=True)
                 if snaps is not None:
+                    synchronize(ctx.device)  # the pre-training's queued steps are in the snapshot's time
                     snaps.add(version, fm.flat, log.wall_s())
             log.log("event", "pretrain_steps", steps)
         with comm.untimed():  # the others' wait for worker 0's pre-training is in no account
@@ -137,7 +139,8 @@ def svrg_loop(ctx, problem, fm, w, snaps, distributed: bool = False) -> None:
         # --- snapshot and full gradient: collective over the workers ----------------------------
         comm.mark_step()  # a stage's snapshot phase is a step of its own
         if distributed:
-            worker_allreduce(comm, torch.zeros(1))  # the workers meet: every push of the stage is applied
+            # the workers meet: every push of the stage is applied
+            worker_allreduce(comm, torch.zeros(1, device=mu.device))
         else:
             comm.barrier()  # every update of the previous stage is in x
         version = comm.pull(snap.flat, consistent=True)  # x~ <- x^s (Alg. 2: the server's broadcast)
@@ -166,7 +169,8 @@ def svrg_loop(ctx, problem, fm, w, snaps, distributed: bool = False) -> None:
                 if coords is None:
                     delta.copy_(g).mul_(-lr)
                 else:
-                    k = torch.randperm(d, generator=w.gen)[:coords]  # k_t
+                    # k_t, drawn on the host from the worker's generator (the same coordinates on every device)
+                    k = torch.randperm(d, generator=w.gen, device="cpu")[:coords].to(delta.device)
                     delta.zero_()
                     delta[k] = g[k] * -lr
             if distributed:

@@ -28,7 +28,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from hdist.optim.mnag import MNAG, _rate_ratio
+from hdist.optim.mnag import MNAG, _rate_ratios
 
 
 class CLARS(MNAG):
@@ -53,7 +53,9 @@ class CLARS(MNAG):
         lr = float(group["lr"])
         if not group.get("layerwise", True):
             return [lr] * len(params)
-        return [lr * self.eta * _rate_ratio(p.norm(), torch.as_tensor(d)) for p, d in zip(params, extra)]
+        denominators = [torch.as_tensor(d, device=p.device) for p, d in zip(params, extra)]
+        ratios = _rate_ratios([p.norm() for p in params], denominators)
+        return [lr * self.eta * r for r in ratios]
 
 
 class SampleGradStats:
@@ -104,8 +106,9 @@ class SampleGradStats:
 
         per_sample = vmap(grad(one), in_dims=(None, 0, 0), randomness="different")
         k = len(self.names)
-        norm_sum = [torch.zeros((), dtype=torch.float64) for _ in range(k)]
-        sq_sum = [torch.zeros((), dtype=torch.float64) for _ in range(k)]
+        device = self.params[0].device if self.params else x.device  # the sums live beside the weights
+        norm_sum = [torch.zeros((), dtype=torch.float64, device=device) for _ in range(k)]
+        sq_sum = [torch.zeros((), dtype=torch.float64, device=device) for _ in range(k)]
         grad_sum = [torch.zeros_like(p) for p in self.params] if want_sum else None
         with torch.no_grad():
             for lo in range(0, x.shape[0], self.chunk):

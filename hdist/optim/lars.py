@@ -13,7 +13,7 @@ hdist uses ||g_k + wd w_k||, not You et al.'s ||g_k|| + wd ||w_k||.
 
 from __future__ import annotations
 
-from hdist.optim.mnag import MNAG, _rate_ratio
+from hdist.optim.mnag import MNAG, _rate_ratios
 
 
 class LARS(MNAG):
@@ -27,4 +27,4 @@ class LARS(MNAG):
         lr = float(group["lr"])
         if not group.get("layerwise", True):
             return [lr] * len(params)
-        return [lr * self.eta * _rate_ratio(p.norm(), g.norm()) for p, g in zip(params, grads)]
+        return [lr * self.eta * r for r in _rate_ratios([p.norm() for p in params], [g.norm() for g in grads])]
