@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import atexit
+import gc
 import sys
 from pathlib import Path
 
@@ -448,6 +450,11 @@ def _shell_completion(args: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
+    # Skip the interpreter's last garbage collection: a pass over every object of torch, pandas, pyarrow
+    # and hydra, after the run is recorded and its files closed, that on a loaded machine kept hdist
+    # alive seconds longer (a failed run then ended well past backend.timeout_s). Frozen objects are left
+    # to the OS; at exit (atexit), so that an hdist called in-process keeps its collections.
+    atexit.register(gc.freeze)
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("-sc", "--shell-completion"):
         sys.exit(_shell_completion(argv[1:]))

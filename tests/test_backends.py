@@ -437,3 +437,94 @@ def test_bench_process_speedup_claims_the_lock_polling_against_sleeping():
                            for r in rows])
     assert mod.check(slower)[1].passed is False  # 0.52 / 0.50 = 1.04 < 1.1
     mod.plot(pd.DataFrame(rows))
+
+
+# --- the process backend's barrier: no wait on a stopped peer --------------------------------------------
+
+
+def _barrier_sleeper(barrier, arrived) -> None:
+    arrived.set()
+    barrier.wait(timeout=60)  # stopped (SIGSTOP) here by the test
+
+
+def _barrier_last(barrier, passed) -> None:
+    """Arrive last at round 1 (its peer stopped while asleep in it), then wait in round 2 until the
+    test aborts the barrier. Exit code 0: round 1 returned and round 2 raised BrokenBarrierError."""
+    import threading
+
+    barrier.wait(timeout=60)
+    passed.set()
+    try:
+        barrier.wait(timeout=60)
+    except threading.BrokenBarrierError:
+        raise SystemExit(0) from None
+    raise SystemExit(1)
+
+
+def test_process_barrier_never_waits_on_a_stopped_peer():
+    """multiprocessing.Barrier's last arrival waits, without a timeout, for every sleeper to wake and
+    acknowledge: a peer stopped (SIGSTOP) while asleep in it held the last arrival, and abort(), for
+    good. ProcessBarrier's last arrival goes on, and abort() wakes a rank waiting in the next round."""
+    import multiprocessing as mp
+    import signal
+
+    from hdist.backends.local import ProcessBarrier
+
+    # fork: no import of torch per child (the process backend's forkserver, through which the barrier
+    # is pickled, runs it in test_conformance)
+    ctx = mp.get_context("fork")
+    barrier, arrived, passed = ProcessBarrier(2, ctx), ctx.Event(), ctx.Event()
+    sleeper = ctx.Process(target=_barrier_sleeper, args=(barrier, arrived), daemon=True)
+    last = ctx.Process(target=_barrier_last, args=(barrier, passed), daemon=True)
+    sleeper.start()
+    try:
+        assert arrived.wait(30)
+        time.sleep(0.2)  # into its wait on the gate (the test holds whether or not it got that far)
+        os.kill(sleeper.pid, signal.SIGSTOP)
+        last.start()
+        assert passed.wait(30), "the last arrival did not leave round 1"
+        barrier.abort()  # from this process, while the stopped rank still sits in the barrier
+        last.join(30)
+        assert not last.is_alive(), "abort() did not end the wait in round 2"
+        assert last.exitcode == 0
+    finally:
+        for p in (sleeper, last):
+            if p.pid is not None and p.is_alive():
+                p.kill()
+                p.join(5)
+
+
+def test_process_barrier_rounds_do_not_mix_and_a_timeout_breaks_it():
+    """Reuse: what every rank wrote before a wait is seen by all after it, round after round (the
+    two-waits-per-round pattern of LocalComm.allreduce); a wait past its timeout breaks the barrier
+    for every party, as threading.Barrier's does."""
+    import multiprocessing as mp
+    import threading
+
+    from hdist.backends.local import ProcessBarrier
+
+    parties, rounds = 3, 300
+    barrier, lock = ProcessBarrier(parties, mp.get_context("fork"), poll_s=0.05), threading.Lock()
+    written, bad = [0], []
+
+    def rank() -> None:
+        for r in range(rounds):
+            with lock:
+                written[0] += 1
+            barrier.wait(timeout=30)
+            if written[0] != parties * (r + 1):
+                bad.append((r, written[0]))
+            barrier.wait(timeout=30)
+
+    threads = [threading.Thread(target=rank, daemon=True) for _ in range(parties)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads) and not bad and not barrier.broken
+
+    with pytest.raises(threading.BrokenBarrierError):
+        barrier.wait(timeout=0.1)  # the others never come
+    assert barrier.broken
+    with pytest.raises(threading.BrokenBarrierError):
+        barrier.wait(timeout=30)  # broken stays broken: no wait

@@ -3,7 +3,8 @@
 :class:`LocalComm` implements :class:`~hdist.types.Comm` once for both the ``thread`` and the
 ``process`` backends. What differs is only where the state lives and which primitives guard it
 (:class:`LocalState`): ``threading`` objects and ordinary tensors for threads;
-``multiprocessing`` objects and ``share_memory_()`` tensors for processes.
+``multiprocessing`` objects, :class:`ProcessBarrier`, :class:`ProcessFlag` and ``share_memory_()``
+tensors for processes.
 
 Shared state:
 - ``x``: the shared parameter vector (the "server" of parameter-server algorithms).
@@ -27,6 +28,7 @@ process by CUDA IPC, valid only while the sender keeps it alive.
 from __future__ import annotations
 
 import queue as queue_mod
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +48,104 @@ class PeerFailed(BasePeerFailed):
     """Another rank failed (or a wait timed out): this rank stops too."""
 
 
+class ProcessFlag:
+    """The process backend's abort flag: one shared byte, set and read without a lock.
+
+    ``multiprocessing.Event`` takes a lock in ``is_set`` and ``set`` and waits on it without a
+    timeout: a rank stopped (SIGSTOP) inside ``is_set`` would hold it, and every peer's next check
+    and the parent's ``set`` would block for good. A one-byte store is atomic and a peer sees it at
+    its next read, which is all a flag that is only ever set (never waited on) needs.
+    """
+
+    def __init__(self, ctx):
+        self._value = ctx.RawValue("b", 0)
+
+    def set(self) -> None:
+        self._value.value = 1
+
+    def is_set(self) -> bool:
+        return bool(self._value.value)
+
+
+class ProcessBarrier:
+    """A reusable barrier for processes whose every wait is bounded and that ``abort`` always breaks.
+
+    ``multiprocessing.Barrier`` cannot be: its last arrival wakes the others with
+    ``Condition.notify_all``, which waits, without a timeout and holding the barrier's lock, until
+    each sleeper has woken and said so. A peer stopped (SIGSTOP) while it sleeps in the barrier
+    never says so: the last arrival blocks for good, and so does ``abort`` (it needs the lock).
+
+    Here no arrival waits on a peer: the last one of a round opens that round's gate (a semaphore)
+    once for each of the others and goes on; every wait (the lock, the gate) is taken in slices of
+    ``poll_s``, and between slices a rank looks at the broken flag and its deadline. ``abort`` writes
+    the flag without the lock (its holder may be the stopped rank) and opens both gates, so that
+    sleepers wake at once. Waiters then raise :class:`threading.BrokenBarrierError`, as
+    ``threading.Barrier``'s do; a broken barrier stays broken (a failed run does not go on).
+
+    Two gates, used by alternate rounds (generations): a rank leaves a round only by taking one
+    token of its gate, so the n - 1 tokens of round g are all taken before round g + 1 can end, and
+    round g + 2, the next to use that gate, finds it empty. With one gate, a rank quick to the next
+    round could take a token meant for a peer still asleep in this one.
+    """
+
+    def __init__(self, parties: int, ctx, poll_s: float = ABORT_POLL_S):
+        self.parties, self._poll_s = parties, poll_s
+        self._lock = ctx.Lock()  # guards _count and _generation
+        self._gates = (ctx.Semaphore(0), ctx.Semaphore(0))
+        # [arrived in this round, round number, broken]; a RawArray: _lock guards the first two, and
+        # broken is written without it (see abort)
+        self._state = ctx.RawArray("q", 3)
+
+    @property
+    def broken(self) -> bool:
+        return bool(self._state[2])
+
+    def abort(self) -> None:
+        # Without the lock: a rank stopped between its acquire and release holds it. A stale read of
+        # the flag only delays a waiter to its next slice (poll_s).
+        self._state[2] = 1
+        for gate in self._gates:
+            for _ in range(self.parties):
+                gate.release()
+
+    def _take(self, sem, deadline: float) -> None:
+        """Acquire ``sem`` in slices of poll_s; raise BrokenBarrierError once the barrier is broken
+        or ``deadline`` (monotonic s) has passed (and then break it: the peers stop waiting too)."""
+        while not sem.acquire(timeout=max(0.0, min(self._poll_s, deadline - time.monotonic()))):
+            if self.broken:
+                raise threading.BrokenBarrierError
+            if time.monotonic() >= deadline:
+                self.abort()
+                raise threading.BrokenBarrierError
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait until ``parties`` ranks have called it (this round); return the arrival index, as
+        ``threading.Barrier.wait`` does. ``timeout`` in seconds (None: until the barrier is broken)."""
+        deadline = float("inf") if timeout is None else time.monotonic() + timeout
+        state = self._state
+        self._take(self._lock, deadline)
+        try:
+            if self.broken:
+                raise threading.BrokenBarrierError
+            index, generation = state[0], state[1]
+            if index + 1 == self.parties:
+                # Last arrival: the next round starts now, and this round's sleepers are released
+                # without waiting for any of them to wake (a semaphore's release never blocks).
+                state[0], state[1] = 0, generation + 1
+                gate = self._gates[generation % 2]
+                for _ in range(self.parties - 1):
+                    gate.release()
+                return index
+            state[0] = index + 1
+        finally:
+            self._lock.release()
+        self._take(self._gates[generation % 2], deadline)
+        # A token taken after an abort may be one of abort's: the round did not necessarily end.
+        if self.broken:
+            raise threading.BrokenBarrierError
+        return index
+
+
 @dataclass
 class LocalState:
     x: torch.Tensor  # [d] shared parameters (allocated at launch; ps_init fills it)
@@ -53,7 +153,7 @@ class LocalState:
     scratch: torch.Tensor  # [P, slot] collective buffers
     lock: Any
     barrier: Any
-    abort: Any  # an Event
+    abort: Any  # a flag with set() and is_set(): threading.Event, ProcessFlag
     inboxes: list  # one queue per rank
     timeout_s: float
     spin_s: float = 0.0  # seconds a rank polls a held lock before it sleeps on it (0: sleep at once)
@@ -61,7 +161,8 @@ class LocalState:
     def fail(self) -> None:
         """Tell every rank that the run failed: the abort flag (checked at every pull, send, recv and
         barrier), and a broken barrier, so that ranks already waiting in one wake now instead of at
-        ``timeout_s``. Breaking it takes the barrier's lock (see the process backend's watcher)."""
+        ``timeout_s``. On the process backend neither step waits on a rank (:class:`ProcessFlag`,
+        :class:`ProcessBarrier`): the parent's watcher calls it while a rank may be stopped."""
         self.abort.set()
         self.barrier.abort()
 

@@ -1,9 +1,10 @@
 """process: workers are torch.multiprocessing processes sharing memory.
 
 The parameter vector, the update counters and the collective buffers are ``share_memory_()``
-tensors; locks, barriers and queues come from ``multiprocessing``. This is the backend that
-really runs in parallel on a multicore machine (measured here: lock-free AsySG at 2 workers,
-1.88-1.90x over 1 for the MLP at batch 10).
+tensors; the lock and the queues come from ``multiprocessing``, the barrier and the abort flag are
+:class:`~hdist.backends.local.ProcessBarrier` and :class:`~hdist.backends.local.ProcessFlag` (a
+stopped rank cannot hold them). This is the backend that really runs in parallel on a multicore
+machine (measured here: lock-free AsySG at 2 workers, 1.88-1.90x over 1 for the MLP at batch 10).
 
 Children are started by a forkserver that has imported torch once, so a run does not pay the
 torch import per worker. A worker that raises or dies ends the run: the launcher sees it,
@@ -26,7 +27,6 @@ A worker that finds the lock on x held polls it for ``backend.spin_s`` before it
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 from typing import Callable
 
@@ -35,7 +35,7 @@ import torch.multiprocessing as tmp
 
 from hdist.backends._ranks import alloc_state_tensors, make_ctx, run_rank, scratch_slot, threads_per_rank
 from hdist.backends._supervise import die_with_parent, report_and_exit, supervise_procs
-from hdist.backends.local import LocalComm, LocalState
+from hdist.backends.local import LocalComm, LocalState, ProcessBarrier, ProcessFlag
 from hdist.rundir import rank_guard, remove_pid_files
 from hdist.types import Backend, RankCtx, World
 
@@ -67,18 +67,7 @@ def _child(rank: int, world: int, cfg_dict: dict, run_dir: str, run_id: str, sta
         ctx = make_ctx(cfg, Path(run_dir), run_id, rank, world, comm)
         run_rank(ctx, rank_fn)
     except BaseException as e:  # noqa: B036 - every way out is reported to the parent
-        report_and_exit(errq, rank, e, on_failure=lambda: _abort(state))
-
-
-def _abort(state: LocalState, from_watcher: bool = False) -> None:
-    """:meth:`LocalState.fail`. Breaking the barrier takes its lock; a rank killed while holding it
-    (SIGKILL) would leave the watcher waiting forever, so the watcher does it from a daemon thread and
-    goes on: the ranks still see the abort flag, and the watcher stops them all after its grace period."""
-    if from_watcher:
-        state.abort.set()
-        threading.Thread(target=state.fail, name="hdist-abort-barrier", daemon=True).start()
-    else:
-        state.fail()
+        report_and_exit(errq, rank, e, on_failure=state.fail)
 
 
 def start_method(cfg) -> str:
@@ -111,8 +100,11 @@ def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], world: World,
     for t in (x, counts, scratch):
         t.share_memory_()
     timeout_s = float(cfg.backend.timeout_s)
-    state = LocalState(x=x, counts=counts, scratch=scratch, lock=mp.Lock(), barrier=mp.Barrier(world),
-                       abort=mp.Event(), inboxes=[mp.Queue() for _ in range(world)], timeout_s=timeout_s,
+    # Not mp.Barrier and mp.Event: their waits on peers have no timeout, so a stopped rank could hold
+    # its peers and the watcher's fail() for good (ProcessBarrier, ProcessFlag). The watcher calls
+    # fail() itself, with no helper thread: neither of them ever waits on a rank.
+    state = LocalState(x=x, counts=counts, scratch=scratch, lock=mp.Lock(), barrier=ProcessBarrier(world, mp),
+                       abort=ProcessFlag(mp), inboxes=[mp.Queue() for _ in range(world)], timeout_s=timeout_s,
                        spin_s=spin_s(cfg, world))
     errq = mp.Queue()
     cfg_dict = OmegaConf.to_container(cfg, resolve=True)
@@ -122,7 +114,7 @@ def launch(run_dir: Path, cfg, rank_fn: Callable[[RankCtx], None], world: World,
              for r in range(world)]
     try:
         supervise_procs(procs, errq, min(timeout_s, _FAIL_GRACE_S), _STOP_GRACE_S, "worker",
-                        on_failure=lambda: _abort(state, from_watcher=True), timeout_s=timeout_s)
+                        on_failure=state.fail, timeout_s=timeout_s)
     finally:
         remove_pid_files(run_dir)
 
