@@ -25,6 +25,7 @@ from typing import Callable
 import torch
 
 from hdist.devices import synchronize
+from hdist.precision import loss_scaler
 from hdist.problems import Problem, build_problem
 from hdist.train import Sampler, check_finite, measure, steps_per_epoch
 from hdist.types import RankCtx, ps_torch_dtype, seed_for
@@ -68,8 +69,6 @@ class FlatModel:
         # In an fp16 compute block (algo.precision=fp16, hdist.precision) the seed also carries the dynamic
         # loss scale S, so the low-precision backward does not underflow; the gradient is divided by S
         # below. None in fp32 and bf16: the seed and the bits are the ones above.
-        from hdist.precision import loss_scaler
-
         scaler = loss_scaler()
         if scaler is None:
             seed = torch.full((), 1.0 if scale is None else scale, dtype=loss.dtype, device=loss.device)
