@@ -42,8 +42,8 @@ class Problem:
         info = self.data.info
         self._mean = self._std = None
         if info.get("mean") is not None and info.get("std") is not None:
-            self._mean = torch.tensor(info["mean"], dtype=torch.float32).view(1, -1, 1, 1)
-            self._std = torch.tensor(info["std"], dtype=torch.float32).view(1, -1, 1, 1)
+            self._mean = torch.tensor(info["mean"], dtype=torch.float32, device="cpu").view(1, -1, 1, 1)
+            self._std = torch.tensor(info["std"], dtype=torch.float32, device="cpu").view(1, -1, 1, 1)
         self._augment = bool(info.get("augment")) and self.data.info.get("augment_fn") is not None
         #: True when batches need a transform (normalisation, augmentation): loops skip the call otherwise.
         self.has_transform = self._mean is not None or self._augment
@@ -84,8 +84,9 @@ class Problem:
         name = cfg.pop("name")
         # Module initialisers draw from torch's global generator: threads building models at
         # once (thread backend) must not interleave their draws.
-        # Built on the CPU from the CPU generator, then moved: the same initial weights on every device.
-        with _INIT_LOCK, torch.random.fork_rng(devices=[]):
+        # Built on the CPU from the CPU generator, then moved: the same initial weights on every device
+        # (torch.device("cpu") also overrides a rank's default device, which may be another).
+        with _INIT_LOCK, torch.random.fork_rng(devices=[]), torch.device("cpu"):
             torch.manual_seed(seed)
             model = models.build_model(name, **cfg)
         return model.to(self.device)
@@ -102,7 +103,9 @@ class Problem:
     def reg(self, model: nn.Module) -> torch.Tensor:
         if self.l2 == 0:
             return torch.zeros((), device=self.device)
-        return 0.5 * self.l2 * sum(p.pow(2).sum() for p in model.parameters())
+        # Each term on the problem's device: a model cut into stages on several GPUs (serial pipeline) sums
+        # across them (a no-op move where the model is on one device).
+        return 0.5 * self.l2 * sum(p.pow(2).sum().to(self.device) for p in model.parameters())
 
     @torch.no_grad()
     def reg_value(self, model: nn.Module) -> float:
@@ -135,7 +138,7 @@ class Problem:
         n = len(split) if max_samples is None else min(len(split), int(max_samples))
         total, wrong = 0.0, 0
         for lo in range(0, n, batch):
-            idx = torch.arange(lo, min(n, lo + batch))
+            idx = torch.arange(lo, min(n, lo + batch), device="cpu")  # host indices index a split anywhere
             x, y = split[idx]
             out = model(self.eval_batch(x) if self.has_transform else x)
             total += float(self.data_loss(out, y, reduction="sum" if self.loss_name == "cross_entropy"
@@ -164,8 +167,8 @@ class Problem:
         """
         if n_samples <= 0 or not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
             return False
-        g = torch.Generator().manual_seed(int(seed))
-        idx = torch.randperm(len(split), generator=g)[:int(n_samples)]
+        g = torch.Generator(device="cpu").manual_seed(int(seed))
+        idx = torch.randperm(len(split), generator=g, device="cpu")[:int(n_samples)]
         batch = max(2, int(batch))  # training-mode BatchNorm needs two samples per channel
 
         def inputs():

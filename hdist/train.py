@@ -15,7 +15,7 @@ from hdist.types import Diverged
 
 def epoch_order(n: int, gen: torch.Generator) -> torch.Tensor:
     """A fresh permutation of the rank's samples for one epoch (sampling without replacement)."""
-    return torch.randperm(n, generator=gen)
+    return torch.randperm(n, generator=gen, device="cpu")
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:

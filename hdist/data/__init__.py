@@ -104,13 +104,13 @@ class ArrayDataset:
 
         n = len(self)
         lo, hi = rank * n // world, (rank + 1) * n // world
-        return self.subset(torch.arange(lo, hi))
+        return self.subset(torch.arange(lo, hi, device="cpu"))
 
     def dense_X(self) -> torch.Tensor:
         """All of ``X`` as a dense float tensor (a sparse matrix is densified: mind the memory)."""
         import torch
 
-        return self[torch.arange(len(self))][0]
+        return self[torch.arange(len(self), device="cpu")][0]
 
 
 @dataclass
