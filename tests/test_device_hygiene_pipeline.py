@@ -135,3 +135,34 @@ def test_dfsdca_worker_and_gap_make_every_tensor_on_the_model_device(monkeypatch
     assert res.status == "done", res.reason
     assert sorted(name for name, _ in seen) == ["after", "worker_loop", "worker_loop"]
     assert all(device == torch.device("cpu") for _, device in seen)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("algo", ["bp", "ddg", "fr", "dni"])
+def test_pipeline_serial_on_cuda_puts_stage_k_on_gpu_k_and_logs_its_peak(monkeypatch, tmp_path, algo):
+    """Serial, 2 stages on CUDA: stage k on cuda:(k mod GPUs), its state there, the run done (activations
+    and error gradients crossed devices where there are 2 GPUs), ``peak_cuda_bytes/k`` logged per stage."""
+    from hdist.metrics import read_run_metrics
+
+    over = [o.replace("topology.devices=cpu", "topology.devices=cuda") for o in PIPE]
+    cfg = prepare([*over, f"algo={algo}", "backend=serial", f"results_dir={tmp_path}"])
+    real = hdist.algos.get_algo
+    spec = real(cfg.algo.name)
+    seen = {}
+
+    def keep(ctx):
+        importlib.import_module(ALGOS[ctx.cfg.algo.name]).run(ctx)
+        for k, module in ctx.extra["stages"].items():
+            seen[k] = {t.device for t in [*module.parameters(), *module.buffers()]}
+
+    monkeypatch.setattr(hdist.algos, "get_algo",
+                        lambda name: dataclasses.replace(spec, run=keep) if name == cfg.algo.name else real(name))
+    res = execute(cfg, force=True, quiet_skip=True)
+    assert res.status == "done", res.reason
+    gpus = torch.cuda.device_count()
+    assert seen == {k: {torch.device("cuda", k % gpus)} for k in range(2)}
+    df = read_run_metrics(res.run_dir).to_pandas()
+    for k in (1, 2):
+        assert (df[df.metric == f"peak_cuda_bytes/{k}"]["value"] > 0).all()
+        assert len(df[df.metric == f"peak_cuda_bytes/{k}"]) > 0

@@ -719,6 +719,10 @@ def run(ctx, stage_cls: type[Stage]) -> None:
                 st.probe_backward(s, keep=want[st.k] == s)
         log.paused_s = paused + (time.perf_counter() - r0)
 
+    for device in {st.device for st in stages if st.device.type == "cuda"}:
+        # peak_cuda_bytes counts this run's training from here, not what the process allocated before
+        # (an earlier run of a sweep in the same process, the data's move).
+        torch.cuda.reset_peak_memory_stats(device)
     ctx.progress.start(total)
     comm.barrier()
     log.restart_clock()

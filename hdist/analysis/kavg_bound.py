@@ -222,7 +222,9 @@ def probe(problem, model, batch_size: int, *, batches: int = 8, hvp_samples: int
 
     train = problem.data.train
     params = [p for p in model.parameters() if p.requires_grad]
-    gen = torch.Generator().manual_seed(int(seed))
+    device = params[0].device if params else torch.device("cpu")
+    # Batches, masks and the power iteration's start from a CPU generator: the same draws on every device.
+    gen = torch.Generator(device="cpu").manual_seed(int(seed))
     b = max(1, min(int(batch_size), len(train)))
     model.eval()  # F first, as a run's evaluation at update 0 sees the model (before any BatchNorm statistics move)
     with torch.no_grad():
@@ -230,11 +232,12 @@ def probe(problem, model, batch_size: int, *, batches: int = 8, hvp_samples: int
     if problem.l2:
         F1 += problem.reg_value(model)
     model.train()
-    with torch.random.fork_rng(devices=[]):
+    # torch.manual_seed seeds every device's generator: a GPU's (dropout there) is restored too.
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(int(seed))
         grads = []
         for _ in range(max(2, int(batches))):
-            x, y = train[torch.randperm(len(train), generator=gen)[:b]]
+            x, y = train[torch.randperm(len(train), generator=gen, device="cpu")[:b]]
             if problem.has_transform:
                 x = problem.train_batch(x, gen)
             grads.append(_flat_grad(params, problem.data_loss(model(x), y)).detach())
@@ -246,10 +249,10 @@ def probe(problem, model, batch_size: int, *, batches: int = 8, hvp_samples: int
         del grads
 
         n = max(1, min(int(hvp_samples), len(train)))
-        x, y = train[torch.randperm(len(train), generator=gen)[:n]]
+        x, y = train[torch.randperm(len(train), generator=gen, device="cpu")[:n]]
         if problem.has_transform:
             x = problem.eval_batch(x)
-        mask_seed = int(torch.randint(0, 2 ** 31 - 1, (1,), generator=gen))
+        mask_seed = int(torch.randint(0, 2 ** 31 - 1, (1,), generator=gen, device="cpu"))
         w_norm = float(torch.linalg.vector_norm(torch.cat([p.detach().reshape(-1) for p in params])))
         h = rel_step * max(1.0, w_norm)
 
@@ -261,7 +264,7 @@ def probe(problem, model, batch_size: int, *, batches: int = 8, hvp_samples: int
             finally:
                 _shift(params, v, -alpha)
 
-        v = torch.randn(mean.numel(), generator=gen, dtype=mean.dtype)
+        v = torch.randn(mean.numel(), generator=gen, dtype=mean.dtype, device="cpu").to(mean.device)
         v /= torch.linalg.vector_norm(v)
         norm = 0.0
         for _ in range(max(1, int(iters))):

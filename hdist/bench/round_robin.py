@@ -27,6 +27,7 @@ from collections import deque
 
 import torch
 
+from hdist import devices
 from hdist.algos._ps import FlatModel
 from hdist.problems import build_problem
 from hdist.rules import int_at_least
@@ -58,15 +59,16 @@ def interleaved_python(rounds: int) -> None:
 
 def run(ctx) -> None:
     cfg, log = ctx.cfg, ctx.log
-    problem = build_problem(cfg)
+    problem = build_problem(cfg, ctx.device)
     p = int(cfg.algo.replicas)
     b = int(cfg.algo.batch_size)
     lr = float(cfg.algo.lr)
     x = FlatModel(problem.build_model(seed_for(cfg.seed, 0))).flat.clone()
     replicas = [FlatModel(problem.build_model(seed_for(cfg.seed, 0))) for _ in range(p)]
     shards = [problem.data.train.shard(w, p) for w in range(p)]
-    gens = [torch.Generator().manual_seed(seed_for(cfg.seed, w)) for w in range(p)]
-    orders = [torch.randperm(len(s), generator=g) for s, g in zip(shards, gens)]
+    # Sample orders from CPU generators: the same batches on every device.
+    gens = [torch.Generator(device="cpu").manual_seed(seed_for(cfg.seed, w)) for w in range(p)]
+    orders = [torch.randperm(len(s), generator=g, device="cpu") for s, g in zip(shards, gens)]
     pos = [0] * p
     total = p * math.ceil(float(cfg.scale.epochs) * steps_per_epoch(len(shards[0]), b))
     rounds = int(cfg.algo.interleave)
@@ -75,18 +77,20 @@ def run(ctx) -> None:
     peak = 1  # the most gradients alive at once (delay + 1 once the loop is past its first updates)
     ctx.progress.start(total)
     log.restart_clock()
+    devices.synchronize(x.device)  # the clock reads close the GPU's work (nothing on the CPU)
     t0 = time.perf_counter()
     between_s = 0.0
     for i in range(total):
         if rounds:
-            # Untimed: only its effect on the update that follows is measured.
+            # Untimed: only its effect on the update that follows is measured (the GPU's queue keeps
+            # running meanwhile, as it would under a simulator's Python).
             tb = time.perf_counter()
             interleaved_python(rounds)
             between_s += time.perf_counter() - tb
         w = i % p
         fm = replicas[w]
         if pos[w] >= len(shards[w]):
-            orders[w] = torch.randperm(len(shards[w]), generator=gens[w])
+            orders[w] = torch.randperm(len(shards[w]), generator=gens[w], device="cpu")
             pos[w] = 0
         xb, yb = shards[w][orders[w][pos[w]:pos[w] + b]]
         pos[w] += b
@@ -105,6 +109,7 @@ def run(ctx) -> None:
     while in_flight:
         # The updates still in flight when the last gradient is taken land too: as many adds as delay 0.
         x.add_(in_flight.popleft(), alpha=-lr)
+    devices.synchronize(x.device)
     log.log("train", "s_per_update", (time.perf_counter() - t0 - between_s) / total)
     if rounds:
         log.log("train", "interleaved_s_per_update", between_s / total)
