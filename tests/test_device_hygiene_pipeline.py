@@ -137,6 +137,42 @@ def test_dfsdca_worker_and_gap_make_every_tensor_on_the_model_device(monkeypatch
     assert all(device == torch.device("cpu") for _, device in seen)
 
 
+def test_stage_placement_rule(monkeypatch):
+    """Serial on CUDA: stage k on cuda:((i + k) mod GPUs), i the rank's GPU; K ranks: every stage on its rank's
+    device; the CPU: every stage on the CPU. (The rule only names devices: checked here without a GPU.)"""
+    from hdist.algos._pipeline import stage_devices
+
+    cpu = torch.device("cpu")
+    assert stage_devices(cpu, 3, 1) == [cpu] * 3
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    cuda = [torch.device("cuda", i) for i in range(2)]
+    assert stage_devices(cuda[0], 3, 1) == [cuda[0], cuda[1], cuda[0]]
+    assert stage_devices(cuda[1], 2, 1) == [cuda[1], cuda[0]]
+    assert stage_devices(cuda[1], 2, 2) == [cuda[1], cuda[1]]
+
+
+def test_activations_and_gradients_cross_to_the_receiving_stage_device():
+    """MemoryLinks hands the receiver its tensor on the receiver's device, and the composed model used for a
+    serial run's evaluation moves each stage's input to that stage's device (meta stands in for a 2nd device)."""
+    from torch import nn
+
+    from hdist.algos._pipeline import ACT, CrossDevice, MemoryLinks
+
+    links = MemoryLinks()
+    h = torch.ones(4, 3, device="cpu")
+    links.send(0, 1, ACT, h)
+    got = links.recv(1, 0, ACT, (4, 3), torch.float32, torch.device("meta"))
+    assert got.device.type == "meta" and got.shape == (4, 3)
+    links.send(0, 1, ACT, h)
+    assert links.recv(1, 0, ACT, (4, 3), torch.float32, torch.device("cpu")).data_ptr() == h.data_ptr()  # no copy
+    with torch.device("cpu"):
+        parts = [nn.Sequential(nn.Linear(3, 5)), nn.Sequential(nn.Linear(5, 2))]
+    parts[1].to("meta")
+    composed = CrossDevice(parts, [torch.device("cpu"), torch.device("meta")], torch.device("meta"))
+    out = composed(h)
+    assert out.device.type == "meta" and out.shape == (4, 2)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("algo", ["bp", "ddg", "fr", "dni"])
