@@ -36,7 +36,7 @@ DENSE_SOLVE_MAX = 5000
 
 
 def _dense(split) -> tuple[np.ndarray, np.ndarray]:
-    x, y = split[torch.arange(len(split))]
+    x, y = split[torch.arange(len(split), device="cpu")]
     return x.reshape(len(split), -1).to(torch.float64).numpy(), y
 
 

@@ -42,8 +42,8 @@ class Problem:
         info = self.data.info
         self._mean = self._std = None
         if info.get("mean") is not None and info.get("std") is not None:
-            self._mean = torch.tensor(info["mean"], dtype=torch.float32).view(1, -1, 1, 1)
-            self._std = torch.tensor(info["std"], dtype=torch.float32).view(1, -1, 1, 1)
+            self._mean = torch.tensor(info["mean"], dtype=torch.float32, device="cpu").view(1, -1, 1, 1)
+            self._std = torch.tensor(info["std"], dtype=torch.float32, device="cpu").view(1, -1, 1, 1)
         self._augment = bool(info.get("augment")) and self.data.info.get("augment_fn") is not None
         #: True when batches need a transform (normalisation, augmentation): loops skip the call otherwise.
         self.has_transform = self._mean is not None or self._augment
@@ -103,7 +103,9 @@ class Problem:
     def reg(self, model: nn.Module) -> torch.Tensor:
         if self.l2 == 0:
             return torch.zeros((), device=self.device)
-        return 0.5 * self.l2 * sum(p.pow(2).sum() for p in model.parameters())
+        # Each term on the problem's device: a model cut into stages on several GPUs (serial pipeline) sums
+        # across them (a no-op move where the model is on one device).
+        return 0.5 * self.l2 * sum(p.pow(2).sum().to(self.device) for p in model.parameters())
 
     @torch.no_grad()
     def reg_value(self, model: nn.Module) -> float:

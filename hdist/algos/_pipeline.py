@@ -24,6 +24,15 @@ The stage code is the same in both, and every rule is stated in iterations (a de
 iterations, the previous iteration's gradient), never in timing; links are FIFO per
 (sender, receiver, kind), so any world computes the same numbers: serial is the exact reference.
 
+Devices (``topology.devices``, :mod:`hdist.devices`). A world of K ranks: stage k on its rank's
+device (``ctx.device``). A world of one rank (serial): stage k on ``cuda:((i + k) mod GPUs)`` (i: the
+rank's GPU, so one GPU per stage where there are K of them), and :class:`MemoryLinks` moves each
+activation and error gradient to the receiving stage's device; on the CPU every stage is on the CPU
+and nothing is copied (the same bits as before devices existed). The model is built on the CPU from
+the CPU generator and then moved, and sample orders and augmentation draws come from CPU generators,
+so every device trains from the same weights on the same batches. Every stage timer waits for its
+stage's device before each clock read (:func:`hdist.devices.synchronize`).
+
 Data. Every rank draws the same sample order (seeded (seed, 0), as serial SGD), so the first
 stage reads x^t and the last stage y^t without sending labels; augmentation draws come from a
 generator seeded by (seed, t), so the batch of any iteration can be made again (the sigma probe).
@@ -35,7 +44,9 @@ synthesizer and the optimizer step), ``wait_s`` (blocked in a link's receive),
 and freed, by distinct storage: the tensors its autograd graphs save (hooked with
 ``torch.autograd.graph.saved_tensors_hooks``; the live parameters and buffers are not counted),
 the parameter snapshots a delayed graph needs, input histories, error gradients received and not
-yet used, and kept activations. ``sigma/k``: every ``algo.sigma_every`` steps, the sufficient-
+yet used, and kept activations; on a GPU also ``peak_cuda_bytes``: ``torch.cuda.max_memory_allocated``
+of the stage's device (everything the allocator gave out there, weights and workspace included; shared
+by the stages placed on one GPU). ``sigma/k``: every ``algo.sigma_every`` steps, the sufficient-
 direction constant of Assumption 6.4.1 for the stage, sigma_k = <grad_k f_B(w^t), g_k^t> /
 ||grad_k f_B(w^t)||^2, where g_k^t is the gradient the algorithm applies at iteration t (before
 the optimizer's weight decay), B is the mini-batch it comes from and grad_k f_B(w^t) is the exact
@@ -68,6 +79,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from hdist import devices
 from hdist.models import build_model, split_stages
 from hdist.problems import build_problem
 from hdist.rules import int_at_least, is_list, opt
@@ -153,7 +165,7 @@ def validate(cfg) -> None:
         raise ConfigError(f"algo.optimizer_args={args!r}: not allowed; expected a mapping of keyword arguments")
     # The optimizer on a stand-in parameter: a bad keyword or value is refused here, in the parent,
     # not by each stage after launch.
-    make_optimizer(cfg.algo, [torch.zeros(1, requires_grad=True)], float(cfg.objective.l2))
+    make_optimizer(cfg.algo, [torch.zeros(1, requires_grad=True, device="cpu")], float(cfg.objective.l2))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -170,7 +182,7 @@ class MemoryLinks:
     def send(self, src: int, dst: int, kind: int, tensor: torch.Tensor) -> None:
         self._q[(src, dst, kind)].append(tensor.detach())
 
-    def recv(self, dst: int, src: int, kind: int, shape, dtype) -> torch.Tensor:
+    def recv(self, dst: int, src: int, kind: int, shape, dtype, device: torch.device) -> torch.Tensor:
         q = self._q[(src, dst, kind)]
         if not q:
             # The serial order (forwards 1..K, then backwards K..1) never waits: an empty queue is a
@@ -181,7 +193,9 @@ class MemoryLinks:
         if tuple(t.shape) != tuple(shape):
             raise RuntimeError(f"pipeline: {_KIND[kind]} from stage {src + 1} has shape {tuple(t.shape)}, "
                                f"stage {dst + 1} expects {tuple(shape)}")
-        return t
+        # The receiving stage's device (serial: stage k on its own GPU): the activation or error gradient
+        # crosses devices here; on one device (the CPU) it is the tensor sent, no copy.
+        return t.to(device)
 
     def pending(self) -> int:
         return sum(len(q) for q in self._q.values())
@@ -196,8 +210,8 @@ class CommLinks:
     def send(self, src: int, dst: int, kind: int, tensor: torch.Tensor) -> None:
         self.comm.send(tensor.detach().reshape(-1).contiguous(), dst, tag=kind)
 
-    def recv(self, dst: int, src: int, kind: int, shape, dtype) -> torch.Tensor:
-        buf = torch.empty(math.prod(shape), dtype=dtype)
+    def recv(self, dst: int, src: int, kind: int, shape, dtype, device: torch.device) -> torch.Tensor:
+        buf = torch.empty(math.prod(shape), dtype=dtype, device=device)
         self.comm.recv(buf, src, tag=kind)
         return buf.view(tuple(shape))
 
@@ -268,7 +282,7 @@ class Batches:
         self.n, self.b = len(self.train), int(batch_size)
         self.seed = int(seed)
         # Serial SGD's order; a batch ``lookback`` iterations back can be made again (delays, probes).
-        self.order = Sampler(self.n, self.b, torch.Generator().manual_seed(seed_for(seed, 0)), lookback)
+        self.order = Sampler(self.n, self.b, torch.Generator(device="cpu").manual_seed(seed_for(seed, 0)), lookback)
         self.spe = self.order.spe
 
     def indices(self, s: int) -> torch.Tensor:
@@ -281,7 +295,8 @@ class Batches:
         x, _ = self.train[self.indices(s)]
         if self.problem.has_transform:
             # Augmentation seeded by (seed, s): the batch of iteration s is a function of s.
-            x = self.problem.train_batch(x, torch.Generator().manual_seed(seed_for(self.seed, 1_000_000 + s)))
+            gen = torch.Generator(device="cpu").manual_seed(seed_for(self.seed, 1_000_000 + s))
+            x = self.problem.train_batch(x, gen)
         return x
 
     def y(self, s: int) -> torch.Tensor:
@@ -289,17 +304,20 @@ class Batches:
 
     def sample(self) -> torch.Tensor:
         """One training sample as the model sees it (shapes and FLOPs)."""
-        x, _ = self.train[torch.arange(1)]
+        x, _ = self.train[torch.arange(1, device="cpu")]
         return self.problem.eval_batch(x) if self.problem.has_transform else x
 
 
-def profile(parts: list[nn.Sequential], sample: torch.Tensor) -> tuple[list[tuple], list[tuple], list[float]]:
-    """Per stage: input shape and output shape of one sample, and forward FLOPs (eval mode, no grad)."""
+def profile(parts: list[nn.Sequential], sample: torch.Tensor,
+            where: list[torch.device] | None = None) -> tuple[list[tuple], list[tuple], list[float]]:
+    """Per stage: input shape and output shape of one sample, and forward FLOPs (eval mode, no grad);
+    stage k runs on ``where[k]`` (None: where its parameters are)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     ins, outs, flops = [], [], []
     h = sample
-    for part in parts:
+    for part, device in zip(parts, where or [module_device(p) for p in parts]):
+        h = h.to(device)
         was = part.training
         part.eval()
         try:
@@ -325,7 +343,7 @@ def stage_out_shapes(cfg, problem) -> list[tuple[int, ...]]:
         model = build_model(name, **kwargs)
     cuts = [int(c) for c in a.cuts] if a.get("cuts") is not None else None
     parts = split_stages(model, int(cfg.topology.stages), cuts)
-    x, _ = problem.data.train[torch.arange(1)]
+    x, _ = problem.data.train[torch.arange(1, device="cpu")]
     h = (problem.eval_batch(x) if problem.has_transform else x).to("meta")
     outs = []
     with torch.no_grad():
@@ -343,9 +361,12 @@ def stage_out_shapes(cfg, problem) -> list[tuple[int, ...]]:
 class Env:
     """What the stages of one run share: config, communication, logger, links, data, the cut model."""
 
-    def __init__(self, cfg, comm, log, links, data: Batches, problem, parts, ins, outs, flops):
+    def __init__(self, cfg, comm, log, links, data: Batches, problem, parts, ins, outs, flops,
+                 where: list[torch.device] | None = None):
         self.cfg, self.comm, self.log, self.links, self.data, self.problem = cfg, comm, log, links, data, problem
         self.parts, self.ins, self.outs = parts, ins, outs
+        # stage k's device (None: where its parameters are)
+        self.devices = list(where) if where is not None else [module_device(p) for p in parts]
         self.K = len(parts)
         total = sum(flops)
         self.flops = flops
@@ -366,6 +387,7 @@ class Stage:
         self.env, self.k, self.K = env, k, env.K
         self.first, self.last = k == 0, k == env.K - 1
         self.module = env.parts[k]
+        self.device = env.devices[k]
         self.params = list(self.module.parameters())
         self.buffers = list(self.module.buffers())
         self.dtype = self.params[0].dtype if self.params else torch.float32
@@ -405,22 +427,26 @@ class Stage:
         """Time a phase of this stage on the rank's clock. With ``work``, the phase is a compute
         block of this stage's worker (a fraction ``work`` of the cost model's step for ``samples``):
         the sim charges it to the virtual clock, a real backend may straggle in it (the phase's
-        time includes the hold, as the sim's does)."""
+        time includes the hold, as the sim's does). Both clock reads wait for the stage's device first:
+        CUDA kernels run asynchronously, so the phase's time is its kernels' (and no earlier phase's)."""
+        devices.synchronize(self.device)
         t0 = self.comm.now()
         if work > 0:
             with self.comm.compute(samples, work=work, worker=self.k):
                 yield
         else:
             yield
+        devices.synchronize(self.device)
         self.times[phase] += self.comm.now() - t0
 
     # --- links ---------------------------------------------------------------------------------
     def receive_input(self, t: int) -> torch.Tensor:
         """x^t on the first stage, else h_{k-1}^t from stage k - 1 (blocked time is wait_s)."""
         if self.first:
-            return self.data.x(t)
+            return self.data.x(t).to(self.device)
         with self.timed("wait"):
-            return self.links.recv(self.k, self.k - 1, ACT, (self.data.size(t), *self.in_shape), self.dtype)
+            return self.links.recv(self.k, self.k - 1, ACT, (self.data.size(t), *self.in_shape), self.dtype,
+                                   self.device)
 
     def send_output(self, h: torch.Tensor) -> None:
         self.links.send(self.k, self.k + 1, ACT, h)
@@ -429,7 +455,8 @@ class Stage:
         """The error gradient for the output of iteration s's batch, from stage k + 1; it is held
         (counted) until the caller frees the token."""
         with self.timed("wait"):
-            g = self.links.recv(self.k, self.k + 1, GRAD, (self.data.size(s), *self.out_shape), self.dtype)
+            g = self.links.recv(self.k, self.k + 1, GRAD, (self.data.size(s), *self.out_shape), self.dtype,
+                                self.device)
         return g, self.mem.hold([g])
 
     def send_grad(self, g: torch.Tensor | None, s: int) -> None:
@@ -473,7 +500,7 @@ class Stage:
 
     def set_loss(self, out: torch.Tensor, t: int) -> torch.Tensor:
         """Last stage: the loss of iteration t's mini-batch."""
-        self.loss = self.problem.data_loss(out, self.data.y(t))
+        self.loss = self.problem.data_loss(out, self.data.y(t).to(out.device))
         return self.loss
 
     def backprop(self, out: torch.Tensor, delta: torch.Tensor | None, samples: int, free=()) -> None:
@@ -503,8 +530,10 @@ class Stage:
             p.grad = torch.zeros_like(p)
 
     def flat_grad(self) -> torch.Tensor:
+        if not self.params:
+            return torch.zeros(0, dtype=torch.float64, device=self.device)
         return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).double()
-                          for p in self.params]) if self.params else torch.zeros(0, dtype=torch.float64)
+                          for p in self.params])
 
     def update(self, lr: float) -> None:
         """Apply the gradient in p.grad with the stage's optimizer (the last line of every box)."""
@@ -526,14 +555,15 @@ class Stage:
     # --- sigma probe: one exact BP pass of batch s at the current weights ----------------------
     def probe_forward(self, s: int) -> None:
         if self.first:
-            h = self.data.x(s)
+            h = self.data.x(s).to(self.device)
         else:
-            h = self.links.recv(self.k, self.k - 1, PROBE_ACT, (self.data.size(s), *self.in_shape), self.dtype)
+            h = self.links.recv(self.k, self.k - 1, PROBE_ACT, (self.data.size(s), *self.in_shape), self.dtype,
+                                self.device)
             h.requires_grad_(True)
         saved = self.save_buffers()
         out = self.module(h)
         if self.last:
-            out = self.problem.data_loss(out, self.data.y(s))
+            out = self.problem.data_loss(out, self.data.y(s).to(out.device))
         else:
             self.links.send(self.k, self.k + 1, PROBE_ACT, out)
         self._probe = (h, out, saved)
@@ -547,7 +577,7 @@ class Stage:
             out.backward()
         else:
             out.backward(self.links.recv(self.k, self.k + 1, PROBE_GRAD, (self.data.size(s), *self.out_shape),
-                                         self.dtype))
+                                         self.dtype, self.device))
         if not self.first:
             g = h.grad if h.grad is not None else torch.zeros_like(h)
             self.links.send(self.k, self.k - 1, PROBE_GRAD, g)
@@ -562,8 +592,13 @@ class Stage:
     # --- measurements --------------------------------------------------------------------------
     def log_measurements(self) -> None:
         n = self.k + 1
-        self.log.log_many("comm", {f"forward_s/{n}": self.times["forward"], f"backward_s/{n}": self.times["backward"],
-                                   f"wait_s/{n}": self.times["wait"], f"peak_mem_bytes/{n}": float(self.mem.peak)})
+        values = {f"forward_s/{n}": self.times["forward"], f"backward_s/{n}": self.times["backward"],
+                  f"wait_s/{n}": self.times["wait"], f"peak_mem_bytes/{n}": float(self.mem.peak)}
+        if self.device.type == "cuda":
+            # What the allocator reports for the stage's GPU (weights, optimizer state, workspace and the
+            # held bytes above): the device's peak, shared with any other stage placed on the same GPU.
+            values[f"peak_cuda_bytes/{n}"] = float(torch.cuda.max_memory_allocated(self.device))
+        self.log.log_many("comm", values)
 
     def log_extra(self) -> None:
         """An algorithm's own rows at logging steps (DNI: its synthesizers' error)."""
@@ -576,6 +611,37 @@ class Stage:
 def state_tensors(module: nn.Module) -> list[torch.Tensor]:
     """Parameters and floating-point buffers (BatchNorm statistics): what evaluation reads."""
     return [*module.parameters(), *(b for b in module.buffers() if b.is_floating_point())]
+
+
+def module_device(module: nn.Module) -> torch.device:
+    """Where ``module``'s parameters are (the CPU for a module without parameters)."""
+    p = next(iter(module.parameters()), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def stage_devices(rank_device: torch.device, K: int, world: int) -> list[torch.device]:
+    """Stage k's device. A world of K ranks: every stage on its rank's device (``ctx.device``). A world of
+    one rank (serial): stage k on the GPU k places after the rank's (``cuda:((i + k) mod GPUs)``, i the
+    rank's GPU: one GPU per stage where there are K), or the CPU for every stage."""
+    if world != 1 or rank_device.type != "cuda":
+        return [rank_device] * K
+    first = rank_device.index or 0
+    return [devices.rank_device("cuda", first + k) for k in range(K)]
+
+
+class CrossDevice(nn.Module):
+    """The K stages composed over their devices (evaluation of a serial run with stages on several GPUs):
+    each stage's input moves to its device, the output to ``out_device`` (where the labels are)."""
+
+    def __init__(self, parts: list[nn.Sequential], where: list[torch.device], out_device: torch.device):
+        super().__init__()
+        self.parts = nn.ModuleList(parts)
+        self.where, self.out_device = list(where), out_device
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        for part, device in zip(self.parts, self.where):
+            h = part(h.to(device))
+        return h.to(self.out_device)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -591,17 +657,22 @@ def run(ctx, stage_cls: type[Stage]) -> None:
     world = int(comm.world_size)
     if world not in (1, K):
         raise RuntimeError(f"pipeline: a world of {world} ranks cannot run topology.stages={K} (1 or {K} ranks)")
-    problem = build_problem(cfg)
+    problem = build_problem(cfg, ctx.device)
     # Every rank builds the whole model from the serial run's initialisation and keeps its stage.
     model = problem.build_model(seed_for(cfg.seed, 0))
     cuts = [int(c) for c in a.cuts] if a.get("cuts") is not None else None
     parts = split_stages(model, K, cuts)
+    where = stage_devices(ctx.device, K, world)
+    for part, device in zip(parts, where):
+        part.to(device)
     data = Batches(problem, int(a.batch_size), int(cfg.seed), lookback=K)
-    ins, outs, flops = profile(parts, data.sample())
+    ins, outs, flops = profile(parts, data.sample(), where)
     links = MemoryLinks() if world == 1 else CommLinks(comm)
-    env = Env(cfg, comm, log, links, data, problem, parts, ins, outs, flops)
+    env = Env(cfg, comm, log, links, data, problem, parts, ins, outs, flops, where)
     local = list(range(K)) if world == 1 else [comm.rank]
     stages = [stage_cls(env, k) for k in local]
+    # The composed model, for evaluation: stages on several devices pass the activations along.
+    composed = model if len(set(where)) == 1 else CrossDevice(parts, where, problem.device)
     ctx.extra["model"] = model
     ctx.extra["stages"] = {st.k: st.module for st in stages}
     ctx.extra["pipeline"] = stages
@@ -619,7 +690,7 @@ def run(ctx, stage_cls: type[Stage]) -> None:
     def evaluate_now() -> None:
         paused, r0 = log.paused_s, time.perf_counter()
         if world == 1:
-            evaluate(model, data.train)
+            evaluate(composed, data.train)
         else:
             if last is None:
                 flat = torch.cat([t.detach().reshape(-1) for t in stages[0].state_tensors()])
@@ -627,7 +698,8 @@ def run(ctx, stage_cls: type[Stage]) -> None:
             else:
                 for j in range(K - 1):
                     tensors = state_tensors(parts[j])
-                    flat = links.recv(K - 1, j, STATE, (sum(t.numel() for t in tensors),), torch.float32)
+                    flat = links.recv(K - 1, j, STATE, (sum(t.numel() for t in tensors),), torch.float32,
+                                      last.device)
                     with torch.no_grad():
                         off = 0
                         for t in tensors:
@@ -647,6 +719,10 @@ def run(ctx, stage_cls: type[Stage]) -> None:
                 st.probe_backward(s, keep=want[st.k] == s)
         log.paused_s = paused + (time.perf_counter() - r0)
 
+    for device in {st.device for st in stages if st.device.type == "cuda"}:
+        # peak_cuda_bytes counts this run's training from here, not what the process allocated before
+        # (an earlier run of a sweep in the same process, the data's move).
+        torch.cuda.reset_peak_memory_stats(device)
     ctx.progress.start(total)
     comm.barrier()
     log.restart_clock()
@@ -680,11 +756,13 @@ def run(ctx, stage_cls: type[Stage]) -> None:
                 st.log_extra()
             if l2 > 0:
                 if last is None:
-                    links.send(stages[0].k, K - 1, REG, torch.tensor([stages[0].reg], dtype=torch.float64))
+                    links.send(stages[0].k, K - 1, REG, torch.tensor([stages[0].reg], dtype=torch.float64,
+                                                                      device=stages[0].device))
                 else:
                     reg = sum(st.reg for st in stages)
                     if world > 1:
-                        reg += sum(float(links.recv(K - 1, j, REG, (1,), torch.float64)[0]) for j in range(K - 1))
+                        reg += sum(float(links.recv(K - 1, j, REG, (1,), torch.float64, last.device)[0])
+                                   for j in range(K - 1))
                     value += reg
             if last is not None:
                 log.log("train", "train_loss", value)

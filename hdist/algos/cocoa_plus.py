@@ -27,6 +27,11 @@ w = w(alpha) (snapshots keep w itself in float64); at the end ``duality_gap_exac
 Sparse data (LIBSVM rcv1) stays sparse: the shard is CSR float64 (see :class:`hdist.algos.dfsdca.LocalData`)
 and a local SDCA step reads and writes only x_i's non-zeros; dense data keeps the dense code path unchanged.
 Runs on thread, process, mpi, sim (collective) and serial (one worker).
+
+Devices (``topology.devices``): the problem and the model (evaluation) are on the rank's device; the SDCA
+steps, w, alpha and the all-reduced vector stay on the host in float64 numpy (a coordinate step is a few
+scalar operations on one row, which a GPU would spend in kernel launches; the backends move the vector to
+the device where their collective needs it).
 """
 
 from __future__ import annotations
@@ -56,7 +61,7 @@ def validate(cfg) -> None:
 
 def run(ctx) -> None:
     cfg, comm, log = ctx.cfg, ctx.comm, ctx.log
-    problem = build_problem(cfg)
+    problem = build_problem(cfg, ctx.device)
     fm = FlatModel(problem.build_model(seed_for(cfg.seed, 0)))
     ctx.extra["model"] = fm.model
     train = problem.data.train
@@ -78,7 +83,7 @@ def run(ctx) -> None:
     spe_global = n / (H * K)  # rounds per pass over the data
     snaps = Snapshots(ctx, spe_global, rounds) if k == 0 else None
     dual_by_version = {0: 0.0}
-    buf = torch.zeros(data.d + 1, dtype=torch.float64)
+    buf = torch.zeros(data.d + 1, dtype=torch.float64, device="cpu")  # host: numpy reads and writes it
     ctx.progress.start(rounds)
     comm.barrier()
     log.t0 = time.perf_counter()
@@ -130,7 +135,7 @@ def run(ctx) -> None:
     train_s = comm.elapsed_s()
     # The exact pair check: w(alpha) = sum_k X_k' alpha_[k] / (lambda n) and the dual terms from alpha
     # itself, not from the running bookkeeping (a float64 all-reduce; every rank takes part).
-    exact = torch.zeros(data.d + 1, dtype=torch.float64)
+    exact = torch.zeros(data.d + 1, dtype=torch.float64, device="cpu")
     with comm.untimed():
         exact[:-1] = torch.from_numpy(data.u())
         exact[-1] = objectives.Ridge.dual_terms(data.alpha, data.y)

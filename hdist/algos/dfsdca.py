@@ -50,6 +50,11 @@ Choices and deviations, said here:
   be 7.6 GB dense) and a step touches only x_i's non-zeros (x_i'w over them, v[idx] += r x_i).
   Dense data keeps the dense arrays and code path unchanged (bit-identical to before).
 Runs on mpi and sim (server rank), process and thread (the shared vector is the server).
+
+Devices (``topology.devices``): the problem, the model and the server's w are where the backend puts them
+(the rank's device); a worker's dual steps, alpha and its copy of w are host float64 numpy (a step is a
+few scalar operations on one row, which a GPU would spend in kernel launches): w is copied to the host
+after each pull and the push is copied to w's device.
 """
 
 from __future__ import annotations
@@ -129,9 +134,9 @@ class LocalData:
             y = shard.y
             self._indptr, self._indices, self._data = self.X.indptr, self.X.indices, self.X.data
         else:
-            X, y = shard[torch.arange(len(shard))]
-            self.X = X.reshape(len(shard), -1).to(torch.float64).numpy()
-        self.y = problem.target(y).to(torch.float64).numpy() if self.kind == "ridge" else None
+            X, y = shard[torch.arange(len(shard), device="cpu")]
+            self.X = X.reshape(len(shard), -1).to("cpu", torch.float64).numpy()
+        self.y = problem.target(y).to("cpu", torch.float64).numpy() if self.kind == "ridge" else None
         self.n_k, self.d = self.X.shape
         if self.kind == "pca":
             self.mu, self.lam = objectives.pca_mu(cfg), float(cfg.objective.l2)
@@ -218,7 +223,7 @@ def worker_loop(ctx, problem, fm, w, snaps):
     x = fm.ps  # the server's w, in PS_DTYPE (float64)
     version = comm.pull(x)  # receive w
     w.pulled(version, x, snaps)
-    wv = x.detach().to(torch.float64).numpy().copy()
+    wv = x.detach().to("cpu", torch.float64).numpy().copy()
     v = np.zeros(data.d)
     entries = []  # (version at which this push is in w, the shard's dual sum then)
     for p in range(pushes):
@@ -228,12 +233,12 @@ def worker_loop(ctx, problem, fm, w, snaps):
             for i in rng.integers(0, data.n_k, H):
                 if T is not None and comm.ps_version() // T > version // T:
                     version = comm.pull(x)  # the broadcast of w^{s+1,0} reaches this worker
-                    wv[:] = x.detach().to(torch.float64).numpy()
+                    wv[:] = x.detach().to("cpu", torch.float64).numpy()
                 data.step(int(i), wv, v, step)
                 comm.compute_done(1)
-        delta = torch.from_numpy(-eta * v).to(x.dtype)
+        delta = torch.from_numpy(-eta * v).to(x.device, x.dtype)
         staleness, version = comm.push_pull(delta, version, x)  # send v_k; receive w
-        wv[:] = x.detach().to(torch.float64).numpy()
+        wv[:] = x.detach().to("cpu", torch.float64).numpy()
         # A step too large for the data overflows alpha within a few pushes; the snapshots are evaluated
         # only after training, so without this the run would go on to its end in NaN.
         check_finite(data.dual_sum, f"worker {w.index} push {p + 1} (its dual sum)")
@@ -255,7 +260,7 @@ def parse_rows(rows, d: int):
     """Each worker's (versions, dual sums) and final (dual sum, u_k) from its flat row tensor."""
     out = []
     for r in rows:
-        a = r.view(-1).numpy()
+        a = r.view(-1).to("cpu").numpy()
         k = int(a[0])
         e = a[2:2 + 2 * k].reshape(k, 2)
         out.append((e[:, 0], e[:, 1], float(a[1]), a[2 + 2 * k:2 + 2 * k + d]))
@@ -270,7 +275,7 @@ def after(ctx, problem, fm, snaps, rows):
     parsed = parse_rows(rows, obj.d)
     w_alpha = sum(p[3] for p in parsed) / (obj.lam * obj.n)
     dual = obj.dual_from(sum(p[2] for p in parsed), w_alpha)
-    w = fm.ps.detach().to(torch.float64).numpy()  # the final x (run_ps pulled it into fm.ps)
+    w = fm.ps.detach().to("cpu", torch.float64).numpy()  # the final x (run_ps pulled it into fm.ps)
     log = ctx.log
     log.log("event", "duality_gap_exact", obj.primal(w) - dual)
     log.log("event", "dual_residual", float(np.linalg.norm(w - w_alpha)))
@@ -288,7 +293,7 @@ def after(ctx, problem, fm, snaps, rows):
 def run(ctx) -> None:
     cfg = ctx.cfg
     # One update of x is one push of H dual steps: n / H updates make a pass over the data.
-    n = len(build_problem(cfg).data.train)
+    n = len(build_problem(cfg, ctx.device).data.train)
     # w = w(alpha) is the sum of every push: kept in PS_DTYPE (float64), so that the per-snapshot duality
     # gap is a bound down to float64 rounding.
     run_frame(ctx, worker_loop, spe_global=n / int(cfg.algo.h), after=after, zero_init=True, ps_dtype=PS_DTYPE)

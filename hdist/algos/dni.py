@@ -126,8 +126,9 @@ def synth_flops(synth: Synthesizer, shape: tuple[int, ...], n_classes: int) -> f
     """Forward FLOPs of the synthesizer for one sample (two counted: batch statistics need two)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    h = torch.zeros(2, *shape)
-    y = torch.zeros(2, dtype=torch.long) if n_classes else torch.zeros(2)
+    device = next(synth.parameters()).device
+    h = torch.zeros(2, *shape, device=device)
+    y = torch.zeros(2, dtype=torch.long, device=device) if n_classes else torch.zeros(2, device=device)
     with torch.no_grad(), FlopCounterMode(display=False) as fc:
         synth(h, y)
     return float(fc.get_total_flops()) / 2
@@ -146,10 +147,12 @@ class DNIStage(BPStage):
             return
         a = env.cfg.algo
         n_classes = int(env.outs[-1][0]) if self.problem.loss_name == "cross_entropy" else 0
-        # Seeded by (seed, stage): the same synthesizer on every backend.
-        with torch.random.fork_rng(devices=[]):
+        # Seeded by (seed, stage): the same synthesizer on every backend and device (built on the CPU from
+        # the CPU generator, then moved to the stage's device).
+        with torch.random.fork_rng(devices=[]), torch.device("cpu"):
             torch.manual_seed(seed_for(env.cfg.seed, 1000 + k))
-            self.synth = Synthesizer(self.out_shape, n_classes, a.get("synth_width")).to(self.dtype)
+            synth = Synthesizer(self.out_shape, n_classes, a.get("synth_width"))
+        self.synth = synth.to(self.device, self.dtype)
         self.synth_opt = make_optimizer(a, self.synth.parameters(), 0.0, lr=a.get("synth_lr") or a.lr)
         total = env.total_flops
         self.synth_share = synth_flops(self.synth, self.out_shape, n_classes) / total if total > 0 else 0.0
@@ -162,7 +165,7 @@ class DNIStage(BPStage):
         if self.last:
             self.backprop(out, None, n, free=(token,))
         else:
-            y = self.data.y(t)
+            y = self.data.y(t).to(self.device)
             with self.timed("backward", n, FORWARD_SHARE * self.synth_share), torch.no_grad():
                 dhat = self.synth(out.detach(), y) * (self.rms / n)  # the synthetic gradient of the mean loss
             self.backprop(out, dhat, n, free=(token,))
@@ -170,7 +173,7 @@ class DNIStage(BPStage):
             self.send_grad(h.grad, t)
         self.update(lr)
         if not self.last:
-            self.regress(t, out.detach(), self.data.y(t))
+            self.regress(t, out.detach(), y)
 
     def regress(self, t: int, out: torch.Tensor, y: torch.Tensor) -> None:
         """One step of M_k onto the true gradient of iteration t-1 (sent by stage k+1 then)."""

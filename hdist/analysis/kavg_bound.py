@@ -222,7 +222,8 @@ def probe(problem, model, batch_size: int, *, batches: int = 8, hvp_samples: int
 
     train = problem.data.train
     params = [p for p in model.parameters() if p.requires_grad]
-    # Every draw (samples, masks' seed, the power iteration's start) from the host: the same bits on every device.
+    device = params[0].device if params else torch.device("cpu")
+    # Batches, masks and the power iteration's start from a CPU generator: the same draws on every device.
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
     b = max(1, min(int(batch_size), len(train)))
     model.eval()  # F first, as a run's evaluation at update 0 sees the model (before any BatchNorm statistics move)
@@ -231,7 +232,7 @@ def probe(problem, model, batch_size: int, *, batches: int = 8, hvp_samples: int
     if problem.l2:
         F1 += problem.reg_value(model)
     model.train()
-    device = params[0].device
+    # torch.manual_seed seeds every device's generator: a GPU's (dropout there) is restored too.
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(int(seed))
         grads = []

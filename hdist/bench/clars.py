@@ -18,6 +18,7 @@ import time
 
 import torch
 
+from hdist import devices
 from hdist.bench import alternate
 from hdist.optim import CLARS, LARS, SampleGradStats, layer_param_groups
 from hdist.problems import build_problem
@@ -39,7 +40,9 @@ def _side(rule: str, model, problem, cfg):
 def time_steps(model, opt, stats, problem, x, y, steps: int, sub: int | None) -> float:
     """Median seconds per step over ``steps`` steps."""
     times = []
+    device = x.device
     for _ in range(steps):
+        devices.synchronize(device)  # the clock reads close the step's GPU work (nothing on the CPU)
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=False)
         problem.data_loss(model(x), y).backward()
@@ -49,8 +52,9 @@ def time_steps(model, opt, stats, problem, x, y, steps: int, sub: int | None) ->
             xs, ys = (x, y) if sub is None else (x[:sub], y[:sub])
             s = stats(xs, ys)
             opt.step(sample_norms=[v / s["n"] for v in s["norm_sum"]])
+        devices.synchronize(device)
         times.append(time.perf_counter() - t0)
-    return float(torch.tensor(times).median())
+    return float(torch.tensor(times, device="cpu").median())
 
 
 def run(ctx) -> None:
@@ -59,10 +63,10 @@ def run(ctx) -> None:
     threads = torch.get_num_threads()
     torch.set_num_threads(int(a.threads))
     try:
-        problem = build_problem(cfg)
+        problem = build_problem(cfg, ctx.device)
         model = problem.build_model(ctx.seed)
         b = int(a.batch_size)
-        x, y = problem.data.train[torch.arange(b)]
+        x, y = problem.data.train[torch.arange(b, device="cpu")]
         if problem.has_transform:
             x = problem.eval_batch(x)
         sub = a.get("subsample")

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from hdist import data as data_mod
+from hdist import devices
 from hdist.models import build_model
 from hdist.types import AlgoSpec, ConfigError
 
@@ -68,15 +69,17 @@ def time_loader(name: str, root: Path | None, extra: dict, reps: int) -> list[fl
     return out
 
 
-def time_model(name: str, batch: int, steps: int) -> float:
-    model = build_model(name)
+def time_model(name: str, batch: int, steps: int, device: torch.device | str = "cpu") -> float:
     from hdist.models import get_spec
 
+    device = torch.device(device)
+    with torch.device("cpu"):
+        model = build_model(name).to(device)
     shape = get_spec(name).input_shape
     k = get_spec(name).num_classes
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(batch, *shape, generator=g)
-    y = torch.randint(0, k, (batch,), generator=g)
+    g = torch.Generator(device="cpu").manual_seed(0)
+    x = torch.randn(batch, *shape, generator=g, device="cpu").to(device)
+    y = torch.randint(0, k, (batch,), generator=g, device="cpu").to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
 
     def step():
@@ -85,9 +88,11 @@ def time_model(name: str, batch: int, steps: int) -> float:
         opt.step()
 
     step()  # warm-up: allocator, kernels
+    devices.synchronize(device)  # both clock reads wait for the GPU's queue (nothing on the CPU)
     t0 = time.perf_counter()
     for _ in range(steps):
         step()
+    devices.synchronize(device)
     return (time.perf_counter() - t0) / steps
 
 
@@ -122,7 +127,7 @@ def run(ctx) -> None:
         for i, m in enumerate(a.models):
             for rep in range(reps):
                 log.step, log.role = rep, str(m)
-                log.log("train", "step_s", time_model(str(m), int(a.batch_size), int(a.steps)))
+                log.log("train", "step_s", time_model(str(m), int(a.batch_size), int(a.steps), ctx.device))
             ctx.progress.update(2 + i + 1)
         log.role = "bench"
     finally:

@@ -19,6 +19,7 @@ import time
 
 import torch
 
+from hdist import devices
 from hdist.algos._ps import FlatModel
 from hdist.bench import alternate
 from hdist.problems import build_problem
@@ -29,10 +30,10 @@ FAMILIES = ("bench",)
 
 def _batches(n: int, b: int, steps: int, seed: int):
     """``steps`` index batches of ``b`` samples, epoch after epoch of a seeded order."""
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
     out: list[torch.Tensor] = []
     while len(out) < steps:
-        perm = torch.randperm(n, generator=gen)
+        perm = torch.randperm(n, generator=gen, device="cpu")
         out += [perm[i:i + b] for i in range(0, n - b + 1, b)][:steps - len(out)]
     return out
 
@@ -40,6 +41,7 @@ def _batches(n: int, b: int, steps: int, seed: int):
 def time_side(side: str, fm: FlatModel, problem, X, y, batches, scale: float) -> float:
     """Real microseconds per gradient (forward, loss, backward, flatten) on ``side``."""
     params = fm.params
+    devices.synchronize(fm.flat.device)  # both clock reads wait for the GPU's queue (nothing on the CPU)
     t0 = time.perf_counter()
     for idx in batches:
         loss = problem.data_loss(fm.model(X[idx]), y[idx])
@@ -47,6 +49,7 @@ def time_side(side: str, fm: FlatModel, problem, X, y, batches, scale: float) ->
             fm.grad(loss, scale=scale)
         else:
             torch.cat([g.reshape(-1) for g in torch.autograd.grad(scale * loss, params)])
+    devices.synchronize(fm.flat.device)
     return (time.perf_counter() - t0) / len(batches) * 1e6
 
 
@@ -55,9 +58,10 @@ def run(ctx) -> None:
     threads = torch.get_num_threads()
     torch.set_num_threads(int(cfg.algo.threads))
     try:
-        problem = build_problem(cfg)
+        problem = build_problem(cfg, ctx.device)
         fm = FlatModel(problem.build_model(ctx.seed))
-        X, y = problem.data.train.X, problem.data.train.y
+        # on the model's device (a no-op where the problem already keeps the training set there)
+        X, y = problem.data.train.X.to(ctx.device), problem.data.train.y.to(ctx.device)
         b, scale = int(cfg.algo.batch_size), -float(cfg.algo.lr)
         batches = _batches(len(y), b, int(cfg.algo.steps), ctx.seed)
         warm = batches[:int(cfg.algo.warmup_steps)]

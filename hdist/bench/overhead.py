@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from hdist import devices
 from hdist.algos import sgd
 from hdist.bench import alternate
 from hdist.config import load_option
@@ -57,18 +58,20 @@ def time_hdist(cfg, steps: int, scratch: Path, rep: int, comm) -> float:
     return steps / wall
 
 
-def time_raw(cfg, steps: int, seed: int) -> float:
-    problem = build_problem(cfg)
+def time_raw(cfg, steps: int, seed: int, device: torch.device | str = "cpu") -> float:
+    """The hand-written loop's steps/s on ``device`` (the CPU: the device hdist's side runs on here)."""
+    problem = build_problem(cfg, device)
     model = problem.build_model(seed)
-    X, y = problem.data.train.X, problem.data.train.y
+    X, y = problem.data.train.X.to(device), problem.data.train.y.to(device)
     b, n = int(cfg.algo.batch_size), len(y)
     opt = torch.optim.SGD(model.parameters(), lr=float(cfg.algo.lr))
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
     loss_fn = torch.nn.CrossEntropyLoss()
+    devices.synchronize(torch.device(device))  # both clock reads wait for the GPU's queue (nothing on the CPU)
     t0 = time.perf_counter()
     done = 0
     while done < steps:
-        perm = torch.randperm(n, generator=gen)
+        perm = torch.randperm(n, generator=gen, device="cpu")
         for i in range(0, n, b):
             if done == steps:
                 break
@@ -78,6 +81,7 @@ def time_raw(cfg, steps: int, seed: int) -> float:
             loss.backward()
             opt.step()
             done += 1
+    devices.synchronize(torch.device(device))
     return steps / (time.perf_counter() - t0)
 
 

@@ -17,6 +17,7 @@ import time
 
 import torch
 
+from hdist import devices
 from hdist.bench import alternate
 from hdist.problems import build_problem
 from hdist.threads import step_flop
@@ -28,11 +29,13 @@ SIDES = {"threads1": 1, "threads2": 2}
 
 def steps_per_s(model, opt, problem, x, y, steps: int, threads: int) -> float:
     torch.set_num_threads(threads)
+    devices.synchronize(x.device)  # both clock reads wait for the GPU's queue (nothing on the CPU)
     t0 = time.perf_counter()
     for _ in range(steps):
         opt.zero_grad(set_to_none=False)
         problem.data_loss(model(x), y).backward()
         opt.step()
+    devices.synchronize(x.device)
     return steps / (time.perf_counter() - t0)
 
 
@@ -41,9 +44,9 @@ def run(ctx) -> None:
     a = cfg.algo
     threads = torch.get_num_threads()
     try:
-        problem = build_problem(cfg)
+        problem = build_problem(cfg, ctx.device)
         base = problem.build_model(ctx.seed)
-        x, y = problem.data.train[torch.arange(int(a.batch_size))]
+        x, y = problem.data.train[torch.arange(int(a.batch_size), device="cpu")]
         if problem.has_transform:
             x = problem.eval_batch(x)
         sides = {}

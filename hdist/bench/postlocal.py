@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 
+from hdist import devices
 from hdist.algos._ps import Worker
 from hdist.problems import build_problem
 from hdist.types import AlgoSpec, seed_for
@@ -31,7 +32,7 @@ def run(ctx) -> None:
     from torch.distributed.optim import PostLocalSGDOptimizer
 
     cfg, comm, log = ctx.cfg, ctx.comm, ctx.log
-    problem = build_problem(cfg)
+    problem = build_problem(cfg, ctx.device)
     model = problem.build_model(seed_for(cfg.seed, 0))  # K-AVG's w~_1
     ctx.extra["model"] = model
     w = Worker(ctx, problem)
@@ -50,6 +51,7 @@ def run(ctx) -> None:
         w.log_step(loss, w.step, None)
     if w.step % k:
         average_parameters(iter(model.parameters()), dist.group.WORLD)  # K-AVG's closing average
+    devices.synchronize(ctx.device)  # the clock read closes this rank's GPU work (nothing on the CPU)
     comm.barrier()
     train_s = comm.now() - start
     # The optimizer hides the split: all of it is reported as compute.

@@ -56,7 +56,8 @@ def validate(cfg) -> None:
 
 def time_hdist(comm, d: int, steps: int) -> float | None:
     """One repetition of hdist's server; updates/s on the server, None on workers."""
-    comm.ps_init(torch.zeros(d))
+    # Host buffers on both sides: the raw mpi4py loop it is compared with sends numpy arrays.
+    comm.ps_init(torch.zeros(d, device="cpu"))
     if comm.worker_index is None:
         applied = [0]
 
@@ -67,8 +68,8 @@ def time_hdist(comm, d: int, steps: int) -> float | None:
         t0 = time.perf_counter()
         comm.serve(on_apply)
         return applied[0] / (time.perf_counter() - t0)
-    out = torch.empty(d)
-    delta = torch.full((d,), 1e-7)
+    out = torch.empty(d, device="cpu")
+    delta = torch.full((d,), 1e-7, device="cpu")
     comm.barrier()
     for _ in range(steps):
         version = comm.pull(out)

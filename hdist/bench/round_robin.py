@@ -68,8 +68,9 @@ def run(ctx) -> None:
     x = FlatModel(problem.build_model(seed_for(cfg.seed, 0))).flat.clone()
     replicas = [FlatModel(problem.build_model(seed_for(cfg.seed, 0))) for _ in range(p)]
     shards = [problem.data.train.shard(w, p) for w in range(p)]
-    gens = [torch.Generator().manual_seed(seed_for(cfg.seed, w)) for w in range(p)]
-    orders = [torch.randperm(len(s), generator=g) for s, g in zip(shards, gens)]
+    # Sample orders from CPU generators: the same batches on every device.
+    gens = [torch.Generator(device="cpu").manual_seed(seed_for(cfg.seed, w)) for w in range(p)]
+    orders = [torch.randperm(len(s), generator=g, device="cpu") for s, g in zip(shards, gens)]
     pos = [0] * p
     total = p * math.ceil(float(cfg.scale.epochs) * steps_per_epoch(len(shards[0]), b))
     rounds = int(cfg.algo.interleave)
@@ -78,18 +79,20 @@ def run(ctx) -> None:
     peak = 1  # the most gradients alive at once (delay + 1 once the loop is past its first updates)
     ctx.progress.start(total)
     log.restart_clock()
+    devices.synchronize(x.device)  # the clock reads close the GPU's work (nothing on the CPU)
     t0 = time.perf_counter()
     between_s = 0.0
     for i in range(total):
         if rounds:
-            # Untimed: only its effect on the update that follows is measured.
+            # Untimed: only its effect on the update that follows is measured (the GPU's queue keeps
+            # running meanwhile, as it would under a simulator's Python).
             tb = time.perf_counter()
             interleaved_python(rounds)
             between_s += time.perf_counter() - tb
         w = i % p
         fm = replicas[w]
         if pos[w] >= len(shards[w]):
-            orders[w] = torch.randperm(len(shards[w]), generator=gens[w])
+            orders[w] = torch.randperm(len(shards[w]), generator=gens[w], device="cpu")
             pos[w] = 0
         xb, yb = shards[w][orders[w][pos[w]:pos[w] + b]]
         pos[w] += b
