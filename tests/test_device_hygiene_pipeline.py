@@ -102,9 +102,10 @@ def test_pipeline_on_sim_stage_per_rank_makes_every_tensor_on_the_stage_device(m
         assert bad == []
 
 
-@pytest.mark.parametrize("backend,workers", [("serial", 1), ("thread", 2)])
-def test_cocoa_plus_makes_every_tensor_on_the_model_device(monkeypatch, tmp_path, backend, workers):
-    over = [*DUAL, "algo=cocoa_plus", f"backend={backend}", f"topology.workers={workers}"]
+@pytest.mark.parametrize("algo,backend,workers", [("cocoa_plus", "serial", 1), ("cocoa_plus", "thread", 2),
+                                                   ("dfsdca", "thread", 2)])
+def test_the_dual_methods_make_every_tensor_on_the_model_device(monkeypatch, tmp_path, algo, backend, workers):
+    over = [*DUAL, f"algo={algo}", f"backend={backend}", f"topology.workers={workers}"]
     res, seen = _run_on_meta(monkeypatch, tmp_path, over)
     assert res.status == "done", res.reason
     assert len(seen) == workers
