@@ -63,6 +63,7 @@ def test_multirun_runs_every_point_once(cli, tmp_path):
     assert len(_runs(tmp_path)) == 6
 
 
+@pytest.mark.slow  # > 5 s: the default suite stays under 5 minutes
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(sub, tmp_path):
     for args in (["algo=nope"], ["algo.lr=-1"], ["model=resnet20", "dataset=mnist"], ["-m", "algo.lr=0.1,-1"]):
         r = sub("run", *args, f"results_dir={tmp_path}")
@@ -99,6 +100,7 @@ def test_stems_outside_the_registry_are_one_line_exit_2(cli, tmp_path):
     assert not tmp_path.exists() or not any(tmp_path.iterdir())
 
 
+@pytest.mark.slow  # > 5 s: the default suite stays under 5 minutes
 def test_reproduce_figures_ls_report(cli, tmp_path):
     fast = ("scale=smoke", "scale.epochs=1", "progress=quiet", f"results_dir={tmp_path}")
     code, out, err = cli("reproduce", "huo17-fig1", *fast)
@@ -210,6 +212,7 @@ def _fake_mnist(root, n=20):
     return d
 
 
+@pytest.mark.slow  # > 5 s: the default suite stays under 5 minutes
 def test_bad_data_files_are_one_line_exit_2(sub, tmp_path):
     root = tmp_path / "data"
     d = _fake_mnist(root)

@@ -47,6 +47,7 @@ def _start_long_run(results_dir, extra=()):
     raise AssertionError("no metrics part file appeared")
 
 
+@pytest.mark.slow  # > 5 s: the default suite stays under 5 minutes
 def test_killed_run_leaves_readable_files_and_is_redone(tmp_path):
     proc, run_dir = _start_long_run(tmp_path)
     time.sleep(0.3)

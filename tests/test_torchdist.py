@@ -87,6 +87,7 @@ def test_a_failing_rank_ends_the_run(tmp_path, key, rank):
     _assert_nothing_left(before, res.run_dir)
 
 
+@pytest.mark.slow  # > 5 s: the default suite stays under 5 minutes
 def test_a_peer_that_hangs_fails_the_run_after_the_timeout(tmp_path):
     """A rank stuck outside any call: its peers give up after backend.timeout_s, not gloo's 30 min."""
     before = set(_procs())
