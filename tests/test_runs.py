@@ -9,6 +9,7 @@ import sys
 import time
 
 import pyarrow.parquet as pq
+import pytest
 
 from hdist.launch import execute, prepare
 from hdist.metrics import load_results, read_run_metrics
