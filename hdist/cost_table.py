@@ -99,3 +99,6 @@ if __name__ == "__main__":
     except ConfigError as e:
         print(f"hdist: {e}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM while a stem is timed: the rows written so far stay
+        print("hdist: cost table interrupted; the rows written before it are kept", file=sys.stderr)
+        sys.exit(130)

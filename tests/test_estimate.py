@@ -215,3 +215,29 @@ def test_sigterm_while_timing_stops_the_child_and_removes_its_directory(tmp_path
     time.sleep(0.5)
     alive = subprocess.run(["pgrep", "-f", f"hdist.estimate .*{tmp_path}"], capture_output=True, text=True).stdout
     assert child_pids and not alive.split()
+
+
+@pytest.mark.slow
+def test_cost_table_stopped_while_timing_is_one_line_and_keeps_the_doc(tmp_path):
+    """SIGTERM (a timeout, a scheduler) while a stem is timed: one line, exit 130, no traceback, the rows
+    written before it kept."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from hdist.cost_table import BEGIN, END
+    from tests.conftest import ROOT
+
+    doc = tmp_path / "reproduction.md"
+    doc.write_text(f"# t\n\n{BEGIN}\n| huo17-fig2 | 6 | 0.27 | 0.51 GB |\n{END}\n")
+    before = doc.read_text()
+    proc = subprocess.Popen([sys.executable, "-m", "hdist.cost_table", str(doc), "huo17-fig1"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(8)  # past the start: the stem is being timed
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == "hdist: cost table interrupted; the rows written before it are kept", err
+    assert doc.read_text() == before
