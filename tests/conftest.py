@@ -36,6 +36,18 @@ def cli(capsys):
     return call
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Torch's intra-op pool at one thread for the test: the same arithmetic in every world (reductions may
+    split differently with more threads), and no oversubscription of a loaded 2-core machine by tiny ops."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 def run_subprocess(*args: str, env: dict | None = None, timeout: float = 120, cwd: Path | None = None):
     e = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "hdist.cli", *args], capture_output=True, text=True,

@@ -29,12 +29,7 @@ DUAL = ["dataset=synthetic", "dataset.num_classes=2", "dataset.shape=[6]", "mode
         "progress=quiet", "log.evals_per_epoch=1", "topology.devices=cpu"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def _on(t: torch.Tensor, device: torch.device) -> bool:

@@ -14,18 +14,6 @@ from hdist.claims import Claim
 from hdist.papers.huo17 import common as huo17
 
 
-@pytest.fixture
-def one_torch_thread():
-    """The serial backend (huo17-fig3) runs with torch's default threads; on the loaded 2-core test machine two
-    intra-op threads contend with other processes and make every small op ~5x slower: use one here."""
-    import torch
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.mark.usefixtures("one_torch_thread")
 @pytest.mark.slow  # ~5-10 s each here; make test-slow (CI) runs them
 @pytest.mark.parametrize("stem", ["huo17-fig2", "huo17-fig3", "huo17-fig4"])

@@ -38,14 +38,7 @@ SAME_OPT = ["algo.optimizer=adam", "algo.lr=0.001", "algo.momentum=0.0", "algo.s
 TIMING = ("forward_s", "backward_s", "wait_s", "peak_mem_bytes", "eval_s", "train_s")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The same arithmetic in every world (reductions may split differently with more threads), and
-    # no oversubscription of a loaded machine by tiny ops.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 # --- hand-unrolled boxes on a 3-stage linear model ------------------------------------------------

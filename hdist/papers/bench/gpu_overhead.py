@@ -8,6 +8,7 @@ from __future__ import annotations
 import pandas as pd
 
 from hdist.claims import Claim
+from hdist.papers.bench.overhead import ratio_medians
 from hdist.plots import figure
 
 GOAL = 0.95  # minimum median ratio hdist / raw on a GPU, from the GPU issue
@@ -22,12 +23,7 @@ def _flag(df: pd.DataFrame, metric: str) -> pd.Series:
 def medians(df: pd.DataFrame) -> pd.DataFrame:
     """Per model: the batch, the median steps/s of each side, their ratio and its min-max over repetitions."""
     d = df[df["metric"] == "steps_per_s"]
-    med = d.pivot_table(index="model", columns="role", values="value", aggfunc="median")
-    med["ratio"] = med["hdist"] / med["raw"]
-    per_rep = d.pivot_table(index=["model", "step"], columns="role", values="value")
-    per_rep["ratio"] = per_rep["hdist"] / per_rep["raw"]
-    med["ratio_min"] = per_rep.groupby("model")["ratio"].min()
-    med["ratio_max"] = per_rep.groupby("model")["ratio"].max()
+    med = ratio_medians(d, "model")
     med["batch"] = d.groupby("model")["algo.batch_size"].first()
     med["on_cuda"] = _flag(df, "on_cuda").reindex(med.index, fill_value=False)
     med["hdist_on_device"] = _flag(df, "hdist_on_device").reindex(med.index, fill_value=False)

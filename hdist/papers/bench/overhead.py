@@ -10,18 +10,22 @@ from hdist.plots import figure
 GOALS = {10: 0.90, 128: 0.97}  # minimum median ratio hdist / raw, from the run-pipeline issue
 
 
+def ratio_medians(d: pd.DataFrame, by: str) -> pd.DataFrame:
+    """Per value of ``by``: the median steps/s of each side (``role`` hdist / raw), their ratio and its
+    min-max over repetitions (sides paired by rep index, the ``step`` column). ``d``: steps_per_s rows."""
+    med = d.pivot_table(index=by, columns="role", values="value", aggfunc="median")
+    med["ratio"] = med["hdist"] / med["raw"]
+    per_rep = d.pivot_table(index=[by, "step"], columns="role", values="value")
+    per_rep["ratio"] = per_rep["hdist"] / per_rep["raw"]
+    med["ratio_min"] = per_rep.groupby(by)["ratio"].min()
+    med["ratio_max"] = per_rep.groupby(by)["ratio"].max()
+    return med
+
+
 def medians(df: pd.DataFrame) -> pd.DataFrame:
     d = df[df["metric"] == "steps_per_s"]
     b = "algo.batch_size" if "algo.batch_size" in d.columns else None
-    d = d.assign(batch=d[b] if b else 0)
-    med = d.pivot_table(index="batch", columns="role", values="value", aggfunc="median")
-    med["ratio"] = med["hdist"] / med["raw"]
-    # The ratio's spread: per repetition (sides paired by rep index).
-    per_rep = d.pivot_table(index=["batch", "step"], columns="role", values="value")
-    per_rep["ratio"] = per_rep["hdist"] / per_rep["raw"]
-    med["ratio_min"] = per_rep.groupby("batch")["ratio"].min()
-    med["ratio_max"] = per_rep.groupby("batch")["ratio"].max()
-    return med
+    return ratio_medians(d.assign(batch=d[b] if b else 0), "batch")
 
 
 def plot(df: pd.DataFrame):
