@@ -37,8 +37,10 @@ TIE_ERROR = 0.005
 #: Arms of a timing claim ran under like load when their 1-minute load averages differ by at most this.
 LIKE_LOAD = 1.0
 
-#: Metrics that show training, in the order :func:`finalize` looks for them; errors are fractions 0..1.
-LOSS_METRICS = ("train_loss_full", "train_loss", "test_loss", "duality_gap", "suboptimality", "primal")
+#: Metrics that show training, in the order :func:`finalize` looks for them; errors are fractions 0..1. The
+#: objective's own measures come first: where a run logs one, its model loss may not be the objective (PCA's
+#: P(w) starts at 0 at w = 0 and is unbounded below, while its logged model loss does not move).
+LOSS_METRICS = ("suboptimality", "duality_gap", "train_loss_full", "train_loss", "test_loss", "primal")
 ERROR_METRICS = ("test_error", "train_error")
 
 

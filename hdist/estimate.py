@@ -30,6 +30,7 @@ bound of the full run's (histories and buffers may grow with the steps).
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -174,6 +175,12 @@ def _child(ovs: list[str], limit_s: float) -> dict:
 MIN_TIMED_S = 0.5
 #: at most this many times the steps of the first timing run in the second
 MAX_STEP_FACTOR = 250
+#: an algorithm without per-step rows is timed by the difference of two runs' last rows, the longer one's
+#: steps taking at least this many seconds (a run's start-up varies by tenths of a second) ...
+SETTLED_S = 2.0
+#: ... its steps grow at most this many times a try, for at most this many tries
+GROW_MAX = 64
+GROW_TRIES = 4
 
 
 def _cap(overrides: list[str]) -> int | None:
@@ -232,6 +239,7 @@ def measure(overrides: list[str], tmp: str) -> dict:
     from hdist.calibrate import short_run
 
     C.SEARCH_DIRS[:] = C.search_dirs(overrides)
+    began = time.perf_counter()
     first = short_run(overrides, f"{tmp}/first")
     rows = _rows(first["df"])
     timed, timed_run = rows, first
@@ -240,11 +248,26 @@ def measure(overrides: list[str], tmp: str) -> dict:
     if cap is not None and rows["per_epoch_s"] and (rows["timed_s"] < MIN_TIMED_S or not rows["per_step_rows"]):
         least = 2 if rows["per_step_rows"] else 4
         factor = min(MAX_STEP_FACTOR, max(least, round(MIN_TIMED_S / max(rows["timed_s"], 1e-3))))
-        timed_run = short_run([*overrides, f"algo.max_steps={cap * factor}"], f"{tmp}/again")
-        timed = _rows(timed_run["df"])
-        more_s, more_epochs = timed["timed_s"] - rows["timed_s"], timed["epoch_end"] - rows["epoch_end"]
-        if not timed["per_step_rows"] and more_s > 0 and more_epochs > 0:
-            timed["per_epoch_s"] = more_s / more_epochs
+        start_s = max(0.0, first["exec_s"] - rows["timed_s"])  # a run's data, model and ranks, before its steps
+        prev = rows
+        for attempt in range(GROW_TRIES):
+            timed_run = short_run([*overrides, f"algo.max_steps={cap * factor}"], f"{tmp}/again{attempt}")
+            timed = _rows(timed_run["df"])
+            if timed["per_step_rows"]:
+                break
+            # A run's last row holds its start-up's noise too (a dual method's first pushes pay for allocations,
+            # and vary by tenths of a second): the difference from the shorter run takes it out, once the
+            # steps take SETTLED_S; until then, many more steps.
+            more_s, more_epochs = timed["timed_s"] - prev["timed_s"], timed["epoch_end"] - prev["epoch_end"]
+            if more_s > 0 and more_epochs > 0:
+                timed["per_epoch_s"] = more_s / more_epochs
+            if timed["timed_s"] >= SETTLED_S:
+                break
+            grow = min(GROW_MAX, max(2, math.ceil(1.5 * SETTLED_S / max(timed["timed_s"], 1e-3))))
+            # the next run must end well inside the parent's TIMING_LIMIT_S, which would lose all of this
+            if time.perf_counter() - began + start_s + grow * timed["timed_s"] > 0.75 * TIMING_LIMIT_S:
+                break
+            prev, factor = timed, factor * grow
     eval_s, eval_cpu_s = _eval_seconds(first["cfg"]) if rows["evals"] else (0.0, 0.0)
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     ranks = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss

@@ -202,11 +202,21 @@ def draw_all(results_dir: Path, stems: list[str] | None = None, every_run: bool 
     drawn from that sweep's runs (``sweep`` in its result: their number), unless ``every_run``:
     a folder also holds the runs of earlier configs, topologies or scales, and of single
     ``hdist run`` calls, whose medians must not mix with the sweep's. A stem none of whose sweep
-    runs has finished is left out (``{"runs": 0, ...}``)."""
+    runs has finished is left out (``{"runs": 0, ...}``). A stem whose drawing fails (its figure code, or
+    results it cannot plot) is named on stderr and left out with ``"error"``; the others are drawn."""
     out = {}
     for stem in stems or stems_with_results(results_dir):
         ids = None if every_run else last_sweep(results_dir, stem)
-        res = draw_stem(results_dir, stem, ids)
+        try:
+            res = draw_stem(results_dir, stem, ids)
+        except Exception as e:  # noqa: BLE001 - one stem's figure code or results must not stop the others
+            import matplotlib.pyplot as plt
+
+            plt.close("all")
+            reason = f"{type(e).__name__}: {e}".splitlines()[0]
+            print(f"[hdist] {stem}: not drawn: {reason}", file=sys.stderr)
+            out[stem] = {"runs": 0, "sweep": ids is not None, "error": reason, "claims": [], "tables": {}}
+            continue
         if res is not None:
             out[stem] = {**res, "sweep": ids is not None}
         elif ids is not None:

@@ -130,6 +130,18 @@ def test_settle_preconditions():
     assert not arm_trained([2.3, 1.0, math.nan])
 
 
+def test_training_is_read_from_the_objectives_own_measure():
+    from hdist.claims import no_run_trained
+
+    # PCA (thesis-fig8): the logged model loss stays at 0 from w = 0 while the suboptimality falls by 1e9
+    rows = [{"run_id": "a", "rank": 0, "step": k, "metric": m, "value": v}
+            for k in range(3) for m, v in (("train_loss_full", 0.0), ("suboptimality", 5e-3 * 1e-4 ** k))]
+    df = pd.DataFrame(rows)
+    assert no_run_trained(df) == ""
+    flat = df.assign(value=np.where(df["metric"] == "suboptimality", 5e-3, 0.0))
+    assert no_run_trained(flat).startswith("no run trained (suboptimality")
+
+
 def test_timing_needs_like_recorded_load():
     quiet = {"load_1m_start": 0.4, "load_1m_end": 0.6, "cpu_count": 2}
     assert like_load([quiet, quiet]) == ""

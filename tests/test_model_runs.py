@@ -15,8 +15,10 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def _run(tmp_path, *ovs):
+    # one torch thread: whether each model trains is the question, and a 2-thread pool on a loaded 2-core
+    # machine runs a big model's step many times slower
     cfg = prepare(["scale=smoke", "scale.n_train=32", "scale.n_test=16", "algo.max_steps=2", "algo.batch_size=4",
-                   "algo.lr=0.01", "progress=quiet", f"results_dir={tmp_path}", *ovs])
+                   "algo.lr=0.01", "progress=quiet", "backend.threads=1", f"results_dir={tmp_path}", *ovs])
     return execute(cfg, quiet_skip=True)
 
 

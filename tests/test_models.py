@@ -60,7 +60,7 @@ def test_every_model_is_pinned():
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_model(name):
+def test_model(name, one_torch_thread):
     spec = get_spec(name)
     model = _model(name)
     assert isinstance(model, nn.Sequential)

@@ -392,7 +392,7 @@ def _assert_same(runs, ref="serial"):
         pd.testing.assert_frame_equal(e, e0, check_exact=True)
 
 
-@pytest.mark.parametrize("algo", ["bp", "ddg"])
+@pytest.mark.parametrize("algo", ["bp", pytest.param("ddg", marks=pytest.mark.slow)])
 def test_serial_process_sim_same_parameters(tmp_path, monkeypatch, algo):
     runs = _parity_runs(tmp_path, monkeypatch, algo, ["serial", "process", "sim"])
     _assert_same(runs)
@@ -425,7 +425,8 @@ def test_sim_times_follow_the_stage_shares(tmp_path):
 # --- the CLI, on process, ResNet-8 in two stages ---------------------------------------------------
 
 
-@pytest.mark.parametrize("algo", ALGOS)
+# bp and ddg in the default suite; fr and dni (the same CLI and backend path) in the slow one
+@pytest.mark.parametrize("algo", [a if a in ("bp", "ddg") else pytest.param(a, marks=pytest.mark.slow) for a in ALGOS])
 def test_cli_runs_on_process(cli, tmp_path, algo):
     code, out, err = cli("run", f"algo={algo}", "model=resnet8", "backend=process", "topology.stages=2", "scale=smoke",
                          "scale.n_train=64", "scale.n_test=32", "algo.batch_size=16", "algo.sigma_every=2",

@@ -61,6 +61,28 @@ def test_ls_figures_and_report_say_stand_in_and_scale(stand_in_results, cli):
     assert code == 0 and line in (stand_in_results / "REPORT.md").read_text()
 
 
+def test_figures_names_a_stem_it_cannot_draw_and_draws_the_others(stand_in_results, cli, monkeypatch, tmp_path):
+    import shutil
+
+    from hdist import figures
+
+    results = tmp_path / "results"
+    shutil.copytree(stand_in_results, results)
+    real = figures.draw_stem
+
+    def draw(results_dir, stem, run_ids=None):
+        if stem == "broken":
+            raise ValueError("cannot plot this frame\nsecond line")
+        return real(results_dir, stem, run_ids)
+
+    monkeypatch.setattr(figures, "stems_with_results", lambda d: ["broken", "adhoc"])
+    monkeypatch.setattr(figures, "draw_stem", draw)
+    code, out, err = cli("figures", f"results_dir={results}")
+    assert code == 1 and "Traceback" not in err
+    assert "broken: not drawn: ValueError: cannot plot this frame" in out and "second line" not in out
+    assert (results / "figures" / "adhoc.png").is_file() and "adhoc: " in out
+
+
 def test_results_line_is_printed_by_world_rank_0_only(monkeypatch, capsys):
     from hdist import cli
     from hdist.launch import RunResult

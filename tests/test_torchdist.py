@@ -207,7 +207,7 @@ def _run_reference(cfg, periods: list[int], out: Path, world: int = 2) -> None:
     assert codes == [0] * world, f"reference ranks exited with {codes}"
 
 
-@pytest.mark.parametrize("k", [3, 5])
+@pytest.mark.parametrize("k", [3, pytest.param(5, marks=pytest.mark.slow)])
 def test_kavg_matches_post_local_sgd(tmp_path, monkeypatch, k):
     import hdist.algos
 
