@@ -342,7 +342,8 @@ def estimate(stem: str, overrides: list[str], progress=None) -> dict:
     bound = any(a.timing.get("rss_lower_bound") or "over_s" in a.timing for a in arms)
     return {"stem": stem, "scale": str(arms[0].cfg.scale.name) if arms else "", "runs": len(combos),
             "arms": arms, "total_s": sum(known), "missing": len(seconds) - len(known),
-            "peak_rss_bytes": peak, "rss_lower_bound": bound}
+            "peak_rss_bytes": peak, "rss_lower_bound": bound,
+            "why_missing": sorted({a.timing["error"] for a in arms if "error" in a.timing})}
 
 
 def _hours(s: float) -> str:
@@ -357,7 +358,11 @@ def _total(est: dict) -> str:
     """The total in hours, marked when some arm could not be timed (a lower bound then)."""
     text = _hours(est["total_s"])
     if est["missing"]:
-        text = f">= {text} ({est['missing']} run(s) not estimated)"
+        why = "; ".join(est.get("why_missing") or [])
+        why = f": {why}" if why else ""
+        if est["missing"] == est["runs"]:
+            return f"not estimated{why}"
+        text = f">= {text} ({est['missing']} run(s) not estimated{why})"
     return text
 
 
@@ -379,7 +384,8 @@ def format_table(est: dict) -> str:
                          f"{TIMING_LIMIT_S:.0f} s), scaled up")
         for own in arm.runs[1:]:
             lines.append(f"{'':>4}  {'':>9}  {'':>7}  {'':>9}  {' '.join(own)}")
-    lines.append(f"total: {_total(est)} hours ({est['total_s']:.0f} s) on this machine ({cores()} core(s)); "
+    total = _total(est) if est["missing"] == est["runs"] else f"{_total(est)} hours ({est['total_s']:.0f} s)"
+    lines.append(f"total: {total} on this machine ({cores()} core(s)); "
                  f"peak RSS {_gb(est['peak_rss_bytes'], est['rss_lower_bound'])}")
     return "\n".join(lines)
 

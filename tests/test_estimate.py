@@ -241,3 +241,13 @@ def test_cost_table_stopped_while_timing_is_one_line_and_keeps_the_doc(tmp_path)
     assert "Traceback" not in err, err
     assert err.strip().splitlines()[-1] == "hdist: cost table interrupted; the rows written before it are kept", err
     assert doc.read_text() == before
+
+
+def test_a_stem_none_of_whose_runs_was_timed_says_why_not_zero_hours():
+    from hdist.estimate import _total
+
+    est = {"total_s": 0.0, "runs": 2, "missing": 2, "why_missing": ["timing run took over 60 s"]}
+    assert _total(est) == "not estimated: timing run took over 60 s"
+    est = {"total_s": 7200.0, "runs": 3, "missing": 1, "why_missing": ["timing run took over 60 s"]}
+    assert _total(est) == ">= 2 (1 run(s) not estimated: timing run took over 60 s)"
+    assert _total({"total_s": 3600.0, "runs": 1, "missing": 0}) == "1"
