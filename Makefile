@@ -42,8 +42,8 @@ lint:  ## ruff
 reproduce:  ## run the sweeps behind STEMS at SCALE (resumable): make reproduce STEMS="huo17-fig1" SCALE=smoke
 	@for s in $(STEMS); do hdist reproduce $$s scale=$(SCALE) results_dir=$(RESULTS) || exit $$?; done
 
-cost-table:  ## docs/reproduction.md's cost table: each stem's runs, time and memory at scale=paper, measured (COST_STEMS: only those rows)
-	$(PY) -m hdist.cost_table docs/reproduction.md $(COST_STEMS)
+cost-table:  ## docs/reproduction.md's cost table: each stem's runs, time and memory at scale=paper, measured (COST_STEMS: only those rows; COST_LIMIT=S: timing runs' limit, default 60 s)
+	$(PY) -m hdist.cost_table docs/reproduction.md $(COST_STEMS) $(if $(COST_LIMIT),--timing-limit=$(COST_LIMIT))
 
 figures:  ## draw every figure and claim check from RESULTS (default results/)
 	hdist figures results_dir=$(RESULTS)

@@ -28,7 +28,8 @@ verbs:
   run [-m] [key=value ...]       one run; -m sweeps (Hydra multirun): hdist run -m seed=0,1,2 algo.lr=0.1,0.01
                                  hdist run --help shows the config groups and options
   reproduce STEM [key=value ...] the sweep behind one paper figure (resumable), then its figure and claims;
-                                 --estimate: its runs and their time here, measured on a few steps (writes nothing)
+                                 --estimate: its runs and their time here, measured on a few steps (writes nothing);
+                                 --timing-limit=S: each timing run's limit (default 60 s; big networks need more)
   figures [STEM ...]             draw <results_dir>/figures/<stem>.png|pdf and <results_dir>/<stem>/claims.json
   ls [STEM]                      list stems with run counts, or one stem's runs
   report                         write <results_dir>/REPORT.md: figures, claims (PASS/FAIL), run counts
@@ -220,10 +221,15 @@ def cmd_reproduce(args: list[str]) -> int:
     stem = pos[0]
     if stem not in stems():
         raise ConfigError(f"reproduce {stem}: unknown stem; allowed: {', '.join(stems())}")
+    bad = [f for f in flags if f not in ("--estimate", "--no-figures") and not f.startswith(("--format=", "--timing-limit="))]
+    if bad:
+        raise ConfigError(f"reproduce: unknown flag {bad[0]}; allowed: --estimate [--format=table|md] "
+                          f"[--timing-limit=SECONDS], --no-figures")
     if "--estimate" in flags:
         return _estimate(stem, ovs, flags)
-    if any(f.startswith("--format") for f in flags):
-        raise ConfigError("reproduce --format: only with --estimate; allowed: --estimate --format=table|md")
+    if any(f.startswith(("--format", "--timing-limit")) for f in flags):
+        raise ConfigError("reproduce --format, --timing-limit: only with --estimate; allowed: --estimate "
+                          "[--format=table|md] [--timing-limit=SECONDS]")
     combos = experiment_runs(stem, ovs)
     cfgs = [prepare(c) for c in combos]  # validate everything first
     print(f"[hdist] {stem}: {len(cfgs)} run(s)", file=sys.stderr)
@@ -251,8 +257,8 @@ def _estimate(stem: str, ovs: list[str], flags: list[str]) -> int:
     """``hdist reproduce STEM --estimate [--format=md]``: the runs and their measured time here; nothing written."""
     from hdist.estimate import check_flags, estimate, format_md_row, format_table
 
-    fmt = check_flags(flags)
-    est = estimate(stem, ovs, progress=lambda line: print(line, file=sys.stderr, flush=True))
+    fmt, limit_s = check_flags(flags)
+    est = estimate(stem, ovs, progress=lambda line: print(line, file=sys.stderr, flush=True), limit_s=limit_s)
     print(format_md_row(est) if fmt == "md" else format_table(est))
     return 0
 

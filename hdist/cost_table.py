@@ -1,7 +1,10 @@
 """``make cost-table``: the "Cost table" of docs/reproduction.md, one row per stem from
 ``hdist reproduce STEM scale=paper --estimate`` (:mod:`hdist.estimate`).
 
-    python -m hdist.cost_table DOC [STEM ...]     (no STEM: every stem)
+    python -m hdist.cost_table DOC [STEM ...] [--timing-limit=S]    (no STEM: every stem)
+
+``--timing-limit=S``: each timing run's limit in seconds (default 60; a network whose few steps take
+longer is not estimated under it).
 
 Only the rows of the stems named are rewritten (the others stay as they were), each as soon as its
 estimate is done, so an interrupted table keeps the rows it finished. The rows live between two
@@ -65,8 +68,15 @@ def _commit() -> str:
 
 
 def main(argv: list[str]) -> int:
-    from hdist.estimate import cores, estimate, format_md_row
+    from hdist.estimate import TIMING_LIMIT_S, cores, estimate, format_md_row, timing_limit
     from hdist.papers import stems
+
+    limit_s = TIMING_LIMIT_S
+    for flag in [a for a in argv if a.startswith("-")]:
+        if not flag.startswith("--timing-limit="):
+            raise ConfigError(f"cost-table: unknown flag {flag}; allowed: --timing-limit=SECONDS")
+        limit_s = timing_limit(flag.split("=", 1)[1], "cost-table --timing-limit")
+    argv = [a for a in argv if not a.startswith("-")]
 
     if not argv:
         raise ConfigError("cost-table: expected DOC [STEM ...]; allowed: python -m hdist.cost_table "
@@ -84,7 +94,7 @@ def main(argv: list[str]) -> int:
     for stem in wanted or known:
         print(f"[hdist] cost table: {stem}", file=sys.stderr, flush=True)
         try:
-            rows[stem] = format_md_row(estimate(stem, ["scale=paper"]))
+            rows[stem] = format_md_row(estimate(stem, ["scale=paper"], limit_s=limit_s))
         except ConfigError as e:
             # A stem that cannot be planned at paper scale is named in its row, not a stop of the table.
             rows[stem] = f"| {stem} | ? | not estimated: {str(e).replace('|', '/')} | - |"

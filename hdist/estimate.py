@@ -145,7 +145,7 @@ def _child(ovs: list[str], limit_s: float) -> dict:
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="hdist-estimate-") as tmp:
-        cmd = [sys.executable, "-m", "hdist.estimate", json.dumps(ovs), tmp]
+        cmd = [sys.executable, "-m", "hdist.estimate", json.dumps(ovs), tmp, str(limit_s)]
         # Its own session: on a timeout, the child and every rank it started are stopped together.
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 start_new_session=True)
@@ -230,7 +230,7 @@ def _eval_seconds(cfg) -> tuple[float, float]:
     return time.perf_counter() - wall0, time.process_time() - cpu0
 
 
-def measure(overrides: list[str], tmp: str) -> dict:
+def measure(overrides: list[str], tmp: str, limit_s: float = TIMING_LIMIT_S) -> dict:
     """The timing run itself (in the child): ``overrides`` run into the directory ``tmp``, then, when its
     timed steps were too short to time, again with more steps; one evaluation timed on its own."""
     import resource
@@ -265,7 +265,7 @@ def measure(overrides: list[str], tmp: str) -> dict:
                 break
             grow = min(GROW_MAX, max(2, math.ceil(1.5 * SETTLED_S / max(timed["timed_s"], 1e-3))))
             # the next run must end well inside the parent's TIMING_LIMIT_S, which would lose all of this
-            if time.perf_counter() - began + start_s + grow * timed["timed_s"] > 0.75 * TIMING_LIMIT_S:
+            if time.perf_counter() - began + start_s + grow * timed["timed_s"] > 0.75 * limit_s:
                 break
             prev, factor = timed, factor * grow
     eval_s, eval_cpu_s = _eval_seconds(first["cfg"]) if rows["evals"] else (0.0, 0.0)
@@ -317,7 +317,7 @@ def _raise_stopped(signum, frame):
     raise _Stopped("SIGTERM")
 
 
-def estimate(stem: str, overrides: list[str], progress=None) -> dict:
+def estimate(stem: str, overrides: list[str], progress=None, limit_s: float = TIMING_LIMIT_S) -> dict:
     """The stem's runs, arms and their timings, and the estimate: seconds in all (None where an arm failed)."""
     import threading
 
@@ -329,7 +329,7 @@ def estimate(stem: str, overrides: list[str], progress=None) -> dict:
         for i, arm in enumerate(arms):
             if progress:
                 progress(f"[hdist] {stem}: timing arm {i + 1}/{len(arms)}: {' '.join(arm.runs[0]) or '(base)'}")
-            arm.timing = time_arm(arm, too_big=too_big)
+            arm.timing = time_arm(arm, limit_s=limit_s, too_big=too_big)
     finally:
         if main:
             signal.signal(signal.SIGTERM, old)
@@ -343,7 +343,7 @@ def estimate(stem: str, overrides: list[str], progress=None) -> dict:
     return {"stem": stem, "scale": str(arms[0].cfg.scale.name) if arms else "", "runs": len(combos),
             "arms": arms, "total_s": sum(known), "missing": len(seconds) - len(known),
             "peak_rss_bytes": peak, "rss_lower_bound": bound,
-            "why_missing": sorted({a.timing["error"] for a in arms if "error" in a.timing})}
+            "why_missing": sorted({a.timing["error"] for a in arms if "error" in a.timing}), "limit_s": limit_s}
 
 
 def _hours(s: float) -> str:
@@ -381,7 +381,7 @@ def format_table(est: dict) -> str:
             lines.append(f"{'':>4}  not estimated: {t['error']}")
         elif "n_scale" in t:
             lines.append(f"{'':>4}  timed on 1/{t['n_scale']:.3g} of the training set (the whole one took over "
-                         f"{TIMING_LIMIT_S:.0f} s), scaled up")
+                         f"{est.get('limit_s', TIMING_LIMIT_S):.0f} s), scaled up")
         for own in arm.runs[1:]:
             lines.append(f"{'':>4}  {'':>9}  {'':>7}  {'':>9}  {' '.join(own)}")
     total = _total(est) if est["missing"] == est["runs"] else f"{_total(est)} hours ({est['total_s']:.0f} s)"
@@ -400,21 +400,35 @@ def format_md_row(est: dict) -> str:
 FORMATS = ("table", "md")
 
 
-def check_flags(flags: list[str]) -> str:
-    """The output format of ``--estimate`` flags (ConfigError on a bad one)."""
-    fmt = "table"
+def check_flags(flags: list[str]) -> tuple[str, float]:
+    """The output format and the timing runs' limit in seconds of ``--estimate`` flags (ConfigError on a bad one)."""
+    fmt, limit_s = "table", TIMING_LIMIT_S
     for f in flags:
         if f.startswith("--format="):
             fmt = f.split("=", 1)[1]
             if fmt not in FORMATS:
                 raise ConfigError(f"reproduce --format={fmt}: unknown format; allowed: {', '.join(FORMATS)}")
-    return fmt
+        elif f.startswith("--timing-limit="):
+            limit_s = timing_limit(f.split("=", 1)[1], "reproduce --timing-limit")
+    return fmt, limit_s
+
+
+def timing_limit(text: str, what: str) -> float:
+    """A timing-run limit in seconds from the command line (ConfigError unless a number of at least 10)."""
+    try:
+        limit_s = float(text)
+    except ValueError:
+        limit_s = float("nan")
+    if not limit_s >= 10:
+        raise ConfigError(f"{what}={text}: not a number of seconds >= 10; allowed: e.g. {what}=300 "
+                          f"(default {TIMING_LIMIT_S:.0f})")
+    return limit_s
 
 
 if __name__ == "__main__":
     # The child of time_arm: one timing run, its numbers as the last line of stdout.
     try:
-        result = measure(json.loads(sys.argv[1]), sys.argv[2])
+        result = measure(json.loads(sys.argv[1]), sys.argv[2], *(float(a) for a in sys.argv[3:4]))
     except (ConfigError, RuntimeError) as e:
         result = {"error": str(e).splitlines()[0]}
     print(json.dumps(result))

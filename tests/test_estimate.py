@@ -54,7 +54,8 @@ def test_estimate_from_the_command_line(cli, tmp_path, monkeypatch):
     # The wiring only (flags, format, exit code): a fixed timing instead of a timing run.
     timing = {"exec_s": 2.0, "cpu_s": 2.0, "timed_s": 0.5, "evals": 2, "eval_s": 0.1, "eval_cpu_s": 0.1,
               "per_epoch_s": 3.0, "timed_cpu_share": 1.0, "epoch_end": 0.1, "peak_rss_bytes": 4e8}
-    monkeypatch.setattr(hdist.estimate, "time_arm", lambda arm, **kw: dict(timing))
+    limits = []
+    monkeypatch.setattr(hdist.estimate, "time_arm", lambda arm, **kw: limits.append(kw["limit_s"]) or dict(timing))
     results = tmp_path / "results"
     code, out, err = cli("reproduce", "huo17-fig1", *TINY, f"results_dir={results}", "--estimate", "--format=md")
     assert code == 0, err
@@ -63,6 +64,9 @@ def test_estimate_from_the_command_line(cli, tmp_path, monkeypatch):
     code, out, err = cli("reproduce", "huo17-fig1", *TINY, f"results_dir={results}", "--estimate")
     assert code == 0, err
     assert "algo.lr=0.01" in out and "algo.lr=0.05" in out and "total: " in out, out
+    assert set(limits) == {60.0}
+    code, out, err = cli("reproduce", "huo17-fig1", *TINY, f"results_dir={results}", "--estimate", "--timing-limit=300")
+    assert code == 0 and limits[-1] == 300.0, err
     assert not results.exists()
 
 
@@ -70,6 +74,9 @@ def test_estimate_from_the_command_line(cli, tmp_path, monkeypatch):
     (("no-such-stem",), "no-such-stem"),
     (("huo17-fig1", "algo.lr=-1"), "algo.lr"),
     (("huo17-fig1", "--format=html"), "--format=html"),
+    (("huo17-fig1", "--timing-limit=abc"), "--timing-limit=abc"),
+    (("huo17-fig1", "--timing-limit=5"), "--timing-limit=5"),
+    (("huo17-fig1", "--estmate"), "--estmate"),
 ])
 def test_estimate_bad_input_is_one_line_exit_2(cli, tmp_path, args, names):
     results = tmp_path / "results"
@@ -119,7 +126,9 @@ def test_cost_table_bad_input_is_one_line_exit_2(tmp_path):
 
     doc = tmp_path / "no-markers.md"
     doc.write_text("# nothing here\n")
-    for args, names in (([str(doc), "no-such-stem"], "no-such-stem"), ([str(doc), "huo17-fig1"], str(doc))):
+    for args, names in (([str(doc), "no-such-stem"], "no-such-stem"), ([str(doc), "huo17-fig1"], str(doc)),
+                        ([str(doc), "huo17-fig1", "--timing-limit=x"], "--timing-limit=x"),
+                        ([str(doc), "--fast"], "--fast")):
         r = subprocess.run([sys.executable, "-m", "hdist.cost_table", *args], capture_output=True, text=True,
                            cwd=ROOT, timeout=60)
         assert r.returncode == 2, r.stderr
