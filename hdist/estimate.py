@@ -264,7 +264,7 @@ def measure(overrides: list[str], tmp: str, limit_s: float = TIMING_LIMIT_S) -> 
             if timed["timed_s"] >= SETTLED_S:
                 break
             grow = min(GROW_MAX, max(2, math.ceil(1.5 * SETTLED_S / max(timed["timed_s"], 1e-3))))
-            # the next run must end well inside the parent's TIMING_LIMIT_S, which would lose all of this
+            # the next run must end well inside limit_s: the parent stops the child there and loses all of this
             if time.perf_counter() - began + start_s + grow * timed["timed_s"] > 0.75 * limit_s:
                 break
             prev, factor = timed, factor * grow
