@@ -221,7 +221,8 @@ def cmd_reproduce(args: list[str]) -> int:
     stem = pos[0]
     if stem not in stems():
         raise ConfigError(f"reproduce {stem}: unknown stem; allowed: {', '.join(stems())}")
-    bad = [f for f in flags if f not in ("--estimate", "--no-figures") and not f.startswith(("--format=", "--timing-limit="))]
+    bad = [f for f in flags
+           if f not in ("--estimate", "--no-figures") and not f.startswith(("--format=", "--timing-limit="))]
     if bad:
         raise ConfigError(f"reproduce: unknown flag {bad[0]}; allowed: --estimate [--format=table|md] "
                           f"[--timing-limit=SECONDS], --no-figures")
