@@ -41,7 +41,8 @@ def write_report(results_dir: Path, redraw: bool = True, every_run: bool = False
         sweep = " (of its last `hdist reproduce`; `hdist report --all` draws every finished run)" \
             if out and out["sweep"] else ""
         unreadable = f"; unreadable: {len(bad)} (named below, skipped)" if bad else ""
-        lines += [f"## {stem}", "", f"Runs: {n_runs}; drawn: {n_drawn} finished{sweep}{unreadable}", ""]
+        not_drawn = f"; not drawn: {out['error']}" if out and "error" in out else ""
+        lines += [f"## {stem}", "", f"Runs: {n_runs}; drawn: {n_drawn} finished{sweep}{unreadable}{not_drawn}", ""]
         lines += [data_line(_summary_rows(results_dir, stem)), ""]
         lines += [f"- unreadable: `{b}`" for b in bad] + ([""] if bad else [])
         if n_drawn:

@@ -81,6 +81,13 @@ def test_figures_names_a_stem_it_cannot_draw_and_draws_the_others(stand_in_resul
     assert code == 1 and "Traceback" not in err
     assert "broken: not drawn: ValueError: cannot plot this frame" in out and "second line" not in out
     assert (results / "figures" / "adhoc.png").is_file() and "adhoc: " in out
+    from hdist import report
+
+    monkeypatch.setattr(report, "stems_with_results", lambda d: ["broken", "adhoc"])
+    code, _, err = cli("report", f"results_dir={results}")
+    text = (results / "REPORT.md").read_text()
+    assert code == 0 and "Traceback" not in err
+    assert "not drawn: ValueError: cannot plot this frame" in text and "![adhoc](figures/adhoc.png)" in text
 
 
 def test_results_line_is_printed_by_world_rank_0_only(monkeypatch, capsys):
